@@ -1,0 +1,38 @@
+# Everything installs itself into a local virtual environment: `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_WORKDIR ?= runs/demo_dcgan_digits
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install demo test test-fast lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m genimg_jax.main --config=configs/dcgan_digits.py --workdir=$(DEMO_WORKDIR)
+	@echo "demo outputs: $(DEMO_WORKDIR)"
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python -m genimg_jax.benchmark --config=configs/dcgan_digits.py
+	$(BIN)/python -m genimg_jax.benchmark --config=configs/vae_digits.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

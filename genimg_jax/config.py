@@ -1,0 +1,194 @@
+"""Experiment configs: loading `configs/*.py`, command-line overrides, and one clear error per mistake.
+
+ml_collections' own flag machinery reports a typo in an override as a traceback (or, for a missing file, not at
+all), so overrides are applied here: every key must already exist in the config, values are parsed to the type of
+the field they replace, and a typo names the closest existing keys.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import pathlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+    """A config file, key or value that cannot be used; the message names which and where."""
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """Load `path/to/config.py` or `path/to/config.py:ARG` by calling its `get_config()` (or `get_config(ARG)`)."""
+    path_text, _, arg = spec.partition(":")
+    path = pathlib.Path(path_text)
+    if not path.is_file():
+        raise ConfigError(f"config file {path_text!r} does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"_genimg_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path_text!r} defines no get_config()")
+    config = module.get_config(arg) if arg else module.get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"get_config() in {path_text!r} returned {type(config).__name__}, not a ConfigDict")
+    return config
+
+
+def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    """All leaf keys of `config` as dotted paths, e.g. `train.steps`."""
+    keys = []
+    for name, value in config.items():
+        path = f"{prefix}{name}"
+        if isinstance(value, ml_collections.ConfigDict):
+            keys.extend(flat_keys(value, f"{path}."))
+        else:
+            keys.append(path)
+    return keys
+
+
+def _unknown_key_error(config: ml_collections.ConfigDict, dotted: str) -> ConfigError:
+    close = difflib.get_close_matches(dotted, flat_keys(config), n=3, cutoff=0.8)
+    hint = f"; did you mean {', '.join('config.' + c for c in close)}?" if close else ""
+    return ConfigError(f"unknown config key config.{dotted}{hint}")
+
+
+def _parse_value(text: str, current: Any, field_type: type | None, dotted: str) -> Any:
+    """Parse a command-line string into the type of the field it overrides."""
+    target = field_type if field_type is not None else type(current)
+    try:
+        if target is bool:
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0"):
+                raise ValueError("expected true or false")
+            return lowered in ("true", "1")
+        if target is int:
+            return int(text)
+        if target is float:
+            return float(text)
+        if target is str:
+            return text
+        if target in (tuple, list):
+            parsed = ast.literal_eval(text)
+            if not isinstance(parsed, tuple | list):
+                parsed = (parsed,)
+            return target(parsed)
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError) as error:
+        name = getattr(target, "__name__", str(target))
+        raise ConfigError(f"config.{dotted}={text!r} is not a valid {name}: {error}") from None
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> ml_collections.ConfigDict:
+    """Apply `a.b=value` overrides in place; each key must already exist in the config."""
+    for override in overrides:
+        dotted, sep, text = override.partition("=")
+        if not sep:
+            raise ConfigError(f"override {override!r} must look like config.KEY=VALUE")
+        *parents, leaf = dotted.split(".")
+        node = config
+        for depth, name in enumerate(parents):
+            if name not in node or not isinstance(node[name], ml_collections.ConfigDict):
+                raise _unknown_key_error(config, ".".join(parents[: depth + 1] + [leaf]))
+            node = node[name]
+        if leaf not in node:
+            raise _unknown_key_error(config, dotted)
+        if isinstance(node[leaf], ml_collections.ConfigDict):
+            raise ConfigError(f"config.{dotted} is a section; override one of its keys instead")
+        node[leaf] = _parse_value(text, node[leaf], node.get_type(leaf), dotted)
+    return config
+
+
+def split_override_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate `--config.a.b=v` (or `--config.a.b v`) arguments from the rest of the command line."""
+    overrides, rest = [], []
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg.startswith("--config."):
+            body = arg[len("--config.") :]
+            if "=" not in body:
+                if not args:
+                    raise ConfigError(f"override {arg} has no value")
+                body = f"{body}={args.pop(0)}"
+            overrides.append(body)
+        else:
+            rest.append(arg)
+    return overrides, rest
+
+
+def require(condition: bool, key: str, value: Any, expectation: str) -> None:
+    """Raise a ConfigError naming `config.<key>` unless `condition` holds."""
+    if not condition:
+        raise ConfigError(f"config.{key}={value!r} is invalid: {expectation}")
+
+
+def validate_common(config: ml_collections.ConfigDict) -> None:
+    """Checks every method shares; each method validates its own `model` section."""
+    for section in ("data", "model", "optim", "train", "eval", "mesh"):
+        if section not in config:
+            raise ConfigError(f"config has no section config.{section}")
+    train, data = config.train, config.data
+    require(train.steps > 0, "train.steps", train.steps, "must be positive")
+    require(train.batch_size > 0, "train.batch_size", train.batch_size, "must be positive")
+    for key in ("log_every", "sample_every", "checkpoint_every"):
+        require(train[key] >= 0, f"train.{key}", train[key], "must be >= 0 (0 disables)")
+    require(train.keep_checkpoints > 0, "train.keep_checkpoints", train.keep_checkpoints, "must be positive")
+    require(data.channels in (1, 3), "data.channels", data.channels, "must be 1 or 3")
+    resolution = data.resolution
+    require(
+        resolution >= 8 and resolution & (resolution - 1) == 0,
+        "data.resolution",
+        resolution,
+        "must be a power of two >= 8",
+    )
+    require(config.eval.every >= 0, "eval.every", config.eval.every, "must be >= 0 (0 disables)")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Sections every experiment shares, with defaults; `configs/*.py` start from this and fill in the method.
+
+    Every key an experiment may override must exist here or in the experiment file: overrides cannot add keys.
+    """
+    config = ml_collections.ConfigDict()
+    config.method = ""
+    config.seed = 0
+    config.data = ml_collections.ConfigDict(
+        {
+            # digits | faces | tfds:NAME[:SPLIT] | folder:PATH
+            "source": "digits",
+            "data_dir": "",  # tensorflow-datasets data directory ('' = tfds default)
+            "train_split": "train",
+            "eval_split": "test",
+            "resolution": 32,
+            "channels": 1,
+            "random_flip": False,
+        }
+    )
+    config.model = ml_collections.ConfigDict()
+    config.optim = ml_collections.ConfigDict()
+    config.train = ml_collections.ConfigDict(
+        {
+            "steps": 1000,
+            "batch_size": 64,  # global, over all devices and processes
+            "log_every": 50,
+            "sample_every": 250,
+            "num_sample_images": 64,
+            "checkpoint_every": 500,
+            "keep_checkpoints": 3,
+        }
+    )
+    config.eval = ml_collections.ConfigDict({"every": 0, "batch_size": 256})
+    # Mesh axis sizes; -1 takes the remaining devices. Default: pure data parallelism over every device.
+    config.mesh = ml_collections.ConfigDict({"data": -1})
+    return config
+
+
+def adam_config(learning_rate: float, b1: float = 0.9, b2: float = 0.999) -> ml_collections.ConfigDict:
+    """An `optim` section for `methods.base.adam`."""
+    return ml_collections.ConfigDict(
+        {"learning_rate": learning_rate, "b1": b1, "b2": b2, "weight_decay": 0.0, "grad_clip_norm": 0.0}
+    )

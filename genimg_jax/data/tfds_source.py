@@ -1,0 +1,67 @@
+"""`tfds:NAME[:SPLIT]` — a prepared tensorflow-datasets dataset read through its array_record data source.
+
+`builder.as_data_source` gives random access (grain-compatible) without a `tf.data` pipeline. Loading never
+downloads: `tfds.load` on a dataset that is not prepared starts a download that retries for minutes (and
+cannot succeed on an offline cluster node), so we check `builder.is_prepared()` first and fail at once with
+instructions for preparing the data elsewhere. NAME may carry a config (`celeb_a/...`); SPLIT accepts tfds
+slicing syntax (`train[:90%]`), which is why only the first ':' separates the two.
+"""
+
+import numpy as np
+
+from genimg_jax.data.errors import DataError
+from genimg_jax.data.images import fit_image
+from genimg_jax.data.sources import example
+
+
+class TfdsSource:
+    """Feature "image" (and "label" when it is a ClassLabel) of one split of a prepared tfds dataset."""
+
+    def __init__(self, name: str, split: str, resolution: int, channels: int, data_dir: str | None):
+        import tensorflow_datasets as tfds
+
+        spec = f"tfds:{name}"
+        if not name:
+            raise DataError("tfds source needs a dataset name: 'tfds:NAME' or 'tfds:NAME:SPLIT'")
+        try:
+            builder = tfds.builder(name, data_dir=data_dir)
+        except ValueError as error:  # DatasetNotFoundError and bad config names; keep only the first line
+            raise DataError(f"{spec}: {str(error).splitlines()[0]} (data_dir={data_dir})") from error
+        if not builder.is_prepared():
+            raise DataError(
+                f"{spec}: not prepared under {builder.data_dir_root}, and this code never downloads. "
+                f"Prepare it on a machine with network access (or with the files in a manual_dir): "
+                f"`tfds build {name} --data_dir={builder.data_dir_root} --file_format=array_record` "
+                f"(add --manual_dir=DIR if the dataset needs manual downloads), then copy the folder here "
+                f"or pass its location as data_dir."
+            )
+        if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+            raise DataError(
+                f"{spec}: prepared as {builder.info.file_format.value} under {builder.data_dir}, but random "
+                f"access needs array_record: run `tfds convert_format "
+                f"--dataset_version_dir={builder.data_dir} --out_file_format=array_record` or rebuild with "
+                f"--file_format=array_record."
+            )
+        features = builder.info.features
+        if "image" not in features:
+            raise DataError(f"{spec}: no 'image' feature (features: {sorted(features.keys())})")
+        stored_channels = features["image"].shape[-1]
+        if stored_channels not in (1, 3):
+            raise DataError(f"{spec}: images have {stored_channels} channels; only 1 or 3 are supported")
+        try:
+            self._data = builder.as_data_source(split)
+        except ValueError as error:
+            raise DataError(f"{spec}: cannot read split '{split}': {error}") from error
+        self._has_labels = "label" in features and isinstance(features["label"], tfds.features.ClassLabel)
+        self.class_names = tuple(features["label"].names) if self._has_labels else ()
+        self.num_classes = len(self.class_names)
+        self._resolution = resolution
+        self._channels = channels
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        record = self._data[index]
+        label = record["label"] if self._has_labels else 0
+        return example(fit_image(record["image"], self._resolution, self._channels), label)

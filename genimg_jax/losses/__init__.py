@@ -1,0 +1,1 @@
+"""Pure loss functions of logits, distribution parameters and data; no model code lives here."""

@@ -1,0 +1,49 @@
+"""Command line: `python -m genimg_jax.main --config=configs/X.py --workdir=DIR [--mode=train|sample]`.
+
+Any `--config.a.b=value` argument overrides a key of the config. Mistakes in the config, the data or the workdir
+end the run with one line on stderr naming what is wrong and where (exit status 2).
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from absl import flags
+
+from genimg_jax import trainer
+from genimg_jax.config import ConfigError, apply_overrides, load_config, split_override_args
+from genimg_jax.data import DataError
+
+MODES = ("train", "sample")
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    overrides, rest = split_override_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m genimg_jax.main", description=__doc__)
+    parser.add_argument("--config", required=True, help="configs/X.py, or configs/X.py:ARG for a variant")
+    parser.add_argument("--workdir", required=True, help="directory for checkpoints, logs and samples")
+    parser.add_argument("--mode", choices=MODES, default="train")
+    return parser.parse_args(rest), overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args, overrides = parse_args(argv)
+        config = apply_overrides(load_config(args.config), overrides)
+        config.lock()  # a later typo in code reading the config is an error, not a silent new key
+        flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags
+        if args.mode == "train":
+            trainer.train(config, args.workdir)
+        else:
+            for path in trainer.sample(config, args.workdir):
+                print(f"wrote {path}")
+    except (ConfigError, DataError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

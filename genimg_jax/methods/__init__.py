@@ -1,0 +1,17 @@
+"""Model families, each a set of pure functions over its train state, chosen by `config.method`."""
+
+import ml_collections
+
+from genimg_jax.config import ConfigError
+from genimg_jax.methods.base import Method
+from genimg_jax.methods.gan import GAN
+from genimg_jax.methods.vae import VAE
+
+METHODS: dict[str, type] = {"gan": GAN, "vae": VAE}
+
+
+def build_method(config: ml_collections.ConfigDict) -> Method:
+    """The method named by `config.method`, validated against its config."""
+    if config.method not in METHODS:
+        raise ConfigError(f"config.method={config.method!r} is unknown; choose one of {sorted(METHODS)}")
+    return METHODS[config.method](config)

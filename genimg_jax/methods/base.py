@@ -1,0 +1,59 @@
+"""What every method provides to the trainer: pure functions over its own train-state pytree."""
+
+from typing import Any, Protocol
+
+import jax
+import ml_collections
+import optax
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+class Method(Protocol):
+    """A model family as pure functions. The trainer jit-compiles them with the mesh's shardings.
+
+    `state` is a pytree holding everything a resumed run needs (params, optimizer states, EMA, step, RNG key);
+    randomness inside a step comes from `fold_in(state.rng, state.step)`, so a step is a pure function of its inputs.
+    """
+
+    config: ml_collections.ConfigDict
+
+    def init_state(self, rng: jax.Array, example_batch: Batch) -> Any:
+        """A fresh train state; `example_batch` gives shapes only."""
+
+    def train_step(self, state: Any, batch: Batch) -> tuple[Any, Metrics]:
+        """One optimisation step on a global batch; metrics are scalars."""
+
+    def sample(self, state: Any, rng: jax.Array, num: int) -> jax.Array:
+        """`num` images in [-1, 1], NHWC, from the weights used for evaluation (e.g. the EMA generator)."""
+
+    def evaluate_batch(self, state: Any, batch: Batch, rng: jax.Array) -> Metrics:
+        """Per-example evaluation values, shape (batch,), averaged by the trainer over a whole split.
+
+        Methods without a held-out metric return an empty dict.
+        """
+
+
+def adam(optim_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Adam (AdamW when weight_decay > 0), optionally after global-norm gradient clipping (0 disables)."""
+    optimizer = optax.adamw(
+        optim_config.learning_rate,
+        b1=optim_config.b1,
+        b2=optim_config.b2,
+        weight_decay=optim_config.weight_decay,
+    )
+    if optim_config.grad_clip_norm > 0:
+        optimizer = optax.chain(optax.clip_by_global_norm(optim_config.grad_clip_norm), optimizer)
+    return optimizer
+
+
+def ema_update(average: Any, new: Any, step: jax.Array, decay: float) -> Any:
+    """Exponential moving average with warm-up: the decay starts near 0 and rises to `decay`.
+
+    The warm-up min(decay, (1 + step) / (10 + step)) keeps early averages from being dominated by the random
+    initialisation, which matters for short runs.
+    """
+    step = step.astype(jax.numpy.float32)
+    effective = jax.numpy.minimum(decay, (1.0 + step) / (10.0 + step))
+    return jax.tree.map(lambda a, n: effective * a + (1.0 - effective) * n, average, new)

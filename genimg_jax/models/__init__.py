@@ -1,0 +1,1 @@
+"""Flax linen networks: pure functions of their variables through ``init`` / ``apply``."""

@@ -1,0 +1,89 @@
+"""Where a run's numbers go: `metrics.jsonl`, TensorBoard events (clu), sample grids, and a progress line.
+
+Only the main process writes; the others get a logger whose methods do nothing, so call sites need no checks.
+"""
+
+import json
+import math
+import pathlib
+import time
+
+import numpy as np
+from clu import metric_writers
+
+from genimg_jax import images as image_grids
+
+
+def format_duration(seconds: float) -> str:
+    """Human-readable duration such as 1h02m or 3m05s."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class RunLogger:
+    """Writes scalars to `metrics.jsonl` and TensorBoard, sample grids to PNG, and progress to stdout."""
+
+    def __init__(self, workdir: pathlib.Path, total_steps: int, enabled: bool):
+        self.enabled = enabled
+        self.workdir = workdir
+        self.total_steps = total_steps
+        self._last_time: float | None = None
+        self._last_step: int | None = None
+        if enabled:
+            self._writer = metric_writers.SummaryWriter(str(workdir / "tensorboard"))
+            self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 - kept open for the run
+
+    def start(self, step: int) -> None:
+        """Mark where timing starts (after a resume, the first step run here)."""
+        self._last_time, self._last_step = time.perf_counter(), step
+
+    def steps_per_second(self, step: int) -> float:
+        """Rate since the previous call (the first interval includes compilation)."""
+        now = time.perf_counter()
+        rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+        self._last_time, self._last_step = now, step
+        return rate
+
+    def scalars(self, step: int, split: str, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self._writer.write_scalars(step, {f"{split}/{name}": value for name, value in values.items()})
+        self._jsonl.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+        self._jsonl.flush()
+
+    def progress(self, step: int, values: dict[str, float], steps_per_second: float) -> None:
+        if not self.enabled:
+            return
+        eta = (self.total_steps - step) / steps_per_second if steps_per_second > 0 else math.inf
+        shown = " ".join(f"{name} {value:.4g}" for name, value in values.items())
+        print(
+            f"step {step}/{self.total_steps} | {shown} | {steps_per_second:.2f} steps/s | "
+            f"ETA {format_duration(eta)}",
+            flush=True,
+        )
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            print(text, flush=True)
+
+    def sample_grid(self, step: int, images: np.ndarray, directory: pathlib.Path) -> pathlib.Path | None:
+        """Save uint8 NHWC samples as `directory/step_<step>.png` and to TensorBoard."""
+        if not self.enabled:
+            return None
+        path = directory / f"step_{step:07d}.png"
+        scale = max(1, 256 // (images.shape[1] * math.ceil(math.sqrt(len(images)))))
+        image_grids.save_grid(images, path, scale=scale)
+        grid = image_grids.make_grid(images)
+        self._writer.write_images(step, {"samples": grid[None]})
+        return path
+
+    def close(self) -> None:
+        if self.enabled:
+            self._writer.close()
+            self._jsonl.close()

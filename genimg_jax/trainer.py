@@ -1,0 +1,230 @@
+"""The one training loop: data, jit-compiled steps over a mesh, checkpoints, evaluation, samples, logs.
+
+Methods know nothing of devices, files or time; this module owns all of it, so every model family trains,
+resumes and reports the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jax.sharding import Mesh, NamedSharding
+
+from genimg_jax import data, parallel
+from genimg_jax.checkpoint import Checkpointer
+from genimg_jax.config import ConfigError, validate_common
+from genimg_jax.images import save_grid
+from genimg_jax.methods import Method, build_method
+from genimg_jax.reporting import RunLogger
+
+SAMPLE_SEED_SALT = 0x5A3D  # sample grids use one fixed key per run, so grids from different steps compare
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledRun:
+    """A method bound to a mesh: its state shardings and jit-compiled functions."""
+
+    method: Method
+    mesh: Mesh
+    state_sharding: Any
+    batch_sharding: NamedSharding
+    init: Any  # rng -> state
+    train_step: Any  # (state, batch) -> (state, metrics); donates state
+    sample: Any  # (state, rng) -> images, replicated
+    evaluate: Any  # (state, batch, rng) -> ({name: masked sum}, count)
+
+
+def example_batch(config: ml_collections.ConfigDict, batch_size: int) -> dict[str, jax.Array]:
+    """Zeros shaped like a global batch, for tracing shapes."""
+    resolution, channels = config.data.resolution, config.data.channels
+    return {
+        "image": jnp.zeros((batch_size, resolution, resolution, channels), jnp.uint8),
+        "label": jnp.zeros((batch_size,), jnp.int32),
+    }
+
+
+def compile_run(config: ml_collections.ConfigDict, mesh: Mesh) -> CompiledRun:
+    """Build the method and jit its functions with explicit shardings over `mesh`."""
+    validate_common(config)
+    shards = parallel.batch_axis_size(mesh)
+    for key in ("train.batch_size", "eval.batch_size"):
+        section, name = key.split(".")
+        size = config[section][name]
+        if size % shards:
+            raise ConfigError(f"config.{key}={size} must be a multiple of the {shards} batch shards of the mesh")
+    method = build_method(config)
+    batch_sharding = parallel.batch_sharding(mesh)
+    replicated = parallel.replicated(mesh)
+    example = example_batch(config, config.train.batch_size)
+    abstract_state = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), example)
+    state_sharding = parallel.state_shardings(abstract_state, mesh)
+
+    def evaluate(state, batch, rng):
+        values = method.evaluate_batch(state, batch, rng)
+        mask = batch["mask"].astype(jnp.float32)
+        return {name: jnp.sum(value * mask) for name, value in values.items()}, jnp.sum(mask)
+
+    num_samples = config.train.num_sample_images
+    return CompiledRun(
+        method=method,
+        mesh=mesh,
+        state_sharding=state_sharding,
+        batch_sharding=batch_sharding,
+        init=jax.jit(lambda rng: method.init_state(rng, example), out_shardings=state_sharding),
+        train_step=jax.jit(
+            method.train_step,
+            in_shardings=(state_sharding, batch_sharding),
+            out_shardings=(state_sharding, replicated),
+            donate_argnums=0,
+        ),
+        sample=jax.jit(lambda state, rng: method.sample(state, rng, num_samples), out_shardings=replicated),
+        evaluate=jax.jit(
+            evaluate, in_shardings=(state_sharding, batch_sharding, replicated), out_shardings=replicated
+        ),
+    )
+
+
+def initial_rngs(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
+    """(init key, sample-grid key) derived from `config.seed` alone: same config and seed, same run."""
+    root = jax.random.PRNGKey(config.seed)
+    return root, jax.random.fold_in(root, SAMPLE_SEED_SALT)
+
+
+def save_resolved_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+
+def _source(config: ml_collections.ConfigDict, split: str) -> Any:
+    return data.make_source(
+        config.data.source,
+        split=split,
+        resolution=config.data.resolution,
+        channels=config.data.channels,
+        data_dir=config.data.data_dir or None,
+    )
+
+
+def evaluate_split(run: CompiledRun, state: Any, config: ml_collections.ConfigDict, rng: jax.Array) -> dict:
+    """Mean of the method's per-example evaluation values over the whole evaluation split."""
+    source = _source(config, config.data.eval_split)
+    totals: dict[str, float] = {}
+    count = 0.0
+    batches = data.iterate_once(
+        source,
+        batch_size=config.eval.batch_size,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    for index, local_batch in enumerate(batches):
+        batch = data.make_global_batch(local_batch, run.batch_sharding)
+        sums, batch_count = run.evaluate(state, batch, jax.random.fold_in(rng, index))
+        for name, value in jax.device_get(sums).items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+        count += float(batch_count)
+    return {name: total / count for name, total in totals.items()}
+
+
+def _check_finite(step: int, values: dict[str, float], last_checkpoint: int | None) -> None:
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        kept = f"checkpoint of step {last_checkpoint} is kept" if last_checkpoint else "no checkpoint was saved"
+        raise FloatingPointError(f"non-finite {', '.join(bad)} at step {step}; stopping ({kept})")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any:
+    """Train `config` in `workdir`, resuming from its latest checkpoint if there is one; returns the final state."""
+    workdir = pathlib.Path(workdir)
+    is_main = jax.process_index() == 0
+    run = compile_run(config, parallel.make_mesh(config.mesh))
+    train_config = config.train
+    stream = data.make_train_stream(
+        _source(config, config.data.train_split),
+        global_batch_size=train_config.batch_size,
+        seed=config.seed,
+        random_flip=config.data.random_flip,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        save_resolved_config(config, workdir)
+    checkpointer = Checkpointer(
+        workdir / "checkpoints", keep=train_config.keep_checkpoints, every=train_config.checkpoint_every
+    )
+    init_rng, sample_rng = initial_rngs(config)
+    logger = RunLogger(workdir, train_config.steps, enabled=is_main)
+
+    start_step = checkpointer.latest_step()
+    if start_step is None:
+        state, start_step = run.init(init_rng), 0
+        logger.message(f"starting a new run in {workdir}")
+    else:
+        abstract_state = jax.eval_shape(run.init, init_rng)
+        state, data_state = checkpointer.restore(start_step, abstract_state)
+        stream.set_state(data_state)
+        logger.message(f"resuming {workdir} from the checkpoint of step {start_step}")
+
+    last_checkpoint = checkpointer.latest_step()
+    sums: dict[str, jax.Array] = {}
+    logger.start(start_step)
+    step = last_logged = start_step
+    for step in range(start_step + 1, train_config.steps + 1):
+        batch = data.make_global_batch(next(stream), run.batch_sharding)
+        state, metrics = run.train_step(state, batch)
+        sums = {name: sums.get(name, 0.0) + value for name, value in metrics.items()}
+
+        if train_config.log_every and (step % train_config.log_every == 0 or step == train_config.steps):
+            means = {name: float(value) / (step - last_logged) for name, value in jax.device_get(sums).items()}
+            sums, last_logged = {}, step
+            _check_finite(step, means, last_checkpoint)
+            rate = logger.steps_per_second(step)
+            logger.scalars(step, "train", {**means, "steps_per_second": rate})
+            logger.progress(step, means, rate)
+        if train_config.sample_every and (step % train_config.sample_every == 0 or step == train_config.steps):
+            images = data.from_unit_range(jax.device_get(run.sample(state, sample_rng)))
+            logger.sample_grid(step, images, workdir / "samples")
+        if config.eval.every and (step % config.eval.every == 0 or step == train_config.steps):
+            results = evaluate_split(run, state, config, jax.random.fold_in(init_rng, step))
+            logger.scalars(step, config.data.eval_split, results)
+            logger.message(f"eval at step {step} on {config.data.eval_split}: {_format(results)}")
+        if checkpointer.should_save(step) or step == train_config.steps:
+            checkpointer.save(step, state, stream.get_state())
+            last_checkpoint = step
+
+    checkpointer.wait()
+    checkpointer.close()
+    logger.close()
+    logger.message(f"done at step {step}; everything is in {workdir}")
+    return state
+
+
+def _format(values: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in values.items())
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_grids: int = 1) -> list[pathlib.Path]:
+    """Write sample grids from the latest checkpoint in `workdir`; returns their paths."""
+    workdir = pathlib.Path(workdir)
+    run = compile_run(config, parallel.make_mesh(config.mesh))
+    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.train.keep_checkpoints, every=0)
+    step = checkpointer.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} to sample from")
+    init_rng, sample_rng = initial_rngs(config)
+    state, _ = checkpointer.restore(step, jax.eval_shape(run.init, init_rng))
+    checkpointer.close()
+    paths = []
+    for index in range(num_grids):
+        images = data.from_unit_range(jax.device_get(run.sample(state, jax.random.fold_in(sample_rng, index))))
+        if jax.process_index() == 0:
+            path = workdir / "samples" / f"sample_step_{step:07d}_{index}.png"
+            save_grid(images, path)
+            paths.append(path)
+    return paths
+

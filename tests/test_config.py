@@ -1,0 +1,107 @@
+"""Config loading, overrides and the one-line errors a mistake produces."""
+
+import pathlib
+
+import pytest
+
+from genimg_jax import main as cli
+from genimg_jax.config import ConfigError, apply_overrides, load_config, split_override_args, validate_common
+from genimg_jax.methods import build_method
+
+CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
+
+
+@pytest.fixture(params=["dcgan_digits.py", "vae_digits.py"])
+def config(request):
+    return load_config(str(CONFIGS / request.param))
+
+
+def test_shipped_configs_validate_and_build(config):
+    validate_common(config)
+    assert build_method(config).config is config
+    for section in ("data", "model", "optim", "train", "eval", "mesh"):
+        assert section in config
+
+
+def test_overrides_parse_to_the_field_type():
+    config = load_config(str(CONFIGS / "dcgan_digits.py"))
+    apply_overrides(
+        config,
+        ["train.steps=7", "optim.g.learning_rate=0.5", "data.random_flip=true", "data.source=faces", "seed=3"],
+    )
+    assert config.train.steps == 7 and isinstance(config.train.steps, int)
+    assert config.optim.g.learning_rate == 0.5
+    assert config.data.random_flip is True
+    assert config.data.source == "faces"
+    assert config.seed == 3
+    apply_overrides(config, ["optim.g.learning_rate=1"])  # an int literal for a float field stays a float
+    assert isinstance(config.optim.g.learning_rate, float)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.stpes=3", "unknown config key config.train.stpes; did you mean config.train.steps?"),
+        ("trian.steps=3", "unknown config key config.trian.steps; did you mean config.train.steps?"),
+        ("train.steps=abc", "config.train.steps='abc' is not a valid int"),
+        ("data.random_flip=maybe", "config.data.random_flip='maybe' is not a valid bool"),
+        ("train=3", "config.train is a section"),
+        ("train.steps", "must look like config.KEY=VALUE"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    config = load_config(str(CONFIGS / "dcgan_digits.py"))
+    with pytest.raises(ConfigError, match=message.replace("?", r"\?").replace("(", r"\(")):
+        apply_overrides(config, [override])
+
+
+def test_split_override_args_accepts_both_spellings():
+    overrides, rest = split_override_args(["--config.a.b=1", "--workdir=x", "--config.c", "2"])
+    assert overrides == ["a.b=1", "c=2"]
+    assert rest == ["--workdir=x"]
+
+
+def test_missing_config_file_and_variant_argument(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(str(tmp_path / "nope.py"))
+    variant = tmp_path / "variant.py"
+    variant.write_text(
+        "import ml_collections\n"
+        "def get_config(arg):\n"
+        "    return ml_collections.ConfigDict({'size': int(arg)})\n"
+    )
+    assert load_config(f"{variant}:5").size == 5
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.resolution=12", "config.data.resolution=12 is invalid: must be a power of two"),
+        ("data.channels=2", "config.data.channels=2 is invalid"),
+        ("train.steps=0", "config.train.steps=0 is invalid"),
+        ("model.loss=hinge", "config.model.loss='hinge' is invalid"),
+        ("method=diffusion", "config.method='diffusion' is unknown"),
+    ],
+)
+def test_bad_values_name_the_key(override, message):
+    config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), [override])
+    with pytest.raises(ConfigError, match=message):
+        validate_common(config)
+        build_method(config)
+
+
+def test_vae_likelihood_is_validated():
+    config = apply_overrides(load_config(str(CONFIGS / "vae_digits.py")), ["model.likelihood=poisson"])
+    with pytest.raises(ConfigError, match="config.model.likelihood='poisson' is invalid"):
+        build_method(config)
+
+
+def test_command_line_error_is_one_line_and_writes_nothing(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    status = cli.main(
+        ["--config", str(CONFIGS / "dcgan_digits.py"), f"--workdir={workdir}", "--config.train.stpes=3"]
+    )
+    error = capsys.readouterr().err.strip()
+    assert status == 2
+    assert error == "error: unknown config key config.train.stpes; did you mean config.train.steps?"
+    assert not workdir.exists()
