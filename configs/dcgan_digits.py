@@ -13,11 +13,15 @@ def get_config() -> ml_collections.ConfigDict:
     config = base_config()
     config.method = "gan"
     config.model = ml_collections.ConfigDict(
-        {"architecture": "dcgan", "loss": "non_saturating", "latent_dim": 100, "g_features": 32, "d_features": 32}
+        {
+            "architecture": "dcgan",
+            "loss": "non_saturating",
+            "latent_dim": 100,
+            "g_features": 32,
+            "d_features": 32,
+        }
     )
-    config.optim = ml_collections.ConfigDict(
-        {"g": adam_config(2e-4, b1=0.5), "d": adam_config(2e-4, b1=0.5)}
-    )
+    config.optim = ml_collections.ConfigDict({"g": adam_config(2e-4, b1=0.5), "d": adam_config(2e-4, b1=0.5)})
     config.train.steps = 1200
     config.train.batch_size = 64
     config.train.sample_every = 200

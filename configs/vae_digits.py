@@ -12,9 +12,7 @@ from genimg_jax.config import adam_config, base_config
 def get_config() -> ml_collections.ConfigDict:
     config = base_config()
     config.method = "vae"
-    config.model = ml_collections.ConfigDict(
-        {"latent_dim": 16, "features": 32, "likelihood": "bernoulli", "beta": 1.0}
-    )
+    config.model = ml_collections.ConfigDict({"latent_dim": 16, "features": 32, "likelihood": "bernoulli", "beta": 1.0})
     config.optim = adam_config(1e-3)
     config.train.steps = 2000
     config.train.batch_size = 64

@@ -46,9 +46,7 @@ class Checkpointer:
         """Restore step `step` onto the shardings of `abstract_state` (a pytree of jax.ShapeDtypeStruct)."""
         restored = self._manager.restore(
             step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
-            ),
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()),
         )
         return restored["state"], restored["data"]
 

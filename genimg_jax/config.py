@@ -92,7 +92,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
         node = config
         for depth, name in enumerate(parents):
             if name not in node or not isinstance(node[name], ml_collections.ConfigDict):
-                raise _unknown_key_error(config, ".".join(parents[: depth + 1] + [leaf]))
+                raise _unknown_key_error(config, ".".join([*parents[: depth + 1], leaf]))
             node = node[name]
         if leaf not in node:
             raise _unknown_key_error(config, dotted)
@@ -124,6 +124,15 @@ def require(condition: bool, key: str, value: Any, expectation: str) -> None:
     """Raise a ConfigError naming `config.<key>` unless `condition` holds."""
     if not condition:
         raise ConfigError(f"config.{key}={value!r} is invalid: {expectation}")
+
+
+def require_choice(config: ml_collections.ConfigDict, key: str, choices: Iterable[str]) -> None:
+    """Raise a ConfigError unless the value at dotted `key` is one of `choices`."""
+    value = config
+    for name in key.split("."):
+        value = value[name]
+    choices = sorted(choices)
+    require(value in choices, key, value, f"choose one of {choices}")
 
 
 def validate_common(config: ml_collections.ConfigDict) -> None:

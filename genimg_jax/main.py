@@ -5,7 +5,6 @@ end the run with one line on stderr naming what is wrong and where (exit status 
 """
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 

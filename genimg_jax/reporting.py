@@ -5,6 +5,7 @@ Only the main process writes; the others get a logger whose methods do nothing, 
 
 import json
 import math
+import os
 import pathlib
 import time
 
@@ -18,7 +19,7 @@ def format_duration(seconds: float) -> str:
     """Human-readable duration such as 1h02m or 3m05s."""
     if not math.isfinite(seconds):
         return "?"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -26,16 +27,32 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def _drop_records_after(path: pathlib.Path, step: int) -> None:
+    """Rewrite the JSON-lines file at `path` without records past `step`, atomically (a crash keeps the old file)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) == len(lines):
+        return
+    temporary = path.with_suffix(".jsonl.tmp")
+    temporary.write_text("".join(line + "\n" for line in kept))
+    os.replace(temporary, path)
+
+
 class RunLogger:
     """Writes scalars to `metrics.jsonl` and TensorBoard, sample grids to PNG, and progress to stdout."""
 
-    def __init__(self, workdir: pathlib.Path, total_steps: int, enabled: bool):
+    def __init__(self, workdir: pathlib.Path, total_steps: int, enabled: bool, resume_step: int = 0):
+        """`resume_step`: the checkpoint a resumed run starts from; later records are dropped from
+        `metrics.jsonl` because the resumed run recomputes exactly those steps."""
         self.enabled = enabled
         self.workdir = workdir
         self.total_steps = total_steps
         self._last_time: float | None = None
         self._last_step: int | None = None
         if enabled:
+            _drop_records_after(workdir / "metrics.jsonl", resume_step)
             self._writer = metric_writers.SummaryWriter(str(workdir / "tensorboard"))
             self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 - kept open for the run
 
@@ -63,8 +80,7 @@ class RunLogger:
         eta = (self.total_steps - step) / steps_per_second if steps_per_second > 0 else math.inf
         shown = " ".join(f"{name} {value:.4g}" for name, value in values.items())
         print(
-            f"step {step}/{self.total_steps} | {shown} | {steps_per_second:.2f} steps/s | "
-            f"ETA {format_duration(eta)}",
+            f"step {step}/{self.total_steps} | {shown} | {steps_per_second:.2f} steps/s | ETA {format_duration(eta)}",
             flush=True,
         )
 

@@ -84,9 +84,7 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh) -> CompiledRun:
             donate_argnums=0,
         ),
         sample=jax.jit(lambda state, rng: method.sample(state, rng, num_samples), out_shardings=replicated),
-        evaluate=jax.jit(
-            evaluate, in_shardings=(state_sharding, batch_sharding, replicated), out_shardings=replicated
-        ),
+        evaluate=jax.jit(evaluate, in_shardings=(state_sharding, batch_sharding, replicated), out_shardings=replicated),
     )
 
 
@@ -158,11 +156,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
         workdir / "checkpoints", keep=train_config.keep_checkpoints, every=train_config.checkpoint_every
     )
     init_rng, sample_rng = initial_rngs(config)
-    logger = RunLogger(workdir, train_config.steps, enabled=is_main)
-
-    start_step = checkpointer.latest_step()
-    if start_step is None:
-        state, start_step = run.init(init_rng), 0
+    start_step = checkpointer.latest_step() or 0
+    logger = RunLogger(workdir, train_config.steps, enabled=is_main, resume_step=start_step)
+    if start_step == 0:
+        state = run.init(init_rng)
         logger.message(f"starting a new run in {workdir}")
     else:
         abstract_state = jax.eval_shape(run.init, init_rng)
@@ -200,7 +197,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
     checkpointer.wait()
     checkpointer.close()
     logger.close()
-    logger.message(f"done at step {step}; everything is in {workdir}")
+    logger.message(f"done at step {step}; everything is in {workdir.absolute()}")
     return state
 
 
@@ -227,4 +224,3 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_g
             save_grid(images, path)
             paths.append(path)
     return paths
-

@@ -1,6 +1,7 @@
 """Config loading, overrides and the one-line errors a mistake produces."""
 
 import pathlib
+import re
 
 import pytest
 
@@ -27,7 +28,13 @@ def test_overrides_parse_to_the_field_type():
     config = load_config(str(CONFIGS / "dcgan_digits.py"))
     apply_overrides(
         config,
-        ["train.steps=7", "optim.g.learning_rate=0.5", "data.random_flip=true", "data.source=faces", "seed=3"],
+        [
+            "train.steps=7",
+            "optim.g.learning_rate=0.5",
+            "data.random_flip=true",
+            "data.source=faces",
+            "seed=3",
+        ],
     )
     assert config.train.steps == 7 and isinstance(config.train.steps, int)
     assert config.optim.g.learning_rate == 0.5
@@ -51,7 +58,7 @@ def test_overrides_parse_to_the_field_type():
 )
 def test_bad_overrides_name_the_key(override, message):
     config = load_config(str(CONFIGS / "dcgan_digits.py"))
-    with pytest.raises(ConfigError, match=message.replace("?", r"\?").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         apply_overrides(config, [override])
 
 
@@ -66,9 +73,7 @@ def test_missing_config_file_and_variant_argument(tmp_path):
         load_config(str(tmp_path / "nope.py"))
     variant = tmp_path / "variant.py"
     variant.write_text(
-        "import ml_collections\n"
-        "def get_config(arg):\n"
-        "    return ml_collections.ConfigDict({'size': int(arg)})\n"
+        "import ml_collections\ndef get_config(arg):\n    return ml_collections.ConfigDict({'size': int(arg)})\n"
     )
     assert load_config(f"{variant}:5").size == 5
 
@@ -85,22 +90,20 @@ def test_missing_config_file_and_variant_argument(tmp_path):
 )
 def test_bad_values_name_the_key(override, message):
     config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), [override])
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         validate_common(config)
         build_method(config)
 
 
 def test_vae_likelihood_is_validated():
     config = apply_overrides(load_config(str(CONFIGS / "vae_digits.py")), ["model.likelihood=poisson"])
-    with pytest.raises(ConfigError, match="config.model.likelihood='poisson' is invalid"):
+    with pytest.raises(ConfigError, match=re.escape("config.model.likelihood='poisson' is invalid")):
         build_method(config)
 
 
 def test_command_line_error_is_one_line_and_writes_nothing(tmp_path, capsys):
     workdir = tmp_path / "run"
-    status = cli.main(
-        ["--config", str(CONFIGS / "dcgan_digits.py"), f"--workdir={workdir}", "--config.train.stpes=3"]
-    )
+    status = cli.main(["--config", str(CONFIGS / "dcgan_digits.py"), f"--workdir={workdir}", "--config.train.stpes=3"])
     error = capsys.readouterr().err.strip()
     assert status == 2
     assert error == "error: unknown config key config.train.stpes; did you mean config.train.steps?"

@@ -115,10 +115,15 @@ def tfds_dir(tmp_path_factory):
         VERSION = tfds.core.Version("1.0.0")
 
         def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(20, 24, 3)),
-                "label": tfds.features.ClassLabel(names=["red", "green", "blue"]),
-            }))
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict(
+                    {
+                        "image": tfds.features.Image(shape=(20, 24, 3)),
+                        "label": tfds.features.ClassLabel(names=["red", "green", "blue"]),
+                    }
+                ),
+            )
 
         def _split_generators(self, dl_manager):
             return {"train": self._generate_examples(24, 0), "test": self._generate_examples(8, 1)}
@@ -138,26 +143,28 @@ def tiny_examples(count, seed):
 
 
 def test_tfds_round_trips_pixels_and_labels(tfds_dir):
-    source = data.make_source("tfds:genimg_tiny_images", split="train", resolution=20, channels=3,
-                              data_dir=str(tfds_dir))
+    source = data.make_source(
+        "tfds:genimg_tiny_images", split="train", resolution=20, channels=3, data_dir=str(tfds_dir)
+    )
     assert len(source) == 24 and source.num_classes == 3 and source.class_names == ("red", "green", "blue")
     # tfds stores examples in a hashed order, so compare as multisets of (pixels, label). PNG is lossless and
     # the centre crop 24 -> 20 columns needs no resize, so the pixels must match exactly.
-    stored = collections.Counter((source[i]["image"].tobytes(), int(source[i]["label"]))
-                                 for i in range(len(source)))
+    stored = collections.Counter((source[i]["image"].tobytes(), int(source[i]["label"])) for i in range(len(source)))
     expected = collections.Counter((image[:, 2:22].tobytes(), label) for image, label in tiny_examples(24, 0))
     assert stored == expected
 
-    test = data.make_source("tfds:genimg_tiny_images:test", split="train", resolution=10, channels=1,
-                            data_dir=str(tfds_dir))
+    test = data.make_source(
+        "tfds:genimg_tiny_images:test", split="train", resolution=10, channels=1, data_dir=str(tfds_dir)
+    )
     assert len(test) == 8
     assert test[0]["image"].shape == (10, 10, 1) and test[0]["label"].dtype == np.int32
 
 
 def test_tfds_gray_conversion_uses_luminance(tfds_dir):
     def load(channels):
-        return data.make_source("tfds:genimg_tiny_images", split="train", resolution=20, channels=channels,
-                                data_dir=str(tfds_dir))[0]["image"]
+        return data.make_source(
+            "tfds:genimg_tiny_images", split="train", resolution=20, channels=channels, data_dir=str(tfds_dir)
+        )[0]["image"]
 
     luma = load(3).astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     gray = load(1)
@@ -171,14 +178,18 @@ def test_tfds_not_prepared_fails_fast_with_instructions(tmp_path):
         data.make_source("tfds:mnist", split="train", resolution=28, channels=1, data_dir=str(tmp_path))
     assert time.monotonic() - start < 10  # a download attempt would retry for minutes
     with pytest.raises(data.DataError, match="no_such_dataset_xyz"):
-        data.make_source("tfds:no_such_dataset_xyz", split="train", resolution=8, channels=1,
-                         data_dir=str(tmp_path))
+        data.make_source("tfds:no_such_dataset_xyz", split="train", resolution=8, channels=1, data_dir=str(tmp_path))
 
 
 def test_tfds_unknown_split(tfds_dir):
     with pytest.raises(data.DataError, match="validation"):
-        data.make_source("tfds:genimg_tiny_images:validation", split="train", resolution=8, channels=1,
-                         data_dir=str(tfds_dir))
+        data.make_source(
+            "tfds:genimg_tiny_images:validation",
+            split="train",
+            resolution=8,
+            channels=1,
+            data_dir=str(tfds_dir),
+        )
 
 
 # --- folder -----------------------------------------------------------------------------------------------
@@ -253,7 +264,7 @@ def test_stream_shapes_and_epochs_are_fresh_permutations():
     batches = take(stream, 10)
     assert batches[0]["image"].shape == (12, 4, 6, 1) and batches[0]["image"].dtype == np.uint8
     assert batches[0]["label"].shape == (12,) and batches[0]["label"].dtype == np.int32
-    epochs = [np.concatenate([b["label"] for b in batches[e * 5:(e + 1) * 5]]) for e in range(2)]
+    epochs = [np.concatenate([b["label"] for b in batches[e * 5 : (e + 1) * 5]]) for e in range(2)]
     for order in epochs:
         assert sorted(order.tolist()) == list(range(60))
     assert not np.array_equal(epochs[0], epochs[1])
@@ -289,8 +300,12 @@ def test_stream_process_shards_concatenate_to_the_global_batch():
     source = IndexSource(40)
     single = take(data.make_train_stream(source, global_batch_size=12, seed=5, random_flip=True), 7)
     shards = [
-        take(data.make_train_stream(source, global_batch_size=12, seed=5, random_flip=True,
-                                    process_index=p, process_count=2), 7)
+        take(
+            data.make_train_stream(
+                source, global_batch_size=12, seed=5, random_flip=True, process_index=p, process_count=2
+            ),
+            7,
+        )
         for p in range(2)
     ]
     for k in range(7):
@@ -316,8 +331,9 @@ def test_stream_random_flip_is_a_mirror_of_about_half():
             else:
                 np.testing.assert_array_equal(image, original)
     assert 0.35 < flipped / 320 < 0.65
-    assert_batches_equal(batches, take(data.make_train_stream(source, global_batch_size=16, seed=2,
-                                                              random_flip=True), 20))
+    assert_batches_equal(
+        batches, take(data.make_train_stream(source, global_batch_size=16, seed=2, random_flip=True), 20)
+    )
 
 
 # --- evaluation pass --------------------------------------------------------------------------------------
@@ -325,8 +341,7 @@ def test_stream_random_flip_is_a_mirror_of_about_half():
 
 def test_iterate_once_covers_everything_once_with_constant_shapes():
     source = IndexSource(50)
-    per_process = [list(data.iterate_once(source, batch_size=12, process_index=p, process_count=2))
-                   for p in range(2)]
+    per_process = [list(data.iterate_once(source, batch_size=12, process_index=p, process_count=2)) for p in range(2)]
     assert len(per_process[0]) == len(per_process[1]) == 5
     seen = []
     for a, b in zip(*per_process, strict=True):

@@ -53,9 +53,11 @@ def test_gan_few_steps():
     # The EMA generator moved away from the initial weights, but lags behind the trained one.
     initial = method.init_state(jax.random.PRNGKey(0), _digits_batches(config, 1)[0]).generator["params"]
     live, ema = state.generator["params"], state.ema_generator["params"]
-    moved = sum(float(jnp.sum((e - i) ** 2)) for e, i in zip(jax.tree.leaves(ema), jax.tree.leaves(initial)))
+    moved = sum(
+        float(jnp.sum((e - i) ** 2)) for e, i in zip(jax.tree.leaves(ema), jax.tree.leaves(initial), strict=True)
+    )
     assert moved > 0
-    lag = sum(float(jnp.sum((e - lv) ** 2)) for e, lv in zip(jax.tree.leaves(ema), jax.tree.leaves(live)))
+    lag = sum(float(jnp.sum((e - lv) ** 2)) for e, lv in zip(jax.tree.leaves(ema), jax.tree.leaves(live), strict=True))
     assert lag > 0
 
 

@@ -46,17 +46,12 @@ def _numpy_conv_transpose(x, torch_weight, bias, s, p):
     full = np.zeros((n, (h - 1) * s + k, (w - 1) * s + k, c_out), np.float64)
     for i in range(h):
         for j in range(w):
-            full[:, i * s : i * s + k, j * s : j * s + k, :] += np.einsum(
-                "nc,cokl->nklo", x[:, i, j], torch_weight
-            )
+            full[:, i * s : i * s + k, j * s : j * s + k, :] += np.einsum("nc,cokl->nklo", x[:, i, j], torch_weight)
     return full[:, p : full.shape[1] - p, p : full.shape[2] - p, :] + bias
 
 
 def _random(key, *shapes):
-    return [
-        jax.random.normal(k, shape)
-        for k, shape in zip(jax.random.split(key, len(shapes)), shapes, strict=True)
-    ]
+    return [jax.random.normal(k, shape) for k, shape in zip(jax.random.split(key, len(shapes)), shapes, strict=True)]
 
 
 @pytest.mark.parametrize(("k", "s", "p", "h", "w"), UPCONV_CASES)
@@ -68,9 +63,7 @@ def test_upconv_forward_matches_independent_references(k, s, p, h, w):
     assert kernel.shape == (k, k, 4, 3)
     out = layer.apply(variables, z)
 
-    expected = _numpy_conv_transpose(
-        np.asarray(z, np.float64), np.asarray(kernel).transpose(3, 2, 0, 1), bias, s, p
-    )
+    expected = _numpy_conv_transpose(np.asarray(z, np.float64), np.asarray(kernel).transpose(3, 2, 0, 1), bias, s, p)
     assert out.shape == ((2, (h - 1) * s - 2 * p + k, (w - 1) * s - 2 * p + k, 4))
     np.testing.assert_allclose(out, expected, **TOL)
     np.testing.assert_allclose(out, _transpose_reference(z, kernel, s, p) + bias, **TOL)

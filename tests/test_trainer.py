@@ -63,6 +63,20 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [2, 3, 4, 6]
 
 
+def test_resume_drops_log_records_past_the_checkpoint(tmp_path):
+    """Steps after the last checkpoint are recomputed on resume, so their old records must not stay twice."""
+    trainer.train(_tiny_gan("train.steps=5", "train.checkpoint_every=4", "train.log_every=1"), tmp_path)
+    # Simulate a crash after step 5 was logged but before its checkpoint committed.
+    checkpointer = Checkpointer(tmp_path / "checkpoints", keep=3, every=0)
+    assert checkpointer.all_steps() == [4, 5]
+    (tmp_path / "checkpoints" / "5").rename(tmp_path / "step5_elsewhere")
+    before = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    trainer.train(_tiny_gan("train.steps=5", "train.checkpoint_every=4", "train.log_every=1"), tmp_path)
+    after = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in after] == [1, 2, 3, 4, 5]
+    assert after[4]["d_loss"] == before[4]["d_loss"]  # the recomputed step is the same step
+
+
 @pytest.mark.parametrize("config_name", ["dcgan_digits.py", "vae_digits.py"])
 def test_one_device_and_eight_devices_give_the_same_step(config_name):
     assert jax.device_count() == 8

@@ -1,8 +1,8 @@
 """Input pipelines: image sources -> shuffled per-host batches -> globally sharded arrays.
 
-    source = make_source("digits", split="train", resolution=32, channels=1)
-    stream = make_train_stream(source, global_batch_size=64, seed=0)
-    batch = make_global_batch(next(stream), sharding)   # uint8 images; to_unit_range inside the step
+source = make_source("digits", split="train", resolution=32, channels=1)
+stream = make_train_stream(source, global_batch_size=64, seed=0)
+batch = make_global_batch(next(stream), sharding)   # uint8 images; to_unit_range inside the step
 """
 
 from genimg_jax.data.errors import DataError

@@ -33,8 +33,11 @@ class FolderSource:
             root = root / split
         found = (file.relative_to(root) for file in root.rglob("*") if file.is_file())
         self._files = sorted(
-            (rel for rel in found
-             if rel.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in rel.parts)),
+            (
+                rel
+                for rel in found
+                if rel.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in rel.parts)
+            ),
             key=Path.as_posix,
         )
         if not self._files:

@@ -38,8 +38,11 @@ def fit_image(image: np.ndarray, resolution: int, channels: int) -> np.ndarray:
     if pixels.shape[0] != resolution:
         pixels = np.stack(
             [
-                np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., c])).resize(
-                    (resolution, resolution), Image.Resampling.BICUBIC))
+                np.asarray(
+                    Image.fromarray(np.ascontiguousarray(pixels[..., c])).resize(
+                        (resolution, resolution), Image.Resampling.BICUBIC
+                    )
+                )
                 for c in range(channels)
             ],
             axis=-1,

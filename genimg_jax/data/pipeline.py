@@ -38,8 +38,7 @@ def _host_rows(global_batch_size: int, process_index: int, process_count: int) -
     """This process's rows of every global batch."""
     if global_batch_size < 1 or process_count < 1 or global_batch_size % process_count:
         raise DataError(
-            f"global batch size {global_batch_size} must be a positive multiple of the process count "
-            f"{process_count}"
+            f"global batch size {global_batch_size} must be a positive multiple of the process count {process_count}"
         )
     if not 0 <= process_index < process_count:
         raise DataError(f"process_index {process_index} is outside 0..{process_count - 1}")
@@ -83,17 +82,23 @@ class TrainStream:
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Continues right after the batch at which `state` was taken (by this or an equivalent stream)."""
-        mismatch = {key: (state.get(key), value) for key, value in self._fingerprint.items()
-                    if state.get(key) != value}
+        mismatch = {key: (state.get(key), value) for key, value in self._fingerprint.items() if state.get(key) != value}
         if mismatch:
             details = ", ".join(f"{key}: saved {saved}, now {now}" for key, (saved, now) in mismatch.items())
             raise DataError(f"data stream state does not belong to this stream ({details})")
         self._step = int(state["step"])
-        self._iterator = iter(self._batches[self._step:].to_iter_dataset(_READ_OPTIONS))
+        self._iterator = iter(self._batches[self._step :].to_iter_dataset(_READ_OPTIONS))
 
 
-def make_train_stream(source: ImageSource, *, global_batch_size: int, seed: int, random_flip: bool = False,
-                      process_index: int = 0, process_count: int = 1) -> TrainStream:
+def make_train_stream(
+    source: ImageSource,
+    *,
+    global_batch_size: int,
+    seed: int,
+    random_flip: bool = False,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> TrainStream:
     """Infinite shuffled per-host batches `{"image": uint8 (B_local, H, W, C), "label": int32 (B_local,)}`,
     `B_local = global_batch_size // process_count`; every epoch is a fresh permutation of the source."""
     rows = _host_rows(global_batch_size, process_index, process_count)
@@ -114,12 +119,14 @@ def make_train_stream(source: ImageSource, *, global_batch_size: int, seed: int,
         .batch(global_batch_size)
         .map_with_index(host_batch)
     )
-    return TrainStream(batches, {"seed": int(seed), "global_batch_size": global_batch_size,
-                                 "num_examples": num_examples})
+    return TrainStream(
+        batches, {"seed": int(seed), "global_batch_size": global_batch_size, "num_examples": num_examples}
+    )
 
 
-def iterate_once(source: ImageSource, *, batch_size: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+def iterate_once(
+    source: ImageSource, *, batch_size: int, process_index: int = 0, process_count: int = 1
+) -> Iterator[dict[str, np.ndarray]]:
     """One ordered pass over the source for evaluation. Every process yields the same number of batches of the
     same shape (the last is zero-padded, `"mask"` False on padding), so jitted evaluation compiles once and
     multi-host collectives stay in step. `batch_size` is global, as in `make_train_stream`."""
@@ -131,8 +138,11 @@ def iterate_once(source: ImageSource, *, batch_size: int, process_index: int = 0
     def host_batch(step: int) -> dict[str, np.ndarray]:
         positions = np.arange(step * batch_size, (step + 1) * batch_size)[rows]
         mask = positions < num_examples
-        batch = {"image": np.zeros((local, *image_shape), np.uint8), "label": np.zeros(local, np.int32),
-                 "mask": mask}
+        batch = {
+            "image": np.zeros((local, *image_shape), np.uint8),
+            "label": np.zeros(local, np.int32),
+            "mask": mask,
+        }
         if mask.any():
             loaded = _load(source, positions[mask])
             batch["image"][mask], batch["label"][mask] = loaded["image"], loaded["label"]

@@ -53,8 +53,14 @@ class ArraySource:
     """Images held in memory at their native size (0..255 scale floats), fitted to the resolution on access,
     so memory stays small whatever resolution a config asks for."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                 resolution: int, channels: int):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        class_names: Sequence[str],
+        resolution: int,
+        channels: int,
+    ):
         self._images = images
         self._labels = labels
         self._resolution = resolution
@@ -84,12 +90,10 @@ def _faces(split: str, resolution: int, channels: int) -> ArraySource:
     faces = lfw_subset()  # float64 in [0, 1]: the first 100 are faces, the last 100 background crops
     keep = _fixed_split("faces", len(faces), 40, split)
     labels = (np.arange(len(faces)) >= 100).astype(np.int32)
-    return ArraySource(faces[keep].astype(np.float32) * 255.0, labels[keep], ("face", "non_face"),
-                       resolution, channels)
+    return ArraySource(faces[keep].astype(np.float32) * 255.0, labels[keep], ("face", "non_face"), resolution, channels)
 
 
-def make_source(spec: str, *, split: str, resolution: int, channels: int,
-                data_dir: str | None = None) -> ImageSource:
+def make_source(spec: str, *, split: str, resolution: int, channels: int, data_dir: str | None = None) -> ImageSource:
     """Builds the source named by `spec` (one of `SPEC_FORMS`); `data_dir` is where tfds looks for prepared
     datasets (None: tfds' default). Heavy imports (tensorflow_datasets) happen only for the form that needs
     them."""
@@ -104,10 +108,10 @@ def make_source(spec: str, *, split: str, resolution: int, channels: int,
     if spec.startswith("tfds:"):
         from genimg_jax.data.tfds_source import TfdsSource
 
-        name, _, split_override = spec[len("tfds:"):].partition(":")
+        name, _, split_override = spec[len("tfds:") :].partition(":")
         return TfdsSource(name, split_override or split, resolution, channels, data_dir)
     if spec.startswith("folder:"):
         from genimg_jax.data.folder_source import FolderSource
 
-        return FolderSource(spec[len("folder:"):], split, resolution, channels)
+        return FolderSource(spec[len("folder:") :], split, resolution, channels)
     raise DataError(f"unknown data source '{spec}'; valid forms: {', '.join(SPEC_FORMS)}")

@@ -40,9 +40,7 @@ def discretized_gaussian_log_likelihood(images: jax.Array, mean: jax.Array, log_
     mass = jnp.where(lower > 0, ndtr(-lower) - ndtr(-upper), ndtr(upper) - ndtr(lower))
     # Far in a tail the difference underflows: use density at the bin centre times its width there instead.
     # Both branches stay finite so that gradients through jnp.where are never NaN.
-    log_density_mass = (
-        -0.5 * centered**2 - 0.5 * math.log(2 * math.pi) - log_scale + math.log(2 * _BIN_HALF_WIDTH)
-    )
+    log_density_mass = -0.5 * centered**2 - 0.5 * math.log(2 * math.pi) - log_scale + math.log(2 * _BIN_HALF_WIDTH)
     log_mass = jnp.where(mass > 1e-8, jnp.log(jnp.maximum(mass, 1e-8)), log_density_mass)
     log_mass = jnp.where(images < -1.0 + _BIN_HALF_WIDTH, log_ndtr(upper), log_mass)
     log_mass = jnp.where(images > 1.0 - _BIN_HALF_WIDTH, log_ndtr(-lower), log_mass)

@@ -10,7 +10,7 @@ import ml_collections
 import optax
 
 from genimg_jax import data
-from genimg_jax.config import require
+from genimg_jax.config import require, require_choice
 from genimg_jax.losses.adversarial import LOSSES
 from genimg_jax.methods.base import Batch, Metrics, adam, ema_update
 from genimg_jax.models import dcgan
@@ -34,11 +34,15 @@ class GAN:
 
     def __init__(self, config: ml_collections.ConfigDict):
         model = config.model
-        require(model.architecture in ARCHITECTURES, "model.architecture", model.architecture,
-                f"choose one of {sorted(ARCHITECTURES)}")
-        require(model.loss in LOSSES, "model.loss", model.loss, f"choose one of {sorted(LOSSES)}")
+        require_choice(config, "model.architecture", ARCHITECTURES)
+        require_choice(config, "model.loss", LOSSES)
         require(model.latent_dim > 0, "model.latent_dim", model.latent_dim, "must be positive")
-        require(0.0 <= config.train.ema_decay < 1.0, "train.ema_decay", config.train.ema_decay, "must be in [0, 1)")
+        require(
+            0.0 <= config.train.ema_decay < 1.0,
+            "train.ema_decay",
+            config.train.ema_decay,
+            "must be in [0, 1)",
+        )
         self.config = config
         generator_cls, discriminator_cls = ARCHITECTURES[model.architecture]
         self.generator = generator_cls(
@@ -94,9 +98,7 @@ class GAN:
             return self.discriminator_loss(real_logits, fake_logits), (stats, real_logits, fake_logits)
 
         d_params = state.discriminator["params"]
-        (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
-            d_params
-        )
+        (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
         d_updates, d_opt_state = self.d_optimizer.update(d_grads, state.d_opt_state, d_params)
         discriminator = {"params": optax.apply_updates(d_params, d_updates), "batch_stats": d_stats}
 

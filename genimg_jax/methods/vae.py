@@ -13,7 +13,7 @@ import ml_collections
 import optax
 
 from genimg_jax import data
-from genimg_jax.config import require
+from genimg_jax.config import require, require_choice
 from genimg_jax.losses import likelihood
 from genimg_jax.methods.base import Batch, Metrics, adam
 from genimg_jax.models import vae as vae_models
@@ -34,7 +34,7 @@ class VAE:
 
     def __init__(self, config: ml_collections.ConfigDict):
         model = config.model
-        require(model.likelihood in LIKELIHOODS, "model.likelihood", model.likelihood, f"choose one of {LIKELIHOODS}")
+        require_choice(config, "model.likelihood", LIKELIHOODS)
         require(model.latent_dim > 0, "model.latent_dim", model.latent_dim, "must be positive")
         require(model.beta >= 0, "model.beta", model.beta, "must be >= 0")
         self.config = config

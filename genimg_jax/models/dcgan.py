@@ -12,9 +12,7 @@ from genimg_jax.models.layers import DCGAN_INIT, UpConv, conv, dcgan_scale_init,
 
 
 def _batch_norm(train: bool) -> nn.BatchNorm:
-    return nn.BatchNorm(
-        use_running_average=not train, momentum=0.9, epsilon=1e-5, scale_init=dcgan_scale_init
-    )
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, scale_init=dcgan_scale_init)
 
 
 class Generator(nn.Module):

@@ -21,7 +21,7 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def dcgan_scale_init(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> jax.Array:
-    """BatchNorm scale from N(1, 0.02), as in the DCGAN reference code (the default of 1 trains worse)."""
+    """BatchNorm scale from N(1, 0.02), as in the DCGAN reference code."""
     return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 

@@ -1,0 +1,1 @@
+"""Sweeps and paper-table reproductions built from configs (`python -m experiments.sweep`)."""
