@@ -1,7 +1,8 @@
 """DCGAN (Radford et al. 2016) on the embedded handwritten digits at 32x32: the default demo config.
 
-Trains in about 3 minutes on 2 CPU cores (about 18 steps/s). Architecture and optimiser follow the paper (Adam, lr 2e-4, beta1 0.5,
-batch norm, non-saturating loss); the widths are reduced from 64 to 32 so that the demo is quick on a CPU.
+Trains in about 3 minutes on 2 CPU cores (about 18 steps/s). Architecture and optimiser follow the paper
+(Adam, lr 2e-4, beta1 0.5, batch norm, non-saturating loss); the widths are reduced from 64 to 32 so that the
+demo is quick on a CPU (`--config.model.g_features=64 --config.model.d_features=64` for the paper's widths).
 """
 
 import ml_collections

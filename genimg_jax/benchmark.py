@@ -40,13 +40,7 @@ def _device_memory_bytes(compiled: jax.stages.Compiled) -> int | None:
 def benchmark(config, repeats: int, steps_per_repeat: int, warmup: int) -> dict[str, float]:
     """Measure the jitted train step of `config` on a real batch of its training data."""
     run = trainer.compile_run(config, parallel.make_mesh(config.mesh))
-    source = data.make_source(
-        config.data.source,
-        split=config.data.train_split,
-        resolution=config.data.resolution,
-        channels=config.data.channels,
-        data_dir=config.data.data_dir or None,
-    )
+    source = trainer.make_data_source(config, config.data.train_split)
     stream = data.make_train_stream(
         source,
         global_batch_size=config.train.batch_size,

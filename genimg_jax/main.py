@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except FloatingPointError as error:  # training diverged; the last good checkpoint is kept
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -98,19 +98,23 @@ def save_resolved_config(config: ml_collections.ConfigDict, workdir: pathlib.Pat
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
 
-def _source(config: ml_collections.ConfigDict, split: str) -> Any:
-    return data.make_source(
-        config.data.source,
-        split=split,
-        resolution=config.data.resolution,
-        channels=config.data.channels,
-        data_dir=config.data.data_dir or None,
-    )
+def make_data_source(config: ml_collections.ConfigDict, split: str) -> data.ImageSource:
+    """The source `config.data` names, for `split`; a failure names the config key it came from."""
+    try:
+        return data.make_source(
+            config.data.source,
+            split=split,
+            resolution=config.data.resolution,
+            channels=config.data.channels,
+            data_dir=config.data.data_dir or None,
+        )
+    except data.DataError as error:
+        raise data.DataError(f"config.data.source: {error}") from None
 
 
 def evaluate_split(run: CompiledRun, state: Any, config: ml_collections.ConfigDict, rng: jax.Array) -> dict:
     """Mean of the method's per-example evaluation values over the whole evaluation split."""
-    source = _source(config, config.data.eval_split)
+    source = make_data_source(config, config.data.eval_split)
     totals: dict[str, float] = {}
     count = 0.0
     batches = data.iterate_once(
@@ -128,6 +132,11 @@ def evaluate_split(run: CompiledRun, state: Any, config: ml_collections.ConfigDi
     return {name: total / count for name, total in totals.items()}
 
 
+def _due(step: int, every: int, last_step: int) -> bool:
+    """Whether a periodic action (every `every` steps, 0 = never) runs at `step`; all run at the last step."""
+    return every > 0 and (step % every == 0 or step == last_step)
+
+
 def _check_finite(step: int, values: dict[str, float], last_checkpoint: int | None) -> None:
     bad = [name for name, value in values.items() if not math.isfinite(value)]
     if bad:
@@ -142,7 +151,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
     run = compile_run(config, parallel.make_mesh(config.mesh))
     train_config = config.train
     stream = data.make_train_stream(
-        _source(config, config.data.train_split),
+        make_data_source(config, config.data.train_split),
         global_batch_size=train_config.batch_size,
         seed=config.seed,
         random_flip=config.data.random_flip,
@@ -171,32 +180,33 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
     sums: dict[str, jax.Array] = {}
     logger.start(start_step)
     step = last_logged = start_step
-    for step in range(start_step + 1, train_config.steps + 1):
-        batch = data.make_global_batch(next(stream), run.batch_sharding)
-        state, metrics = run.train_step(state, batch)
-        sums = {name: sums.get(name, 0.0) + value for name, value in metrics.items()}
+    try:
+        for step in range(start_step + 1, train_config.steps + 1):
+            batch = data.make_global_batch(next(stream), run.batch_sharding)
+            state, metrics = run.train_step(state, batch)
+            sums = {name: sums.get(name, 0.0) + value for name, value in metrics.items()}
 
-        if train_config.log_every and (step % train_config.log_every == 0 or step == train_config.steps):
-            means = {name: float(value) / (step - last_logged) for name, value in jax.device_get(sums).items()}
-            sums, last_logged = {}, step
-            _check_finite(step, means, last_checkpoint)
-            rate = logger.steps_per_second(step)
-            logger.scalars(step, "train", {**means, "steps_per_second": rate})
-            logger.progress(step, means, rate)
-        if train_config.sample_every and (step % train_config.sample_every == 0 or step == train_config.steps):
-            images = data.from_unit_range(jax.device_get(run.sample(state, sample_rng)))
-            logger.sample_grid(step, images, workdir / "samples")
-        if config.eval.every and (step % config.eval.every == 0 or step == train_config.steps):
-            results = evaluate_split(run, state, config, jax.random.fold_in(init_rng, step))
-            logger.scalars(step, config.data.eval_split, results)
-            logger.message(f"eval at step {step} on {config.data.eval_split}: {_format(results)}")
-        if checkpointer.should_save(step) or step == train_config.steps:
-            checkpointer.save(step, state, stream.get_state())
-            last_checkpoint = step
-
-    checkpointer.wait()
-    checkpointer.close()
-    logger.close()
+            if _due(step, train_config.log_every, train_config.steps):
+                means = {name: float(v) / (step - last_logged) for name, v in jax.device_get(sums).items()}
+                sums, last_logged = {}, step
+                _check_finite(step, means, last_checkpoint)
+                rate = logger.steps_per_second(step)
+                logger.scalars(step, "train", {**means, "steps_per_second": rate})
+                logger.progress(step, means, rate)
+            if _due(step, train_config.sample_every, train_config.steps):
+                images = data.from_unit_range(jax.device_get(run.sample(state, sample_rng)))
+                logger.sample_grid(step, images, workdir / "samples")
+            if _due(step, config.eval.every, train_config.steps):
+                results = evaluate_split(run, state, config, jax.random.fold_in(init_rng, step))
+                logger.scalars(step, config.data.eval_split, results)
+                logger.message(f"eval at step {step} on {config.data.eval_split}: {_format(results)}")
+            if checkpointer.should_save(step) or step == train_config.steps:
+                checkpointer.save(step, state, stream.get_state())
+                last_checkpoint = step
+    finally:  # whatever stops the loop, a save in flight is committed and the logs are flushed
+        checkpointer.wait()
+        checkpointer.close()
+        logger.close()
     logger.message(f"done at step {step}; everything is in {workdir.absolute()}")
     return state
 

@@ -4,12 +4,14 @@ import json
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from genimg_jax import data, parallel, trainer
 from genimg_jax.checkpoint import Checkpointer
 from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.methods.gan import GAN
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 TINY_GAN = [
@@ -136,3 +138,23 @@ def test_vae_run_reports_test_split_elbo_and_sample_mode(tmp_path):
 def test_sample_mode_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
         trainer.sample(_tiny_gan(), tmp_path)
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    """A NaN injected into the GAN's losses from step 5 on stops the run at the next log step."""
+    original = GAN.train_step
+
+    def poisoned(self, state, batch):
+        new_state, metrics = original(self, state, batch)
+        metrics["d_loss"] = jnp.where(state.step >= 4, jnp.nan, metrics["d_loss"])
+        return new_state, metrics
+
+    monkeypatch.setattr(GAN, "train_step", poisoned)
+    with pytest.raises(FloatingPointError, match=r"non-finite d_loss at step 6; stopping \(checkpoint of step 4"):
+        trainer.train(_tiny_gan("train.steps=10"), tmp_path)
+    checkpointer = Checkpointer(tmp_path / "checkpoints", keep=3, every=0)
+    assert checkpointer.all_steps() == [2, 4]
+    run = trainer.compile_run(_tiny_gan(), parallel.make_mesh(_tiny_gan().mesh))
+    state, data_state = checkpointer.restore(4, jax.eval_shape(run.init, jax.random.PRNGKey(0)))
+    assert int(state.step) == 4 and data_state["step"] == 4
+    assert all(np.isfinite(leaf).all() for leaf in _leaves(state))

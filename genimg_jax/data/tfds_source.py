@@ -7,11 +7,25 @@ instructions for preparing the data elsewhere. NAME may carry a config (`celeb_a
 slicing syntax (`train[:90%]`), which is why only the first ':' separates the two.
 """
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
+from absl import logging as absl_logging
 
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.images import fit_image
 from genimg_jax.data.sources import example
+
+
+@contextlib.contextmanager
+def _quiet_absl() -> Iterator[None]:
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(verbosity)
 
 
 class TfdsSource:
@@ -24,10 +38,12 @@ class TfdsSource:
         if not name:
             raise DataError("tfds source needs a dataset name: 'tfds:NAME' or 'tfds:NAME:SPLIT'")
         try:
-            builder = tfds.builder(name, data_dir=data_dir)
+            with _quiet_absl():  # tfds warns about missing version folders before we explain what is missing
+                builder = tfds.builder(name, data_dir=data_dir)
+                prepared = builder.is_prepared()
         except ValueError as error:  # DatasetNotFoundError and bad config names; keep only the first line
             raise DataError(f"{spec}: {str(error).splitlines()[0]} (data_dir={data_dir})") from error
-        if not builder.is_prepared():
+        if not prepared:
             raise DataError(
                 f"{spec}: not prepared under {builder.data_dir_root}, and this code never downloads. "
                 f"Prepare it on a machine with network access (or with the files in a manual_dir): "
