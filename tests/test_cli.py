@@ -3,20 +3,14 @@
 import pathlib
 
 import pytest
+from tiny_configs import TINY_GAN, as_flags
 
 from genimg_jax import benchmark
 from genimg_jax import main as cli
 from genimg_jax.config import apply_overrides, load_config
 
 CONFIG = str(pathlib.Path(__file__).parent.parent / "configs" / "dcgan_digits.py")
-TINY = [
-    "--config.data.resolution=16",
-    "--config.model.g_features=8",
-    "--config.model.d_features=8",
-    "--config.train.batch_size=16",
-    "--config.train.steps=2",
-    "--config.train.num_sample_images=4",
-]
+TINY = as_flags([*TINY_GAN, "train.steps=2", "train.num_sample_images=4"])
 
 
 def test_train_then_sample(tmp_path, capsys):

@@ -6,19 +6,12 @@ import subprocess
 import sys
 
 import pytest
+from tiny_configs import TINY_GAN, as_flags
 
 from experiments import sweep
 
 ROOT = pathlib.Path(__file__).parent.parent
-TINY = [
-    "--config.data.resolution=16",
-    "--config.model.g_features=8",
-    "--config.model.d_features=8",
-    "--config.train.batch_size=16",
-    "--config.train.steps=2",
-    "--config.train.log_every=2",
-    "--config.train.sample_every=0",
-]
+TINY = as_flags([*TINY_GAN, "train.steps=2", "train.log_every=2", "train.sample_every=0"])
 
 
 def test_grid_points_are_the_cartesian_product():

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_configs import TINY_GAN as TINY
 
 from genimg_jax import data, parallel, trainer
 from genimg_jax.checkpoint import Checkpointer
@@ -14,17 +15,7 @@ from genimg_jax.config import ConfigError, apply_overrides, load_config
 from genimg_jax.methods.gan import GAN
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
-TINY_GAN = [
-    "data.resolution=16",
-    "model.g_features=8",
-    "model.d_features=8",
-    "model.latent_dim=16",
-    "train.batch_size=16",
-    "train.num_sample_images=16",
-    "train.log_every=2",
-    "train.sample_every=3",
-    "train.checkpoint_every=2",
-]
+TINY_GAN = [*TINY, "train.log_every=2", "train.sample_every=3", "train.checkpoint_every=2"]
 
 
 def _config(name, *overrides):
