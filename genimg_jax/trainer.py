@@ -201,6 +201,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
                 logger.scalars(step, config.data.eval_split, results)
                 logger.message(f"eval at step {step} on {config.data.eval_split}: {_format(results)}")
             if checkpointer.should_save(step) or step == train_config.steps:
+                # Never save a diverged state, even between log steps.
+                _check_finite(step, {n: float(v) for n, v in jax.device_get(sums).items()}, last_checkpoint)
                 checkpointer.save(step, state, stream.get_state())
                 last_checkpoint = step
     finally:  # whatever stops the loop, a save in flight is committed and the logs are flushed

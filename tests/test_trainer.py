@@ -149,3 +149,18 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
     state, data_state = checkpointer.restore(4, jax.eval_shape(run.init, jax.random.PRNGKey(0)))
     assert int(state.step) == 4 and data_state["step"] == 4
     assert all(np.isfinite(leaf).all() for leaf in _leaves(state))
+
+
+def test_diverged_state_is_not_checkpointed_between_log_steps(tmp_path, monkeypatch):
+    original = GAN.train_step
+
+    def poisoned(self, state, batch):
+        new_state, metrics = original(self, state, batch)
+        metrics["g_loss"] = jnp.where(state.step == 4, jnp.inf, metrics["g_loss"])
+        return new_state, metrics
+
+    monkeypatch.setattr(GAN, "train_step", poisoned)
+    config = _tiny_gan("train.steps=10", "train.log_every=100", "train.checkpoint_every=3")
+    with pytest.raises(FloatingPointError, match=r"non-finite g_loss at step 6; stopping \(checkpoint of step 3"):
+        trainer.train(config, tmp_path)
+    assert Checkpointer(tmp_path / "checkpoints", keep=3, every=0).all_steps() == [3]
