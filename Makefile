@@ -1,5 +1,5 @@
 # Everything installs itself into a local virtual environment: `make demo` and `make test` work on a fresh machine.
-PYTHON ?= python3
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
