@@ -27,14 +27,20 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def _drop_records_after(path: pathlib.Path, step: int) -> None:
-    """Rewrite the JSON-lines file at `path` without records past `step`, atomically (a crash keeps the old file)."""
+def _set_aside_records_after(path: pathlib.Path, step: int) -> None:
+    """Move records past `step` from the JSON-lines file `path` to `<stem>.superseded.jsonl` beside it.
+
+    The main file is replaced atomically, after the moved records are safely appended elsewhere, so a crash at
+    any point loses nothing.
+    """
     if not path.exists():
         return
-    lines = path.read_text().splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line)["step"] <= step]
     if len(kept) == len(lines):
         return
+    with open(path.with_name(f"{path.stem}.superseded.jsonl"), "a") as superseded:
+        superseded.writelines(line + "\n" for line in lines if json.loads(line)["step"] > step)
     temporary = path.with_suffix(".jsonl.tmp")
     temporary.write_text("".join(line + "\n" for line in kept))
     os.replace(temporary, path)
@@ -44,15 +50,15 @@ class RunLogger:
     """Writes scalars to `metrics.jsonl` and TensorBoard, sample grids to PNG, and progress to stdout."""
 
     def __init__(self, workdir: pathlib.Path, total_steps: int, enabled: bool, resume_step: int = 0):
-        """`resume_step`: the checkpoint a resumed run starts from; later records are dropped from
-        `metrics.jsonl` because the resumed run recomputes exactly those steps."""
+        """`resume_step`: the checkpoint a resumed run starts from; later records are moved out of
+        `metrics.jsonl` (to `metrics.superseded.jsonl`) because the resumed run recomputes exactly those steps."""
         self.enabled = enabled
         self.workdir = workdir
         self.total_steps = total_steps
         self._last_time: float | None = None
         self._last_step: int | None = None
         if enabled:
-            _drop_records_after(workdir / "metrics.jsonl", resume_step)
+            _set_aside_records_after(workdir / "metrics.jsonl", resume_step)
             self._writer = metric_writers.SummaryWriter(str(workdir / "tensorboard"))
             self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 - kept open for the run
 

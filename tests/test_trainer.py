@@ -56,7 +56,7 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [2, 3, 4, 6]
 
 
-def test_resume_drops_log_records_past_the_checkpoint(tmp_path):
+def test_resume_sets_aside_log_records_past_the_checkpoint(tmp_path):
     """Steps after the last checkpoint are recomputed on resume, so their old records must not stay twice."""
     trainer.train(_tiny_gan("train.steps=5", "train.checkpoint_every=4", "train.log_every=1"), tmp_path)
     # Simulate a crash after step 5 was logged but before its checkpoint committed.
@@ -68,6 +68,9 @@ def test_resume_drops_log_records_past_the_checkpoint(tmp_path):
     after = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in after] == [1, 2, 3, 4, 5]
     assert after[4]["d_loss"] == before[4]["d_loss"]  # the recomputed step is the same step
+    # Nothing written is lost: the superseded record is kept beside the log.
+    superseded = [json.loads(line) for line in (tmp_path / "metrics.superseded.jsonl").read_text().splitlines()]
+    assert superseded == [before[4]]
 
 
 @pytest.mark.parametrize("config_name", ["dcgan_digits.py", "vae_digits.py"])
