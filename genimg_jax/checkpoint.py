@@ -8,7 +8,6 @@ Saves are asynchronous; `wait` blocks until the last one is committed.
 import pathlib
 from typing import Any
 
-import jax
 import orbax.checkpoint as ocp
 
 
@@ -55,8 +54,3 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
-
-
-def abstract_like(tree: Any) -> Any:
-    """ShapeDtypeStructs (with shardings) describing `tree`, as restore targets."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)

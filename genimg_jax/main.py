@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, overrides = parse_args(argv)
         config = apply_overrides(load_config(args.config), overrides)
         config.lock()  # a later typo in code reading the config is an error, not a silent new key
-        flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags
+        flags.FLAGS.mark_as_parsed()  # libraries used here (grain, tfds) may read absl flags; argv is ours
         if args.mode == "train":
             trainer.train(config, args.workdir)
         else:

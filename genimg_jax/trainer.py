@@ -33,6 +33,7 @@ class CompiledRun:
     method: Method
     mesh: Mesh
     state_sharding: Any
+    abstract_state: Any  # ShapeDtypeStructs with shardings: the restore target of checkpoints
     batch_sharding: NamedSharding
     init: Any  # rng -> state
     train_step: Any  # (state, batch) -> (state, metrics); donates state
@@ -62,8 +63,7 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh) -> CompiledRun:
     batch_sharding = parallel.batch_sharding(mesh)
     replicated = parallel.replicated(mesh)
     example = example_batch(config, config.train.batch_size)
-    abstract_state = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), example)
-    state_sharding = parallel.state_shardings(abstract_state, mesh)
+    state_sharding = parallel.state_shardings(jax.eval_shape(method.init_state, jax.random.PRNGKey(0), example), mesh)
 
     def evaluate(state, batch, rng):
         values = method.evaluate_batch(state, batch, rng)
@@ -71,12 +71,14 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh) -> CompiledRun:
         return {name: jnp.sum(value * mask) for name, value in values.items()}, jnp.sum(mask)
 
     num_samples = config.train.num_sample_images
+    init = jax.jit(lambda rng: method.init_state(rng, example), out_shardings=state_sharding)
     return CompiledRun(
         method=method,
         mesh=mesh,
         state_sharding=state_sharding,
+        abstract_state=jax.eval_shape(init, jax.random.PRNGKey(0)),
         batch_sharding=batch_sharding,
-        init=jax.jit(lambda rng: method.init_state(rng, example), out_shardings=state_sharding),
+        init=init,
         train_step=jax.jit(
             method.train_step,
             in_shardings=(state_sharding, batch_sharding),
@@ -112,14 +114,13 @@ def make_data_source(config: ml_collections.ConfigDict, split: str) -> data.Imag
         raise data.DataError(f"config.data.source: {error}") from None
 
 
-def evaluate_split(run: CompiledRun, state: Any, config: ml_collections.ConfigDict, rng: jax.Array) -> dict:
-    """Mean of the method's per-example evaluation values over the whole evaluation split."""
-    source = make_data_source(config, config.data.eval_split)
+def evaluate_split(run: CompiledRun, state: Any, source: data.ImageSource, batch_size: int, rng: jax.Array) -> dict:
+    """Mean of the method's per-example evaluation values over the whole of `source`."""
     totals: dict[str, float] = {}
     count = 0.0
     batches = data.iterate_once(
         source,
-        batch_size=config.eval.batch_size,
+        batch_size=batch_size,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
@@ -158,6 +159,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
+    eval_source = make_data_source(config, config.data.eval_split) if config.eval.every else None
     workdir.mkdir(parents=True, exist_ok=True)
     if is_main:
         save_resolved_config(config, workdir)
@@ -171,8 +173,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
         state = run.init(init_rng)
         logger.message(f"starting a new run in {workdir}")
     else:
-        abstract_state = jax.eval_shape(run.init, init_rng)
-        state, data_state = checkpointer.restore(start_step, abstract_state)
+        state, data_state = checkpointer.restore(start_step, run.abstract_state)
         stream.set_state(data_state)
         logger.message(f"resuming {workdir} from the checkpoint of step {start_step}")
 
@@ -197,7 +198,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
                 images = data.from_unit_range(jax.device_get(run.sample(state, sample_rng)))
                 logger.sample_grid(step, images, workdir / "samples")
             if _due(step, config.eval.every, train_config.steps):
-                results = evaluate_split(run, state, config, jax.random.fold_in(init_rng, step))
+                eval_rng = jax.random.fold_in(init_rng, step)
+                results = evaluate_split(run, state, eval_source, config.eval.batch_size, eval_rng)
                 logger.scalars(step, config.data.eval_split, results)
                 logger.message(f"eval at step {step} on {config.data.eval_split}: {_format(results)}")
             if checkpointer.should_save(step) or step == train_config.steps:
@@ -225,8 +227,8 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_g
     step = checkpointer.latest_step()
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} to sample from")
-    init_rng, sample_rng = initial_rngs(config)
-    state, _ = checkpointer.restore(step, jax.eval_shape(run.init, init_rng))
+    _, sample_rng = initial_rngs(config)
+    state, _ = checkpointer.restore(step, run.abstract_state)
     checkpointer.close()
     paths = []
     for index in range(num_grids):
