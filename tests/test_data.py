@@ -238,6 +238,8 @@ def test_folder_flat_is_unlabeled_and_split_subfolders(tmp_path):
     test = data.make_source(f"folder:{tmp_path}", split="test", resolution=8, channels=1)
     assert len(test) == 2 and test.num_classes == 0 and int(test[1]["label"]) == 0
     assert int(test[1]["image"].max()) == 50
+    with pytest.raises(data.DataError, match=r"has split folders \['test', 'train'\] but none named 'validation'"):
+        data.make_source(f"folder:{tmp_path}", split="validation", resolution=8, channels=1)
 
 
 def test_folder_errors_name_the_path(tmp_path):

@@ -1,8 +1,8 @@
 """`folder:PATH` — a directory tree of PNG/JPEG files, decoded lazily.
 
 Layout rules, chosen to match how image folders are usually shipped:
-- If `PATH/<split>` is a directory it is used for that split (`PATH/train`, `PATH/test`); otherwise the whole
-  folder serves every split.
+- If `PATH` has split folders (`train`, `test`, `validation`, `val`), `PATH/<split>` serves that split and a
+  split without its folder is an error; without split folders the whole folder serves every split.
 - If every image lies inside a subdirectory, the sorted top-level subdirectory names are the classes;
   if any image lies directly in the folder, the data is unlabeled (`num_classes == 0`, labels 0).
 - Files are found recursively and sorted by relative path, so indices (and therefore shuffles) are the same
@@ -20,6 +20,8 @@ from genimg_jax.data.images import fit_image
 from genimg_jax.data.sources import example
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+# Folder names read as splits rather than classes.
+SPLIT_NAMES = frozenset({"train", "test", "validation", "val"})
 
 
 class FolderSource:
@@ -29,8 +31,14 @@ class FolderSource:
         root = Path(path).expanduser()
         if not root.is_dir():
             raise DataError(f"image folder '{root}' is missing or not a directory (source 'folder:{path}')")
-        if (root / split).is_dir():
+        split_folders = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name in SPLIT_NAMES)
+        if split in split_folders:
             root = root / split
+        elif split_folders:  # never let another split's images stand in for this one
+            raise DataError(
+                f"image folder '{root}' has split folders {split_folders} but none named '{split}' "
+                f"(source 'folder:{path}')"
+            )
         found = (file.relative_to(root) for file in root.rglob("*") if file.is_file())
         self._files = sorted(
             (
