@@ -35,12 +35,14 @@ def _set_aside_records_after(path: pathlib.Path, step: int) -> None:
     """
     if not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["step"] <= step]
-    if len(kept) == len(lines):
+    kept, later = [], []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            (kept if json.loads(line)["step"] <= step else later).append(line)
+    if not later:
         return
     with open(path.with_name(f"{path.stem}.superseded.jsonl"), "a") as superseded:
-        superseded.writelines(line + "\n" for line in lines if json.loads(line)["step"] > step)
+        superseded.writelines(line + "\n" for line in later)
     temporary = path.with_suffix(".jsonl.tmp")
     temporary.write_text("".join(line + "\n" for line in kept))
     os.replace(temporary, path)
