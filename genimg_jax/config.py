@@ -154,6 +154,9 @@ def validate_common(config: ml_collections.ConfigDict) -> None:
         resolution,
         "must be a power of two >= 8",
     )
+    require_choice(config, "data.bad_images", ("error", "skip"))
+    require_choice(config, "data.small_images", ("upscale", "skip"))
+    require_choice(config, "train.nonfinite", ("stop", "skip"))
     require(config.eval.every >= 0, "eval.every", config.eval.every, "must be >= 0 (0 disables)")
 
 
@@ -175,6 +178,8 @@ def base_config() -> ml_collections.ConfigDict:
             "resolution": 32,
             "channels": 1,
             "random_flip": False,
+            "bad_images": "error",  # undecodable image files in a folder source: error | skip (counted warning)
+            "small_images": "upscale",  # images smaller than the resolution: upscale | skip (counted warning)
         }
     )
     config.model = ml_collections.ConfigDict()
@@ -188,6 +193,7 @@ def base_config() -> ml_collections.ConfigDict:
             "num_sample_images": 64,
             "checkpoint_every": 500,
             "keep_checkpoints": 3,
+            "nonfinite": "stop",  # a NaN/Inf in a step's metrics or new state: stop | skip (the update, counted)
         }
     )
     config.eval = ml_collections.ConfigDict({"every": 0, "batch_size": 256})

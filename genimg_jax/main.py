@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from absl import flags
 
 from genimg_jax import trainer
+from genimg_jax.checkpoint import CheckpointError
 from genimg_jax.config import ConfigError, apply_overrides, load_config, split_override_args
 from genimg_jax.data import DataError
 
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             for path in trainer.sample(config, args.workdir):
                 print(f"wrote {path}")
-    except (ConfigError, DataError, FileNotFoundError) as error:
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:  # training diverged; the last good checkpoint is kept

@@ -7,7 +7,6 @@ resumes and reports the same way.
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
 from typing import Any
 
@@ -16,11 +15,12 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh, NamedSharding
 
-from genimg_jax import data, parallel
+from genimg_jax import data, nonfinite, parallel, run_identity
 from genimg_jax.checkpoint import Checkpointer
 from genimg_jax.config import ConfigError, validate_common
 from genimg_jax.images import save_grid
 from genimg_jax.methods import Method, build_method
+from genimg_jax.preemption import PreemptionGuard
 from genimg_jax.reporting import RunLogger
 
 SAMPLE_SEED_SALT = 0x5A3D  # sample grids use one fixed key per run, so grids from different steps compare
@@ -36,7 +36,7 @@ class CompiledRun:
     abstract_state: Any  # ShapeDtypeStructs with shardings: the restore target of checkpoints
     batch_sharding: NamedSharding
     init: Any  # rng -> state
-    train_step: Any  # (state, batch) -> (state, metrics); donates state
+    train_step: Any  # (state, batch) -> (state, metrics); donates state; guarded against NaN/Inf (nonfinite.py)
     sample: Any  # (state, rng) -> images, replicated
     evaluate: Any  # (state, batch, rng) -> ({name: masked sum}, count)
 
@@ -80,7 +80,7 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh) -> CompiledRun:
         batch_sharding=batch_sharding,
         init=init,
         train_step=jax.jit(
-            method.train_step,
+            nonfinite.guard(method.train_step, config.train.nonfinite),
             in_shardings=(state_sharding, batch_sharding),
             out_shardings=(state_sharding, replicated),
             donate_argnums=0,
@@ -109,6 +109,8 @@ def make_data_source(config: ml_collections.ConfigDict, split: str) -> data.Imag
             resolution=config.data.resolution,
             channels=config.data.channels,
             data_dir=config.data.data_dir or None,
+            bad_images=config.data.bad_images,
+            small_images=config.data.small_images,
         )
     except data.DataError as error:
         raise data.DataError(f"config.data.source: {error}") from None
@@ -138,13 +140,6 @@ def _due(step: int, every: int, last_step: int) -> bool:
     return every > 0 and (step % every == 0 or step == last_step)
 
 
-def _check_finite(step: int, values: dict[str, float], last_checkpoint: int | None) -> None:
-    bad = [name for name, value in values.items() if not math.isfinite(value)]
-    if bad:
-        kept = f"checkpoint of step {last_checkpoint} is kept" if last_checkpoint else "no checkpoint was saved"
-        raise FloatingPointError(f"non-finite {', '.join(bad)} at step {step}; stopping ({kept})")
-
-
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any:
     """Train `config` in `workdir`, resuming from its latest checkpoint if there is one; returns the final state."""
     workdir = pathlib.Path(workdir)
@@ -161,36 +156,44 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
     )
     eval_source = make_data_source(config, config.data.eval_split) if config.eval.every else None
     workdir.mkdir(parents=True, exist_ok=True)
-    if is_main:
-        save_resolved_config(config, workdir)
     checkpointer = Checkpointer(
         workdir / "checkpoints", keep=train_config.keep_checkpoints, every=train_config.checkpoint_every
     )
+    if checkpointer.all_steps():
+        run_identity.check_resumable(workdir, config)  # before config.json is replaced by the new config
+    if is_main:
+        save_resolved_config(config, workdir)
     init_rng, sample_rng = initial_rngs(config)
-    start_step = checkpointer.latest_step() or 0
+    restored = checkpointer.restore_latest(run.abstract_state, report=print if is_main else lambda _: None)
+    start_step = restored[0] if restored else 0
     logger = RunLogger(workdir, train_config.steps, enabled=is_main, resume_step=start_step)
-    if start_step == 0:
+    if restored is None:
         state = run.init(init_rng)
         logger.message(f"starting a new run in {workdir}")
     else:
-        state, data_state = checkpointer.restore(start_step, run.abstract_state)
+        _, state, data_state = restored
         stream.set_state(data_state)
         logger.message(f"resuming {workdir} from the checkpoint of step {start_step}")
 
-    last_checkpoint = checkpointer.latest_step()
+    last_checkpoint = start_step if restored else None
     sums: dict[str, jax.Array] = {}
     logger.start(start_step)
     step = last_logged = start_step
+    stop = False
+    preemption = PreemptionGuard()  # SIGTERM/SIGINT: checkpoint this step and stop (preemption.py)
     try:
+        preemption.install()
         for step in range(start_step + 1, train_config.steps + 1):
             batch = data.make_global_batch(next(stream), run.batch_sharding)
             state, metrics = run.train_step(state, batch)
             sums = {name: sums.get(name, 0.0) + value for name, value in metrics.items()}
 
             if _due(step, train_config.log_every, train_config.steps):
-                means = {name: float(v) / (step - last_logged) for name, v in jax.device_get(sums).items()}
+                means = nonfinite.interval_means(jax.device_get(sums), step - last_logged, train_config.nonfinite)
+                nonfinite.check(step, means, train_config.nonfinite, last_checkpoint)
+                if skipped := means[nonfinite.NONFINITE_STEPS]:
+                    logger.message(f"skipped {skipped:.0f} of steps {last_logged + 1}-{step}: non-finite values")
                 sums, last_logged = {}, step
-                _check_finite(step, means, last_checkpoint)
                 rate = logger.steps_per_second(step)
                 logger.scalars(step, "train", {**means, "steps_per_second": rate})
                 logger.progress(step, means, rate)
@@ -202,16 +205,27 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
                 results = evaluate_split(run, state, eval_source, config.eval.batch_size, eval_rng)
                 logger.scalars(step, config.data.eval_split, results)
                 logger.message(f"eval at step {step} on {config.data.eval_split}: {_format(results)}")
-            if checkpointer.should_save(step) or step == train_config.steps:
+            stop = preemption.stop_requested()
+            if checkpointer.should_save(step) or step == train_config.steps or stop:
                 # Never save a diverged state, even between log steps.
-                _check_finite(step, {n: float(v) for n, v in jax.device_get(sums).items()}, last_checkpoint)
+                pending = nonfinite.interval_means(jax.device_get(sums), step - last_logged, train_config.nonfinite)
+                nonfinite.check(step, pending, train_config.nonfinite, last_checkpoint)
                 checkpointer.save(step, state, stream.get_state())
                 last_checkpoint = step
+            if stop:
+                break
     finally:  # whatever stops the loop, a save in flight is committed and the logs are flushed
+        preemption.uninstall()
         checkpointer.wait()
         checkpointer.close()
         logger.close()
-    logger.message(f"done at step {step}; everything is in {workdir.absolute()}")
+    if stop:
+        logger.message(
+            f"received {preemption.signal_name} at step {step}: its checkpoint is committed; "
+            f"run the same command again to continue"
+        )
+    else:
+        logger.message(f"done at step {step}; everything is in {workdir.absolute()}")
     return state
 
 
@@ -224,12 +238,12 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_g
     workdir = pathlib.Path(workdir)
     run = compile_run(config, parallel.make_mesh(config.mesh))
     checkpointer = Checkpointer(workdir / "checkpoints", keep=config.train.keep_checkpoints, every=0)
-    step = checkpointer.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} to sample from")
-    _, sample_rng = initial_rngs(config)
-    state, _ = checkpointer.restore(step, run.abstract_state)
+    restored = checkpointer.restore_latest(run.abstract_state)
     checkpointer.close()
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} to sample from")
+    step, state, _ = restored
+    _, sample_rng = initial_rngs(config)
     paths = []
     for index in range(num_grids):
         images = data.from_unit_range(jax.device_get(run.sample(state, jax.random.fold_in(sample_rng, index))))

@@ -247,15 +247,12 @@ def test_folder_errors_name_the_path(tmp_path):
     with pytest.raises(data.DataError, match=str(missing)):
         data.make_source(f"folder:{missing}", split="train", resolution=8, channels=1)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(data.DataError, match="no PNG or JPEG"):
+    with pytest.raises(data.DataError, match="is empty"):
         data.make_source(f"folder:{tmp_path / 'empty'}", split="train", resolution=8, channels=1)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "broken.png").write_bytes(b"\x89PNG not really")
-    source = data.make_source(f"folder:{tmp_path / 'bad'}", split="train", resolution=8, channels=1)
-    with pytest.raises(data.DataError, match=r"broken\.png"):
-        source[0]
-    with pytest.raises(data.DataError, match=r"broken\.png"):  # also through the prefetching pipeline
-        next(data.iterate_once(source, batch_size=2))
+    with pytest.raises(data.DataError, match=r"1 cannot be decoded \(e\.g\. 'broken\.png'"):  # found on opening
+        data.make_source(f"folder:{tmp_path / 'bad'}", split="train", resolution=8, channels=1)
 
 
 # --- training stream --------------------------------------------------------------------------------------

@@ -7,51 +7,124 @@ Layout rules, chosen to match how image folders are usually shipped:
   if any image lies directly in the folder, the data is unlabeled (`num_classes == 0`, labels 0).
 - Files are found recursively and sorted by relative path, so indices (and therefore shuffles) are the same
   on every machine; hidden files and folders (leading '.') are skipped.
-Decoding happens in `__getitem__` so that opening a folder of a million images costs one directory walk.
+- Files that are not images (by suffix) are skipped and counted in one warning line on stderr. Every image is
+  decoded once when the folder is opened (on a thread pool), so a corrupt or truncated file, or one smaller
+  than the resolution, is found before anything is written rather than hours into a run: per `bad_images`
+  ("error" | "skip") and `small_images` ("upscale" | "skip") it stops the run with one line naming the file,
+  or is left out and counted in the warning. Grayscale, RGBA, palette and 16-bit images are always converted
+  (`images.pil_pixels`). Training decodes again lazily in `__getitem__`.
 """
 
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from genimg_jax.data.errors import DataError
-from genimg_jax.data.images import fit_image
+from genimg_jax.data.images import fit_image, pil_pixels
 from genimg_jax.data.sources import example
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # Folder names read as splits rather than classes.
 SPLIT_NAMES = frozenset({"train", "test", "validation", "val"})
+BAD_IMAGE_POLICIES = ("error", "skip")
+SMALL_IMAGE_POLICIES = ("upscale", "skip")
+NOT_AN_IMAGE, UNDECODABLE, TOO_SMALL = "not an image", "cannot be decoded", "smaller than the resolution"
+
+
+def decode_file(path: Path) -> np.ndarray:
+    """Pixels of one image file (see `pil_pixels`); DataError naming the file if it cannot be decoded."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return pil_pixels(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise DataError(f"cannot decode image file '{path}': {type(error).__name__}: {error}") from error
+
+
+def _problem(path: Path, resolution: int) -> tuple[str, str] | None:
+    """(kind, detail) of what is wrong with one image file, or None."""
+    try:
+        pixels = decode_file(path)
+    except DataError as error:
+        return UNDECODABLE, str(error.__cause__)
+    height, width = pixels.shape[:2]
+    if min(height, width) < resolution:
+        return TOO_SMALL, f"{width}x{height}"
+    return None
+
+
+def _summary(problems: dict[str, list[tuple[Path, str]]]) -> str:
+    """'2 cannot be decoded (e.g. a.png: ...), 1 not an image (e.g. notes.txt)' for a one-line message."""
+    parts = []
+    for kind, found in problems.items():
+        if found:
+            example_path, detail = found[0]
+            parts.append(f"{len(found)} {kind} (e.g. '{example_path}'{': ' + detail if detail else ''})")
+    return ", ".join(parts)
 
 
 class FolderSource:
-    """Images under one folder; see the module docstring for the layout."""
+    """Images under one folder; see the module docstring for the layout and the checks."""
 
-    def __init__(self, path: str, split: str, resolution: int, channels: int):
+    def __init__(
+        self,
+        path: str,
+        split: str,
+        resolution: int,
+        channels: int,
+        bad_images: str = "error",
+        small_images: str = "upscale",
+    ):
+        if bad_images not in BAD_IMAGE_POLICIES or small_images not in SMALL_IMAGE_POLICIES:
+            raise DataError(f"bad_images={bad_images!r} / small_images={small_images!r} are not valid policies")
         root = Path(path).expanduser()
+        where = f"(source 'folder:{path}')"
         if not root.is_dir():
-            raise DataError(f"image folder '{root}' is missing or not a directory (source 'folder:{path}')")
+            raise DataError(f"image folder '{root}' is missing or not a directory {where}")
         split_folders = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name in SPLIT_NAMES)
         if split in split_folders:
             root = root / split
         elif split_folders:  # never let another split's images stand in for this one
-            raise DataError(
-                f"image folder '{root}' has split folders {split_folders} but none named '{split}' "
-                f"(source 'folder:{path}')"
-            )
-        found = (file.relative_to(root) for file in root.rglob("*") if file.is_file())
-        self._files = sorted(
+            raise DataError(f"image folder '{root}' has split folders {split_folders} but none named '{split}' {where}")
+        found = sorted(
             (
-                rel
-                for rel in found
-                if rel.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in rel.parts)
+                file.relative_to(root)
+                for file in root.rglob("*")
+                if file.is_file() and not any(part.startswith(".") for part in file.relative_to(root).parts)
             ),
             key=Path.as_posix,
         )
+        if not found:
+            raise DataError(f"image folder '{root}' is empty {where}")
+        candidates = [rel for rel in found if rel.suffix.lower() in IMAGE_SUFFIXES]
+        problems = {NOT_AN_IMAGE: [(rel, "") for rel in found if rel.suffix.lower() not in IMAGE_SUFFIXES]}
+        problems |= {UNDECODABLE: [], TOO_SMALL: []}
+        with ThreadPoolExecutor(max_workers=4) as pool:  # PIL decoders release the GIL
+            checks = list(pool.map(lambda rel: _problem(root / rel, resolution), candidates))
+        for rel, problem in zip(candidates, checks, strict=True):
+            if problem and (problem[0] == UNDECODABLE or small_images == "skip"):
+                problems[problem[0]].append((rel, problem[1]))
+        if problems[UNDECODABLE] and bad_images == "error":
+            raise DataError(
+                f"image folder '{root}': {_summary({UNDECODABLE: problems[UNDECODABLE]})}; remove or fix them, or set "
+                f"config.data.bad_images=skip to leave them out {where}"
+            )
+        skipped = {rel for found_problems in problems.values() for rel, _ in found_problems}
+        self._files = [rel for rel in candidates if rel not in skipped]
         if not self._files:
-            raise DataError(f"image folder '{root}' contains no PNG or JPEG files (source 'folder:{path}')")
+            raise DataError(f"image folder '{root}' has no usable images: {_summary(problems)} {where}")
+        if skipped:
+            print(
+                f"warning: image folder '{root}': using {len(self._files)} of {len(found)} files; "
+                f"skipped {_summary(problems)}",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.skipped = {kind: [rel for rel, _ in found_problems] for kind, found_problems in problems.items()}
         self._root = root
-        self._mode = "L" if channels == 1 else "RGB"
         self._resolution = resolution
         self._channels = channels
         if all(len(rel.parts) > 1 for rel in self._files):
@@ -67,10 +140,5 @@ class FolderSource:
         return len(self._files)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        path = self._root / self._files[index]
-        try:
-            with Image.open(path) as image:
-                pixels = np.asarray(image.convert(self._mode))
-        except (OSError, ValueError, Image.DecompressionBombError) as error:
-            raise DataError(f"cannot decode image file '{path}': {error}") from error
+        pixels = decode_file(self._root / self._files[index])
         return example(fit_image(pixels, self._resolution, self._channels), self._labels[index])

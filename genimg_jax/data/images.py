@@ -14,6 +14,27 @@ from PIL import Image
 
 # ITU-R 601-2 luma, the same weights PIL uses for mode "L".
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+
+
+def pil_pixels(image: Image.Image) -> np.ndarray:
+    """A decoded PIL image as float32 on the 0..255 scale, HW (gray) or HWC (RGB).
+
+    PIL's own `convert("L")` clips 16-bit values at 255 (a 16-bit PNG comes out nearly white), so 16-bit
+    modes are rescaled by 255/65535 here; transparent images (RGBA, LA, palette with transparency) are
+    composited over black, i.e. colours are premultiplied by alpha, so fully transparent pixels are 0 whatever
+    colour they happen to store.
+    """
+    if image.mode in _SIXTEEN_BIT_MODES:
+        return np.asarray(image, np.float32) / 257.0
+    if image.mode == "F":
+        raise ValueError("floating-point images (PIL mode F) have no defined 0..255 scale")
+    if "A" in image.getbands() or "transparency" in image.info:
+        rgba = np.asarray(image.convert("RGBA"), np.float32)
+        return rgba[..., :3] * (rgba[..., 3:] / 255.0)
+    if image.mode in ("1", "L"):
+        return np.asarray(image.convert("L"), np.float32)
+    return np.asarray(image.convert("RGB"), np.float32)
 
 
 def center_crop_square(image: np.ndarray) -> np.ndarray:

@@ -93,10 +93,20 @@ def _faces(split: str, resolution: int, channels: int) -> ArraySource:
     return ArraySource(faces[keep].astype(np.float32) * 255.0, labels[keep], ("face", "non_face"), resolution, channels)
 
 
-def make_source(spec: str, *, split: str, resolution: int, channels: int, data_dir: str | None = None) -> ImageSource:
+def make_source(
+    spec: str,
+    *,
+    split: str,
+    resolution: int,
+    channels: int,
+    data_dir: str | None = None,
+    bad_images: str = "error",
+    small_images: str = "upscale",
+) -> ImageSource:
     """Builds the source named by `spec` (one of `SPEC_FORMS`); `data_dir` is where tfds looks for prepared
-    datasets (None: tfds' default). Heavy imports (tensorflow_datasets) happen only for the form that needs
-    them."""
+    datasets (None: tfds' default); `bad_images` / `small_images` are the image-folder policies for undecodable
+    and too-small files (see `folder_source`). Heavy imports (tensorflow_datasets) happen only for the form that
+    needs them."""
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels} (source '{spec}')")
     if resolution < 1:
@@ -113,5 +123,5 @@ def make_source(spec: str, *, split: str, resolution: int, channels: int, data_d
     if spec.startswith("folder:"):
         from genimg_jax.data.folder_source import FolderSource
 
-        return FolderSource(spec[len("folder:") :], split, resolution, channels)
+        return FolderSource(spec[len("folder:") :], split, resolution, channels, bad_images, small_images)
     raise DataError(f"unknown data source '{spec}'; valid forms: {', '.join(SPEC_FORMS)}")

@@ -1,0 +1,72 @@
+"""Refuse to resume a workdir whose checkpoints belong to a different model or data layout.
+
+Restoring the checkpoints of another config either fails deep inside Orbax (other shapes) or, worse, succeeds and
+silently mixes two runs (same shapes, other loss or data). The config a run used is saved as `config.json` in its
+workdir; before resuming, the keys that define the train state and the data it sees are compared with the new
+config. Keys that only say how long or how visibly to train (`train.steps`, logging and checkpoint intervals,
+evaluation) may change, so a finished run can be extended.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import ml_collections
+
+from genimg_jax.config import ConfigError
+
+# Dotted keys, or prefixes ending in '.', whose values must match for a checkpoint to be resumed.
+IDENTITY_KEYS = (
+    "method",
+    "seed",
+    "model.",
+    "optim.",
+    "data.source",
+    "data.resolution",
+    "data.channels",
+    "data.random_flip",
+    "train.batch_size",
+)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def _defines_state(key: str) -> bool:
+    return any(key.startswith(k) if k.endswith(".") else key == k for k in IDENTITY_KEYS)
+
+
+def identity_differences(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{dotted key: (saved value, new value)} for the state-defining keys that differ (missing reads as None)."""
+    saved_flat, new_flat = _flatten(saved), _flatten(new)
+    keys = sorted(k for k in saved_flat.keys() | new_flat.keys() if _defines_state(k))
+    # JSON turns tuples into lists; compare both sides in their JSON form.
+    saved_flat, new_flat = json.loads(json.dumps(saved_flat)), json.loads(json.dumps(new_flat))
+    return {k: (saved_flat.get(k), new_flat.get(k)) for k in keys if saved_flat.get(k) != new_flat.get(k)}
+
+
+def check_resumable(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError if `workdir/config.json` describes another model/data layout than `config`."""
+    path = workdir / "config.json"
+    if not path.exists():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not valid JSON ({error}); cannot tell which run its checkpoints are") from None
+    differences = identity_differences(saved, json.loads(config.to_json_best_effort()))
+    if differences:
+        listed = "; ".join(f"config.{k}: saved {old!r}, now {new!r}" for k, (old, new) in differences.items())
+        raise ConfigError(
+            f"workdir {workdir} holds checkpoints of a different run ({listed}); "
+            f"use another --workdir, or the saved values to resume"
+        )
