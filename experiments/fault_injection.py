@@ -1,0 +1,224 @@
+"""Fault injection: kill a training run at random moments, restart it each time, and demand the same result.
+
+    python -m experiments.fault_injection --workdir=runs/faults --kills=10 [--signals=kill,term] [--seed=0]
+        [--config=configs/dcgan_digits.py] [--config.a.b=v ...]
+
+1. Runs `python -m genimg_jax.main` once uninterrupted (the reference) and times its training steps.
+2. Runs it again in another workdir `--kills` times, each time sending a signal (SIGKILL, or SIGTERM: the
+   preemption path, which must save, exit 0 and name the step) at a random moment of the training phase: after
+   a uniformly drawn number of steps (0 to `--max-steps-per-attempt`) past the first step it prints, plus a
+   uniform fraction of a step's time. Checkpoints are frequent, so many kills land during an asynchronous
+   Orbax save.
+   After every kill, every checkpoint step visible in the workdir must restore (no unreadable checkpoint is ever
+   left as a step), and no step may have been set aside as corrupt.
+3. Restarts until the run completes and asserts that the final train state equals the reference bit for bit,
+   and that the logged metrics (except timings) equal the reference's record by record.
+Prints how many interruptions the run survived and how long everything took; exit status 1 on any mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import numpy as np
+
+from genimg_jax.checkpoint import CORRUPT_MARK, Checkpointer
+
+# Small enough that a run takes seconds; checkpoints every 2 steps so that kills often hit a save in flight.
+DEFAULT_OVERRIDES = (
+    "data.resolution=16",
+    "model.g_features=8",
+    "model.d_features=8",
+    "model.latent_dim=16",
+    "train.batch_size=16",
+    "train.num_sample_images=16",
+    "train.log_every=1",
+    "train.sample_every=0",
+    "train.checkpoint_every=2",
+    "train.keep_checkpoints=3",
+)
+SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM}
+TIMING_KEYS = ("steps_per_second",)
+
+
+class Attempt:
+    """One `genimg_jax.main` process; its output goes to `log_path`; `step` is the last step it printed."""
+
+    def __init__(self, command: list[str], log_path: pathlib.Path):
+        self.training = threading.Event()  # set at the first printed step, or when the process ends
+        self.step: int | None = None
+        self.step_times: list[float] = []
+        self._log = open(log_path, "a")  # noqa: SIM115 - closed in wait()
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1)
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self._log.write(line)
+            self._log.flush()
+            self.output.append(line)
+            if line.startswith("step "):  # progress line: "step 7/60 | ..."
+                self.step = int(line.split()[1].split("/")[0])
+                self.step_times.append(time.perf_counter())
+                self.training.set()
+        self.training.set()
+
+    def wait_for_step(self, step: int) -> None:
+        while self.process.poll() is None and (self.step or 0) < step:
+            time.sleep(0.005)
+
+    def wait(self) -> int:
+        code = self.process.wait()
+        self._reader.join()
+        self._log.close()
+        return code
+
+
+def main_command(config: str, workdir: pathlib.Path, overrides: list[str]) -> list[str]:
+    flags = [f"--config.{override}" for override in overrides]
+    return [sys.executable, "-m", "genimg_jax.main", f"--config={config}", f"--workdir={workdir}", *flags]
+
+
+def checkpoint_problems(workdir: pathlib.Path) -> list[str]:
+    """Every visible checkpoint step must restore and none may have been set aside as corrupt."""
+    directory = workdir / "checkpoints"
+    if not directory.exists():
+        return []
+    problems = [f"set aside as corrupt: {p.name}" for p in directory.iterdir() if CORRUPT_MARK in p.name]
+    checkpointer = Checkpointer(directory, keep=1000, every=0)
+    try:
+        for step in checkpointer.all_steps():
+            try:
+                checkpointer.restore(step)
+            except Exception as error:  # any failure is exactly what this script looks for
+                problems.append(f"step {step} does not restore: {type(error).__name__}: {str(error)[:200]}")
+    finally:
+        checkpointer.close()
+    return problems
+
+
+def final_state(workdir: pathlib.Path) -> tuple[int, list[np.ndarray]]:
+    checkpointer = Checkpointer(workdir / "checkpoints", keep=1000, every=0)
+    step = checkpointer.latest_step()
+    state, _ = checkpointer.restore(step)
+    checkpointer.close()
+    return step, [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(state))]
+
+
+def metric_records(workdir: pathlib.Path) -> list[dict]:
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in record.items() if k not in TIMING_KEYS} for record in records]
+
+
+def run_faults(
+    config: str,
+    overrides: list[str],
+    workdir: pathlib.Path,
+    kills: int,
+    signals: list[str],
+    seed: int,
+    max_steps_per_attempt: int = 8,
+) -> dict:
+    """The experiment of the module docstring; returns a summary (with `failures`, empty when all held)."""
+    begin = time.perf_counter()
+    rng = random.Random(seed)
+    reference_dir, faulty_dir = workdir / "reference", workdir / "interrupted"
+    reference = Attempt(main_command(config, reference_dir, overrides), workdir / "reference.log")
+    if reference.wait() != 0:
+        raise RuntimeError(f"the reference run failed; see {workdir / 'reference.log'}")
+    times = reference.step_times
+    training_seconds = times[-1] - times[0]
+    step_seconds = training_seconds / max(len(times) - 1, 1)
+    last_step = reference.step
+
+    failures: list[str] = []
+    interruptions = {name: 0 for name in signals}
+    completed = False
+    for index in range(kills):
+        name = signals[index % len(signals)]
+        attempt = Attempt(main_command(config, faulty_dir, overrides), workdir / "interrupted.log")
+        attempt.training.wait()
+        if attempt.step is not None and attempt.step < last_step:
+            attempt.wait_for_step(
+                attempt.step + rng.randint(0, min(max_steps_per_attempt, last_step - 1 - attempt.step))
+            )
+            time.sleep(rng.uniform(0.0, step_seconds))
+        if attempt.process.poll() is None:
+            attempt.process.send_signal(SIGNALS[name])
+        code = attempt.wait()
+        if code == 0 and not any("received" in line for line in attempt.output):
+            completed = True  # the run completed before the signal: nothing left to interrupt
+            break
+        interruptions[name] += 1
+        print(f"interruption {index + 1}: SIG{name.upper()} after step {attempt.step}, exit status {code}", flush=True)
+        if name == "term" and (code != 0 or not any("its checkpoint is committed" in ln for ln in attempt.output)):
+            failures.append(f"interruption {index + 1} (SIGTERM): exit {code} without a committed checkpoint")
+        failures += [f"after interruption {index + 1} ({name}): {p}" for p in checkpoint_problems(faulty_dir)]
+    if not completed and Attempt(main_command(config, faulty_dir, overrides), workdir / "interrupted.log").wait():
+        failures.append(f"the final restart failed; see {workdir / 'interrupted.log'}")
+    else:
+        (step_a, leaves_a), (step_b, leaves_b) = final_state(reference_dir), final_state(faulty_dir)
+        equal = step_a == step_b and all(
+            a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(leaves_a, leaves_b, strict=True)
+        )
+        if not equal:
+            failures.append(f"final state of step {step_b} differs from the uninterrupted run's (step {step_a})")
+        if metric_records(reference_dir) != metric_records(faulty_dir):
+            failures.append("metrics.jsonl differs from the uninterrupted run's")
+    return {
+        "interruptions": interruptions,
+        "seconds": time.perf_counter() - begin,
+        "reference_training_seconds": training_seconds,
+        "failures": failures,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    overrides = [arg[len("--config.") :] for arg in argv if arg.startswith("--config.")]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", required=True, type=pathlib.Path, help="must not exist yet")
+    parser.add_argument("--config", default="configs/dcgan_digits.py")
+    parser.add_argument("--kills", type=int, default=10, help="interruptions to attempt")
+    parser.add_argument("--signals", default="kill", help="comma list cycled over: kill (SIGKILL), term (SIGTERM)")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the kill times")
+    parser.add_argument("--max-steps-per-attempt", type=int, default=8, help="most steps a restarted run may make")
+    args = parser.parse_args([arg for arg in argv if not arg.startswith("--config.")])
+    if args.workdir.exists():
+        parser.error(f"--workdir {args.workdir} exists; give a new one (runs are compared from scratch)")
+    signals = args.signals.split(",")
+    if not set(signals) <= set(SIGNALS):
+        parser.error(f"--signals: choose from {sorted(SIGNALS)}")
+    args.workdir.mkdir(parents=True)
+    overrides = [*DEFAULT_OVERRIDES, f"train.steps={args.steps}", *overrides]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    summary = run_faults(
+        args.config, overrides, args.workdir, args.kills, signals, args.seed, args.max_steps_per_attempt
+    )
+    survived = ", ".join(f"{count} x SIG{name.upper()}" for name, count in summary["interruptions"].items())
+    print(
+        f"survived {survived} in {summary['seconds']:.0f} s "
+        f"(uninterrupted training phase {summary['reference_training_seconds']:.1f} s)"
+    )
+    for failure in summary["failures"]:
+        print(f"FAILED: {failure}")
+    if not summary["failures"]:
+        print("final state bitwise identical to the uninterrupted run; every checkpoint seen restored")
+    return 1 if summary["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
