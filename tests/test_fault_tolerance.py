@@ -187,6 +187,7 @@ def test_random_kills_and_a_preemption_leave_the_run_bitwise_unchanged(tmp_path,
     from experiments import fault_injection
 
     monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("XLA_FLAGS", "")  # the runs use one device: faster to start, and equality is per device count
     overrides = [*fault_injection.DEFAULT_OVERRIDES, "train.steps=16"]
     summary = fault_injection.run_faults(
         "configs/dcgan_digits.py", overrides, tmp_path, kills=2, signals=["kill", "term"], seed=0
