@@ -37,11 +37,10 @@ from genimg_jax.checkpoint import CORRUPT_MARK, Checkpointer
 # Small enough that a run takes seconds; checkpoints every 2 steps so that kills often hit a save in flight.
 DEFAULT_OVERRIDES = (
     "data.resolution=16",
-    "model.g_features=8",
-    "model.d_features=8",
-    "model.latent_dim=16",
-    "train.batch_size=16",
-    "train.num_sample_images=16",
+    "model.g_features=4",
+    "model.d_features=4",
+    "model.latent_dim=8",
+    "train.batch_size=8",
     "train.log_every=1",
     "train.sample_every=0",
     "train.checkpoint_every=2",

@@ -45,7 +45,7 @@ def _largest_file(step_dir):
 
 
 def test_damaged_steps_are_reported_set_aside_and_the_newest_good_one_used(tmp_path):
-    checkpointer = _toy_checkpoints(tmp_path, [1, 2, 3])
+    checkpointer = _toy_checkpoints(tmp_path, [1, 2, 3], keep=3)
     target = jax.eval_shape(lambda: {"w": jnp.zeros((64,)), "n": jnp.int32(0)})
     truncated = _largest_file(tmp_path / "3")
     truncated.write_bytes(truncated.read_bytes()[:10])
@@ -61,12 +61,12 @@ def test_damaged_steps_are_reported_set_aside_and_the_newest_good_one_used(tmp_p
         assert "\n" not in report and report.endswith(f"moved to {tmp_path}/{step}.corrupt-1")
     # Set aside, never deleted: the damaged files are all still there.
     assert (tmp_path / "3.corrupt-1" / truncated.relative_to(tmp_path / "3")).stat().st_size == 10
-    # Keep-N clean-up never touches the set-aside folders, and their steps can be saved again.
+    # Keep-3 clean-up deletes steps 1 and 2 but never the set-aside folders; their steps can be saved again.
     for step in (2, 3, 4, 5):
         checkpointer.save(step, {"w": jnp.full((64,), float(step)), "n": jnp.int32(step)}, {"step": step})
     checkpointer.wait()
     checkpointer.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2", "2.corrupt-1", "3", "3.corrupt-1", "4", "5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2.corrupt-1", "3", "3.corrupt-1", "4", "5"]
 
 
 def test_no_restorable_step_is_a_clear_error(tmp_path):
