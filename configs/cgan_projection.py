@@ -12,23 +12,21 @@ digits: the ten digit classes at 16x16 with 32-wide networks; sample grids show 
 
 import ml_collections
 
-from genimg_jax.config import ConfigError, adam_config
-from genimg_jax.methods.gan import gan_config
+from genimg_jax.config import adam_config
+from genimg_jax.methods.gan import CIFAR10_DATA, gan_config
 
 VARIANTS = ("digits", "cifar10")
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-    if variant not in VARIANTS:
-        raise ConfigError(f"configs/cgan_projection.py has variants {VARIANTS}, not {variant!r}")
-    config = gan_config()
+    config = gan_config(variant, VARIANTS)
     config.model.update(
         {"architecture": "resnet", "loss": "hinge", "latent_dim": 128, "num_classes": 10, "d_spectral_norm": True}
     )
     config.optim = ml_collections.ConfigDict({"g": adam_config(2e-4, 0.0, 0.9), "d": adam_config(2e-4, 0.0, 0.9)})
     config.train.update({"d_steps": 5, "batch_size": 5 * 64, "ema_decay": 0.999})
     if variant == "cifar10":
-        config.data.update({"source": "tfds:cifar10", "resolution": 32, "channels": 3})
+        config.data.update(CIFAR10_DATA)
         config.model.update({"g_features": 256, "d_features": 128})
         config.train.update({"steps": 50_000, "sample_every": 5000, "checkpoint_every": 5000})
     else:

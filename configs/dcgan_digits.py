@@ -12,23 +12,20 @@ Table 1, "orig" column).
 
 import ml_collections
 
-from genimg_jax.config import ConfigError
-from genimg_jax.methods.gan import gan_config
+from genimg_jax.methods.gan import CIFAR10_DATA, gan_config
 
 VARIANTS = ("digits", "cifar10")
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-    if variant not in VARIANTS:
-        raise ConfigError(f"configs/dcgan_digits.py has variants {VARIANTS}, not {variant!r}")
-    config = gan_config()
+    config = gan_config(variant, VARIANTS)
     config.model.update({"architecture": "dcgan", "loss": "non_saturating", "latent_dim": 100})
     config.train.ema_decay = 0.999
     if variant == "digits":
         config.model.update({"g_features": 32, "d_features": 32})
         config.train.update({"steps": 2500, "batch_size": 64, "sample_every": 500, "checkpoint_every": 500})
     else:
-        config.data.update({"source": "tfds:cifar10", "resolution": 32, "channels": 3})
+        config.data.update(CIFAR10_DATA)
         config.model.update({"g_features": 64, "d_features": 64})
         config.train.update({"steps": 100_000, "batch_size": 128, "sample_every": 5000, "checkpoint_every": 5000})
     return config

@@ -14,16 +14,14 @@ Karras et al. 2020 (ADA, target r_t = 0.6), on 160 grey 32x32 faces, with one D 
 
 import ml_collections
 
-from genimg_jax.config import ConfigError, adam_config
-from genimg_jax.methods.gan import gan_config
+from genimg_jax.config import adam_config
+from genimg_jax.methods.gan import CIFAR10_DATA, gan_config
 
 VARIANTS = ("digits", "cifar10", "faces", "faces_ada")
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-    if variant not in VARIANTS:
-        raise ConfigError(f"configs/sngan.py has variants {VARIANTS}, not {variant!r}")
-    config = gan_config()
+    config = gan_config(variant, VARIANTS)
     config.model.update(
         {
             "architecture": "resnet",
@@ -36,7 +34,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     config.optim = ml_collections.ConfigDict({"g": adam_config(2e-4, 0.0, 0.9), "d": adam_config(2e-4, 0.0, 0.9)})
     config.train.update({"d_steps": 5, "batch_size": 5 * 64, "ema_decay": 0.999})
     if variant == "cifar10":
-        config.data.update({"source": "tfds:cifar10", "resolution": 32, "channels": 3})
+        config.data.update(CIFAR10_DATA)
         config.model.update({"g_features": 256, "d_features": 128})
         config.train.update({"steps": 50_000, "sample_every": 5000, "checkpoint_every": 5000})
     elif variant == "digits":

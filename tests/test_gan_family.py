@@ -207,3 +207,27 @@ def test_bad_gan_settings_name_the_key(override, key):
 def test_dcgan_rejects_class_conditioning():
     with pytest.raises(ConfigError, match=re.escape("config.model.num_classes")):
         build_method(_tiny("dcgan_digits.py", "model.num_classes=10"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("dcgan_digits.py:cifar10", {"batch": 128, "d_steps": 1, "lr": (2e-4, 2e-4), "b": (0.5, 0.999)}),
+        ("wgan_gp.py:cifar10", {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9)}),
+        ("sngan.py:cifar10", {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9)}),
+        ("sagan.py:cifar10", {"batch": 64, "d_steps": 1, "lr": (1e-4, 4e-4), "b": (0.0, 0.9)}),
+        ("cgan_projection.py:cifar10", {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9)}),
+    ],
+)
+def test_cifar10_variants_use_the_papers_batch_and_optimiser(spec, expected):
+    config = load_config(str(CONFIGS / spec))
+    assert config.data.source == "tfds:cifar10" and config.data.channels == 3
+    assert config.train.batch_size == expected["batch"] and config.train.d_steps == expected["d_steps"]
+    assert (config.optim.g.learning_rate, config.optim.d.learning_rate) == expected["lr"]
+    assert (config.optim.d.b1, config.optim.d.b2) == expected["b"]
+    build_method(config)  # every key validates
+
+
+def test_unknown_variant_is_one_config_error():
+    with pytest.raises(ConfigError, match="variant 'cifar' is unknown"):
+        load_config(str(CONFIGS / "sngan.py:cifar"))

@@ -6,6 +6,7 @@ D sees, real and fake, pass through the configured differentiable augmentation; 
 from sign(D(real)) and lives in the state.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 import flax
@@ -17,14 +18,21 @@ import optax
 
 from genimg_jax import data
 from genimg_jax.augment.ada import AdaState, ada_observe, init_ada_state
-from genimg_jax.config import adam_config, base_config, require, require_choice
+from genimg_jax.config import ConfigError, adam_config, base_config, require, require_choice
 from genimg_jax.losses.adversarial import LOSSES
 from genimg_jax.methods.base import Batch, Metrics, adam, ema_update
 from genimg_jax.methods.gan_components import ARCHITECTURES, DTYPES, PENALTIES, build_augment, build_networks
 
+CIFAR10_DATA = {"source": "tfds:cifar10", "resolution": 32, "channels": 3}
 
-def gan_config() -> ml_collections.ConfigDict:
-    """`base_config()` with every GAN key at its default; experiment files change what their paper uses."""
+
+def gan_config(variant: str = "", variants: Sequence[str] = ("",)) -> ml_collections.ConfigDict:
+    """`base_config()` with every GAN key at its default; experiment files change what their paper uses.
+
+    `variant` is the `:ARG` of `--config=configs/X.py:ARG`, checked against the experiment's `variants`.
+    """
+    if variant not in variants:
+        raise ConfigError(f"config variant {variant!r} is unknown; choose one of {list(variants)}")
     config = base_config()
     config.method = "gan"
     config.model = ml_collections.ConfigDict(
