@@ -25,8 +25,12 @@ class Method(Protocol):
     def train_step(self, state: Any, batch: Batch) -> tuple[Any, Metrics]:
         """One optimisation step on a global batch; metrics are scalars."""
 
-    def sample(self, state: Any, rng: jax.Array, num: int) -> jax.Array:
-        """`num` images in [-1, 1], NHWC, from the weights used for evaluation (e.g. the EMA generator)."""
+    def sample(self, state: Any, rng: jax.Array, num: int, labels: jax.Array | None = None) -> jax.Array:
+        """`num` images in [-1, 1], NHWC, from the weights used for evaluation (e.g. the EMA generator).
+
+        Class-conditional methods draw class `labels[i]` for image i; `None` means `arange(num) % num_classes`,
+        so grids show the classes in order. Unconditional methods ignore `labels`.
+        """
 
     def evaluate_batch(self, state: Any, batch: Batch, rng: jax.Array) -> Metrics:
         """Per-example evaluation values, shape (batch,), averaged by the trainer over a whole split.
