@@ -5,9 +5,10 @@ import ml_collections
 from genimg_jax.config import ConfigError
 from genimg_jax.methods.base import Method
 from genimg_jax.methods.gan import GAN
+from genimg_jax.methods.stylegan2 import StyleGAN2
 from genimg_jax.methods.vae import VAE
 
-METHODS: dict[str, type] = {"gan": GAN, "vae": VAE}
+METHODS: dict[str, type] = {"gan": GAN, "vae": VAE, "stylegan2": StyleGAN2}
 
 
 def build_method(config: ml_collections.ConfigDict) -> Method:

@@ -1,0 +1,80 @@
+"""StyleGAN2 (Karras et al., "Analyzing and Improving the Image Quality of StyleGAN", CVPR 2020).
+
+Variants (`--config=configs/stylegan2.py:VARIANT`):
+- "digits" (default): the embedded handwritten digits at 32x32, small enough to train usefully in minutes on
+  2 CPU cores: z = w = 128 dimensions, 2 mapping layers instead of 8 (the ADA paper's CIFAR-10 choice),
+  feature maps 64 up to 16x16 and 32 at 32x32 instead of 512, batch 32, R1 gamma 0.01 (StyleGAN2-ADA's
+  heuristic 0.0002 res^2 / batch gives 0.0064 here), learning rate 0.0025, EMA with ramp-up. All other
+  StyleGAN2 features stay on: style mixing 0.9, path-length regularisation (weight 2, every 4 steps), lazy R1
+  every 16 steps, residual D with minibatch stddev, equalized learning rate, noise inputs.
+- "cifar10": `tfds:cifar10` with the tuned CIFAR-10 setup of the StyleGAN2-ADA paper (Karras et al., "Training
+  Generative Adversarial Networks with Limited Data", NeurIPS 2020, appendix; stylegan2-ada-pytorch
+  `--cfg=cifar`), without augmentation: 512 feature maps at every resolution, 2 mapping layers, batch 64,
+  minibatch-stddev group 32, lr 0.0025, R1 gamma 0.01, EMA half-life 500k images with ramp-up 0.05, no style
+  mixing, no path-length regularisation, plain ("orig") discriminator, x-flips, class-conditional.
+  Published, CIFAR-10 table of the ADA paper (Table 3), for its StyleGAN2 baseline without augmentation:
+  FID 8.32 / IS 9.21 unconditional, FID 6.96 / IS 9.53 conditional (the tuned setup with ADA is
+  configs/stylegan2_ada.py:cifar10). The paper trains for 100M images: 1.5625M steps at batch 64.
+"""
+
+import ml_collections
+
+from genimg_jax.methods.stylegan2 import stylegan2_config
+
+VARIANTS = ("digits", "cifar10")
+
+
+def small_cpu_model(config: ml_collections.ConfigDict) -> None:
+    """The reduced networks and schedule of the embedded-data variants (see the module docstring)."""
+    config.data.resolution = 32
+    config.model.z_dim = config.model.w_dim = 128
+    config.model.mapping_layers = 2
+    config.model.channel_base = 1024
+    config.model.channel_max = 64
+    config.loss.r1_gamma = 0.01
+    for optim in (config.optim.g, config.optim.d):
+        optim.learning_rate = 0.0025
+    config.train.batch_size = 32
+    config.train.ema_kimg = 10.0
+    config.train.ema_rampup = 0.05
+    config.train.steps = 3000
+    config.train.log_every = 50
+    config.train.sample_every = 500
+    config.train.checkpoint_every = 500
+
+
+def cifar10_setup(config: ml_collections.ConfigDict) -> None:
+    """The ADA paper's tuned CIFAR-10 hyperparameters (stylegan2-ada-pytorch `--cfg=cifar`)."""
+    config.data.source = "tfds:cifar10"
+    config.data.resolution = 32
+    config.data.channels = 3
+    config.data.random_flip = True
+    config.model.mapping_layers = 2
+    config.model.channel_base = 32768
+    config.model.channel_max = 512
+    config.model.num_classes = 10
+    config.model.d_architecture = "orig"
+    config.model.mbstd_group_size = 32
+    config.loss.r1_gamma = 0.01
+    config.loss.pl_weight = 0.0
+    config.loss.style_mixing_prob = 0.0
+    for optim in (config.optim.g, config.optim.d):
+        optim.learning_rate = 0.0025
+    config.train.batch_size = 64
+    config.train.ema_kimg = 500.0
+    config.train.ema_rampup = 0.05
+    config.train.steps = 1_562_500
+    config.train.sample_every = 5000
+    config.train.checkpoint_every = 5000
+    config.train.log_every = 500
+
+
+def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} of configs/stylegan2.py; choose one of {VARIANTS}")
+    config = stylegan2_config()
+    if variant == "digits":
+        small_cpu_model(config)
+    else:
+        cifar10_setup(config)
+    return config

@@ -1,0 +1,35 @@
+"""StyleGAN2-ADA (Karras et al., "Training Generative Adversarial Networks with Limited Data", NeurIPS 2020).
+
+StyleGAN2 with adaptive discriminator augmentation: real and fake images are augmented (x-flips, integer
+translations, brightness/contrast/saturation, cutout) with probability p before D sees them, and every 4 steps
+p moves towards keeping the overfitting heuristic r_t = E[sign(D(real))] at 0.6.
+
+Variants (`--config=configs/stylegan2_ada.py:VARIANT`):
+- "faces" (default): limited data, the 160 training images of the embedded `faces` source (100 face crops +
+  60 non-face crops) at 32x32 grey, with the small CPU networks of configs/stylegan2.py:digits. p can go from
+  0 to 1 in 100k images (500k in the paper), so that it adapts within a short run.
+- "cifar10": the paper's tuned CIFAR-10 setup (stylegan2-ada-pytorch `--cfg=cifar --aug=ada`; see
+  configs/stylegan2.py:cifar10 for the hyperparameters), class-conditional. Published in the paper's CIFAR-10
+  table (Table 3), "+ADA +tuning": FID 2.42 / IS 10.14 conditional (FID 2.92 / IS 9.83 unconditional, with
+  `--config.model.num_classes=0`).
+"""
+
+import pathlib
+
+import ml_collections
+
+from genimg_jax.config import load_config
+
+VARIANTS = ("faces", "cifar10")
+
+
+def get_config(variant: str = "faces") -> ml_collections.ConfigDict:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} of configs/stylegan2_ada.py; choose one of {VARIANTS}")
+    base_variant = "digits" if variant == "faces" else "cifar10"
+    config = load_config(f"{pathlib.Path(__file__).with_name('stylegan2.py')}:{base_variant}")
+    config.augment.mode = "ada"
+    if variant == "faces":
+        config.data.source = "faces"
+        config.augment.adjust_kimg = 100.0
+    return config

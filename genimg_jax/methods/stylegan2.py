@@ -1,0 +1,406 @@
+"""StyleGAN2 and StyleGAN2-ADA training (Karras et al. CVPR 2020; NeurIPS 2020), after stylegan2-ada-pytorch.
+
+One train step runs the reference's four phases in order, on one global batch:
+  G main  non-saturating logistic loss, with style mixing;
+  G reg   path-length penalty, every `loss.pl_interval` steps, scaled by the interval (lazy regularisation);
+  D main  logistic loss on real and fake images (both augmented by ADA when enabled);
+  D reg   R1 penalty gamma/2 E||grad D(x_real)||^2, every `loss.r1_interval` steps, scaled by the interval.
+Each phase is its own Adam update, so on regularisation steps a network takes two optimizer steps; as in the
+paper, Adam's lr and betas are raised to the power c = k / (k + 1) to keep their effective values. The lazy
+phases are `jax.lax.cond` branches of the one compiled step: only the taken branch runs, so ordinary steps pay
+nothing for the regularisers, and there is still a single executable (masking would compute them every step).
+
+The state also holds the EMA generator (StyleGAN's half-life in images, with ramp-up), the running average w_avg
+used for truncation, the path-length running mean and the ADA state (p and its r_t sums), so all are checkpointed.
+"""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from genimg_jax import data
+from genimg_jax.augment import AdaState, ada_augment, ada_observe, init_ada_state
+from genimg_jax.augment.ada import ADA_OPS, DEFAULT_ADA_OPS
+from genimg_jax.config import base_config, require, require_choice
+from genimg_jax.losses.adversarial import non_saturating_discriminator_loss, non_saturating_generator_loss
+from genimg_jax.losses.path_length import path_length_noise, path_length_penalty, path_lengths
+from genimg_jax.losses.penalties import gradient_norm_penalty
+from genimg_jax.methods.base import Batch, Metrics
+from genimg_jax.models.style_layers import NOISE_MODES
+from genimg_jax.models.stylegan2 import D_ARCHITECTURES, Discriminator, Generator, mix_styles, truncate
+
+W_AVG_BETA = 0.995  # decay of the running average of w, as in stylegan2-ada-pytorch
+AUGMENT_MODES = ("none", "ada", "fixed")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+CONST_NOISE_KEY = 0  # the fixed key of noise_mode="const"
+
+
+@flax.struct.dataclass
+class StyleGAN2State:
+    step: jax.Array
+    rng: jax.Array
+    generator: Any  # params
+    discriminator: Any
+    g_opt_state: Any
+    d_opt_state: Any
+    ema_generator: Any  # EMA of the generator params: what `sample` uses
+    w_avg: jax.Array  # running mean of w, the centre of truncation
+    pl_mean: jax.Array  # running mean of path lengths
+    ada: AdaState
+
+
+def lazy_adam(optim_config: ml_collections.ConfigDict, interval: int) -> optax.GradientTransformation:
+    """Adam whose lr and betas are raised to c = k / (k + 1) for lazy regularisation every k steps (k=0: c=1)."""
+    c = interval / (interval + 1) if interval else 1.0
+    return optax.adam(
+        optim_config.learning_rate * c, b1=optim_config.b1**c, b2=optim_config.b2**c, eps=optim_config.eps
+    )
+
+
+def ema_beta(step: jax.Array, batch_size: int, ema_kimg: float, ema_rampup: float) -> jax.Array:
+    """Per-step EMA decay for a half-life of ema_kimg thousand images, shortened to ema_rampup x images seen."""
+    half_life = jnp.asarray(ema_kimg * 1000.0, jnp.float32)
+    if ema_rampup > 0:
+        half_life = jnp.minimum(half_life, step.astype(jnp.float32) * batch_size * ema_rampup)
+    return 0.5 ** (batch_size / jnp.maximum(half_life, 1e-8))
+
+
+def stylegan2_config() -> ml_collections.ConfigDict:
+    """base_config() plus every StyleGAN2 key, at stylegan2-ada-pytorch's defaults for config F (`--cfg=stylegan2`).
+
+    Experiment files (configs/stylegan2.py, configs/stylegan2_ada.py) start from this and set their variant.
+    """
+    config = base_config()
+    config.method = "stylegan2"
+    config.model = ml_collections.ConfigDict(
+        {
+            "z_dim": 512,
+            "w_dim": 512,
+            "mapping_layers": 8,
+            "mapping_lr_mul": 0.01,
+            "channel_base": 32768,  # feature maps at resolution r: min(channel_base / r, channel_max)
+            "channel_max": 512,
+            "num_classes": 0,  # > 0: labels condition the mapping network and a projection discriminator
+            "d_architecture": "resnet",  # resnet | orig
+            "mbstd_group_size": 4,
+            "mbstd_channels": 1,
+            "dtype": "float32",  # float32 | bfloat16: compute type of the convolutions (params stay float32)
+        }
+    )
+    config.loss = ml_collections.ConfigDict(
+        {
+            "r1_gamma": 10.0,
+            "r1_interval": 16,
+            "pl_weight": 2.0,  # 0 disables path-length regularisation
+            "pl_interval": 4,
+            "pl_decay": 0.01,
+            "pl_batch_shrink": 2,
+            "style_mixing_prob": 0.9,
+        }
+    )
+    adam = {"learning_rate": 0.002, "b1": 0.0, "b2": 0.99, "eps": 1e-8}
+    config.optim = ml_collections.ConfigDict({"g": dict(adam), "d": dict(adam)})
+    config.train.batch_size = 32
+    config.train.ema_kimg = 10.0  # half-life of the EMA generator in thousands of images
+    config.train.ema_rampup = 0.0  # > 0: half-life at most ema_rampup x images seen (0 disables)
+    config.augment = ml_collections.ConfigDict(
+        {
+            "mode": "none",  # none | ada (p adapted to r_t) | fixed (p constant)
+            "p": 0.0,  # initial (ada) or constant (fixed) augmentation probability
+            "target": 0.6,  # ADA's target for r_t = E[sign(D(real))]
+            "interval": 4,  # steps between adjustments of p
+            "adjust_kimg": 500.0,  # thousands of images for p to go from 0 to 1 at the fastest
+            "ops": DEFAULT_ADA_OPS,
+        }
+    )
+    config.sample = ml_collections.ConfigDict({"truncation_psi": 1.0, "noise_mode": "const"})
+    return config
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
+    model, loss, augment, sample = config.model, config.loss, config.augment, config.sample
+    for key in ("z_dim", "w_dim", "channel_base", "channel_max", "mbstd_group_size", "mbstd_channels"):
+        require(model[key] > 0, f"model.{key}", model[key], "must be positive")
+    require(model.mapping_layers >= 1, "model.mapping_layers", model.mapping_layers, "must be >= 1")
+    require(model.num_classes >= 0, "model.num_classes", model.num_classes, "must be >= 0 (0 = unconditional)")
+    require_choice(config, "model.d_architecture", D_ARCHITECTURES)
+    require_choice(config, "model.dtype", DTYPES)
+    for key in ("r1_gamma", "pl_weight"):
+        require(loss[key] >= 0, f"loss.{key}", loss[key], "must be >= 0 (0 disables)")
+    for key in ("r1_interval", "pl_interval", "pl_batch_shrink"):
+        require(loss[key] >= 1, f"loss.{key}", loss[key], "must be >= 1")
+    require(0 <= loss.style_mixing_prob <= 1, "loss.style_mixing_prob", loss.style_mixing_prob, "must be in [0, 1]")
+    require(0 < loss.pl_decay <= 1, "loss.pl_decay", loss.pl_decay, "must be in (0, 1]")
+    require_choice(config, "augment.mode", AUGMENT_MODES)
+    require(0 <= augment.p <= 1, "augment.p", augment.p, "must be in [0, 1]")
+    require(augment.interval >= 1, "augment.interval", augment.interval, "must be >= 1")
+    require(augment.adjust_kimg > 0, "augment.adjust_kimg", augment.adjust_kimg, "must be positive")
+    unknown = [op for op in augment.ops if op not in ADA_OPS]
+    require(not unknown, "augment.ops", augment.ops, f"choose from {sorted(ADA_OPS)}")
+    require(config.train.ema_kimg >= 0, "train.ema_kimg", config.train.ema_kimg, "must be >= 0")
+    require(config.train.ema_rampup >= 0, "train.ema_rampup", config.train.ema_rampup, "must be >= 0 (0 disables)")
+    require_choice(config, "sample.noise_mode", NOISE_MODES)
+    require(sample.truncation_psi >= 0, "sample.truncation_psi", sample.truncation_psi, "must be >= 0")
+    batch, group = config.train.batch_size, model.mbstd_group_size
+    require(batch % min(group, batch) == 0, "model.mbstd_group_size", group, f"must divide train.batch_size={batch}")
+
+
+class StyleGAN2:
+    """StyleGAN2 (config-F networks, lazy R1 + path-length regularisation), optionally with ADA and labels."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        _validate(config)
+        self.config = config
+        model, loss = config.model, config.loss
+        dtype = DTYPES[model.dtype]
+        self.generator = Generator(
+            resolution=config.data.resolution,
+            channels=config.data.channels,
+            z_dim=model.z_dim,
+            w_dim=model.w_dim,
+            mapping_layers=model.mapping_layers,
+            channel_base=model.channel_base,
+            channel_max=model.channel_max,
+            num_classes=model.num_classes,
+            mapping_lr_mul=model.mapping_lr_mul,
+            dtype=dtype,
+        )
+        self.discriminator = Discriminator(
+            channel_base=model.channel_base,
+            channel_max=model.channel_max,
+            architecture=model.d_architecture,
+            mbstd_group_size=model.mbstd_group_size,
+            mbstd_channels=model.mbstd_channels,
+            num_classes=model.num_classes,
+            mapping_layers=model.mapping_layers,
+            dtype=dtype,
+        )
+        self.use_pl = loss.pl_weight > 0
+        self.use_r1 = loss.r1_gamma > 0
+        self.g_optimizer = lazy_adam(config.optim.g, loss.pl_interval if self.use_pl else 0)
+        self.d_optimizer = lazy_adam(config.optim.d, loss.r1_interval if self.use_r1 else 0)
+
+    # Networks as functions of their parameters.
+
+    def _labels(self, labels: jax.Array | None, num: int) -> jax.Array | None:
+        if not self.config.model.num_classes:
+            return None
+        return jnp.arange(num) % self.config.model.num_classes if labels is None else labels
+
+    def _map(self, params: Any, z: jax.Array, labels: jax.Array | None) -> jax.Array:
+        return self.generator.apply({"params": params}, z, labels, method="map")
+
+    def _synthesize(self, params: Any, ws: jax.Array, noise_rng: jax.Array, noise_mode: str = "random") -> jax.Array:
+        return self.generator.apply({"params": params}, ws, noise_mode, method="synthesize", rngs={"noise": noise_rng})
+
+    def _styles(
+        self, params: Any, latents: jax.Array, mixing: jax.Array, labels: jax.Array | None
+    ) -> tuple[jax.Array, jax.Array]:
+        """(ws (N, num_ws, w_dim), the unmixed w) from `latents` (2, N, z_dim) and `mixing` ~ U[0, 1)^2.
+
+        Style mixing: if mixing[0] < style_mixing_prob, the layers from cutoff = 1 + floor(mixing[1] (num_ws - 1))
+        on take their w from the second latent (one cutoff per batch, as in the reference).
+        """
+        num, num_ws = latents.shape[1], self.generator.num_ws
+        both_labels = None if labels is None else jnp.concatenate([labels, labels])
+        w, w2 = jnp.split(self._map(params, latents.reshape(2 * num, -1), both_labels), 2)
+        cutoff = 1 + jnp.floor(mixing[1] * (num_ws - 1)).astype(jnp.int32)
+        cutoff = jnp.where(mixing[0] < self.config.loss.style_mixing_prob, cutoff, num_ws)
+        ws = mix_styles(jnp.repeat(w[:, None], num_ws, axis=1), jnp.repeat(w2[:, None], num_ws, axis=1), cutoff)
+        return ws, w
+
+    def _augment(self, rng: jax.Array, images: jax.Array, p: jax.Array) -> jax.Array:
+        if self.config.augment.mode == "none":
+            return images
+        return ada_augment(rng, images, p, tuple(self.config.augment.ops))
+
+    def _critic(self, params: Any, labels: jax.Array | None, rng: jax.Array | None = None, p: jax.Array | None = None):
+        """D(augment(x)) as a function of the images x (no augmentation without `rng`), logits in float32."""
+
+        def critic(images: jax.Array) -> jax.Array:
+            if rng is not None:
+                images = self._augment(rng, images, p)
+            logits = self.discriminator.apply({"params": params}, images, labels)
+            return logits.astype(jnp.float32)
+
+        return critic
+
+    # The method protocol.
+
+    def init_state(self, rng: jax.Array, example_batch: Batch) -> StyleGAN2State:
+        g_rng, d_rng, state_rng = jax.random.split(rng, 3)
+        images = data.to_unit_range(example_batch["image"])
+        labels = self._labels(example_batch["label"], images.shape[0])
+        z = jnp.zeros((images.shape[0], self.config.model.z_dim))
+        generator = self.generator.init(g_rng, z, labels, noise_mode="none")["params"]
+        discriminator = self.discriminator.init(d_rng, images, labels)["params"]
+        return StyleGAN2State(
+            step=jnp.zeros((), jnp.int32),
+            rng=state_rng,
+            generator=generator,
+            discriminator=discriminator,
+            g_opt_state=self.g_optimizer.init(generator),
+            d_opt_state=self.d_optimizer.init(discriminator),
+            ema_generator=generator,
+            w_avg=jnp.zeros((self.config.model.w_dim,), jnp.float32),
+            pl_mean=jnp.zeros((), jnp.float32),
+            ada=init_ada_state(self.config.augment.p),
+        )
+
+    def train_step(self, state: StyleGAN2State, batch: Batch) -> tuple[StyleGAN2State, Metrics]:
+        config, loss = self.config, self.config.loss
+        real = data.to_unit_range(batch["image"])
+        num = real.shape[0]
+        labels = self._labels(batch["label"], num)  # fakes get the labels of the real batch: same distribution
+        # Few random call sites keep the compiled step small: one draw each for latents and mixing choices of
+        # the three generator passes (G main, path length, D main), keys for noise and augmentation per pass.
+        latent_rng, mixing_rng, direction_rng, noise_rng, augment_rng = jax.random.split(
+            jax.random.fold_in(state.rng, state.step), 5
+        )
+        latents = jax.random.normal(latent_rng, (3, 2, num, config.model.z_dim))
+        mixing = jax.random.uniform(mixing_rng, (3, 2))
+        noise_keys = jax.random.split(noise_rng, 3)
+        augment_keys = jax.random.split(augment_rng, 3)
+        p = state.ada.p
+
+        # G main.
+        def g_main_loss(g_params):
+            ws, w = self._styles(g_params, latents[0], mixing[0], labels)
+            fake = self._synthesize(g_params, ws, noise_keys[0])
+            logits = self._critic(state.discriminator, labels, augment_keys[0], p)(fake)
+            return non_saturating_generator_loss(logits), w
+
+        (g_loss, w), g_grads = jax.value_and_grad(g_main_loss, has_aux=True)(state.generator)
+        g_params, g_opt_state = _adam_step(self.g_optimizer, g_grads, state.g_opt_state, state.generator)
+
+        # G reg: lazy path-length penalty on half (pl_batch_shrink) of the batch.
+        def g_reg(operands):
+            g_params, g_opt_state, pl_mean = operands
+            pl_num = max(1, num // loss.pl_batch_shrink)
+            pl_labels = None if labels is None else labels[:pl_num]
+            shape = (pl_num, config.data.resolution, config.data.resolution, config.data.channels)
+            direction = path_length_noise(direction_rng, shape)
+
+            def pl_loss(g_params):
+                ws, _ = self._styles(g_params, latents[1, :, :pl_num], mixing[1], pl_labels)
+                synthesis = lambda ws: self._synthesize(g_params, ws, noise_keys[1])  # noqa: E731
+                penalty, new_mean = path_length_penalty(path_lengths(synthesis, ws, direction), pl_mean, loss.pl_decay)
+                return penalty * loss.pl_weight * loss.pl_interval, (penalty, new_mean)
+
+            (_, (penalty, new_mean)), grads = jax.value_and_grad(pl_loss, has_aux=True)(g_params)
+            return (*_adam_step(self.g_optimizer, grads, g_opt_state, g_params), new_mean, penalty)
+
+        pl_penalty = jnp.zeros((), jnp.float32)
+        pl_mean = state.pl_mean
+        if self.use_pl:
+            due = state.step % loss.pl_interval == 0
+            g_params, g_opt_state, pl_mean, pl_penalty = jax.lax.cond(
+                due, g_reg, lambda ops: (*ops, pl_penalty), (g_params, g_opt_state, pl_mean)
+            )
+
+        # D main, against the updated generator.
+        ws, _ = self._styles(g_params, latents[2], mixing[2], labels)
+        fake = jax.lax.stop_gradient(self._synthesize(g_params, ws, noise_keys[2]))
+        # Real and fake images are augmented in one call (each image independently), then judged separately.
+        augmented_fake, augmented_real = jnp.split(self._augment(augment_keys[1], jnp.concatenate([fake, real]), p), 2)
+
+        def d_main_loss(d_params):
+            fake_logits = self._critic(d_params, labels)(augmented_fake)
+            real_logits = self._critic(d_params, labels)(augmented_real)
+            return non_saturating_discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits)
+
+        (d_loss, (real_logits, fake_logits)), d_grads = jax.value_and_grad(d_main_loss, has_aux=True)(
+            state.discriminator
+        )
+        d_params, d_opt_state = _adam_step(self.d_optimizer, d_grads, state.d_opt_state, state.discriminator)
+
+        # D reg: lazy R1 on the real images, through the augmentation as in the reference.
+        def d_reg(operands):
+            d_params, d_opt_state = operands
+
+            def r1_loss(d_params):
+                critic = self._critic(d_params, labels, augment_keys[2], p)
+                penalty = gradient_norm_penalty(critic, real)
+                return penalty * (loss.r1_gamma / 2) * loss.r1_interval, penalty
+
+            (_, penalty), grads = jax.value_and_grad(r1_loss, has_aux=True)(d_params)
+            return (*_adam_step(self.d_optimizer, grads, d_opt_state, d_params), penalty)
+
+        r1_penalty = jnp.zeros((), jnp.float32)
+        if self.use_r1:
+            due = state.step % loss.r1_interval == 0
+            d_params, d_opt_state, r1_penalty = jax.lax.cond(
+                due, d_reg, lambda ops: (*ops, r1_penalty), (d_params, d_opt_state)
+            )
+
+        ada = state.ada
+        if config.augment.mode == "ada":
+            augment = config.augment
+            ada = ada_observe(
+                ada, real_logits, target=augment.target, adjust_kimg=augment.adjust_kimg, interval=augment.interval
+            )
+
+        beta = ema_beta(state.step, num, config.train.ema_kimg, config.train.ema_rampup)
+        ema_generator = jax.tree.map(lambda e, g: beta * e + (1 - beta) * g, state.ema_generator, g_params)
+        w_avg = state.w_avg + (1 - W_AVG_BETA) * (jnp.mean(jax.lax.stop_gradient(w), axis=0) - state.w_avg)
+
+        new_state = StyleGAN2State(
+            step=state.step + 1,
+            rng=state.rng,
+            generator=g_params,
+            discriminator=d_params,
+            g_opt_state=g_opt_state,
+            d_opt_state=d_opt_state,
+            ema_generator=ema_generator,
+            w_avg=w_avg,
+            pl_mean=pl_mean,
+            ada=ada,
+        )
+        metrics = {
+            "g_loss": g_loss,
+            "d_loss": d_loss,
+            "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+            "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+            "r_t": jnp.mean(jnp.sign(real_logits)),  # ADA's overfitting heuristic on this batch
+            "r1_penalty": r1_penalty,  # E||grad D(x)||^2 on R1 steps, 0 on the others
+            "pl_penalty": pl_penalty,  # E(length - a)^2 on path-length steps, 0 on the others
+            "pl_mean": pl_mean,
+            "ada_p": ada.p,
+            "ema_beta": beta,
+        }
+        return new_state, metrics
+
+    def sample(
+        self,
+        state: StyleGAN2State,
+        rng: jax.Array,
+        num: int,
+        labels: jax.Array | None = None,
+        truncation_psi: float | None = None,
+        noise_mode: str | None = None,
+    ) -> jax.Array:
+        """Images from the EMA generator, w truncated towards w_avg by psi (default `sample.truncation_psi`),
+        clipped to [-1, 1]. noise_mode (default `sample.noise_mode`): "const" shares one fixed noise map per layer
+        across samples and calls, so that psi=0 gives one image; "random" draws noise from `rng`."""
+        psi = self.config.sample.truncation_psi if truncation_psi is None else truncation_psi
+        noise_mode = self.config.sample.noise_mode if noise_mode is None else noise_mode
+        z_rng, noise_rng = jax.random.split(rng)
+        z = jax.random.normal(z_rng, (num, self.config.model.z_dim))
+        w = truncate(self._map(state.ema_generator, z, self._labels(labels, num)), state.w_avg, psi)
+        ws = jnp.repeat(w[:, None], self.generator.num_ws, axis=1)
+        if noise_mode == "const":
+            noise_rng = jax.random.PRNGKey(CONST_NOISE_KEY)
+        return jnp.clip(self._synthesize(state.ema_generator, ws, noise_rng, noise_mode), -1.0, 1.0)
+
+    def evaluate_batch(self, state: StyleGAN2State, batch: Batch, rng: jax.Array) -> Metrics:
+        """Sample-quality metrics (FID, KID, ...) live in the evaluation module, not here."""
+        return {}
+
+
+def _adam_step(optimizer: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any) -> tuple[Any, Any]:
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state

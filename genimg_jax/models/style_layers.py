@@ -1,0 +1,208 @@
+"""StyleGAN2 building blocks (Karras et al., CVPR 2020): equalized learning rate, modulated convolution with
+demodulation, noise inputs, resampling and the minibatch standard deviation layer. Layout is NHWC.
+
+Equalized learning rate: parameters are stored as N(0, 1/lr_mul^2) and scaled at run time by
+lr_mul / sqrt(fan_in), so that Adam's scale-free updates move every layer at the same relative speed; `lr_mul`
+(0.01 in the mapping network) slows a layer down without changing its function at initialisation.
+
+Resampling uses StyleGAN2's separable [1, 3, 3, 1] FIR filter (= bilinear interpolation for a factor of 2),
+written as shifted sums of slices with replicated edges (the reference zero-pads): cheap to compile and to
+differentiate twice, which R1 and path-length regularisation do. Convolutions that change
+resolution resample first and then convolve at the new size (no transposed or strided convolutions), which keeps
+the weight gradients ordinary convolutions: the fast case on XLA's CPU backend (see layers.up_conv).
+"""
+
+import itertools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+DEMODULATION_EPS = 1e-8
+
+
+def lrelu(x: jax.Array) -> jax.Array:
+    """Leaky ReLU (slope 0.2) times sqrt(2), the gain that keeps unit-variance activations near unit variance."""
+    return nn.leaky_relu(x, 0.2) * math.sqrt(2.0)
+
+
+def normalize_2nd_moment(x: jax.Array, eps: float = 1e-8) -> jax.Array:
+    """Scale each vector to unit mean square, as StyleGAN does with z and with label embeddings."""
+    return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
+def _upsample_axis(x: jax.Array, axis: int) -> jax.Array:
+    """out[2i] = (x[i-1] + 3 x[i]) / 4, out[2i+1] = (3 x[i] + x[i+1]) / 4, edges replicated."""
+    size = x.shape[axis]
+    padded = jnp.concatenate(
+        [lax.slice_in_dim(x, 0, 1, axis=axis), x, lax.slice_in_dim(x, size - 1, size, axis=axis)], axis
+    )
+    previous, following = (lax.slice_in_dim(padded, start, start + size, axis=axis) for start in (0, 2))
+    even, odd = 0.25 * previous + 0.75 * x, 0.75 * x + 0.25 * following
+    interleaved = jnp.stack([even, odd], axis=axis + 1)
+    return interleaved.reshape(*x.shape[:axis], 2 * size, *x.shape[axis + 1 :])
+
+
+def _downsample_axis(x: jax.Array, axis: int) -> jax.Array:
+    """out[i] = (x[2i-1] + 3 x[2i] + 3 x[2i+1] + x[2i+2]) / 8, edges replicated."""
+    size = x.shape[axis]
+    pairs = x.reshape(*x.shape[:axis], size // 2, 2, *x.shape[axis + 1 :])
+    even, odd = (jnp.take(pairs, index, axis=axis + 1) for index in (0, 1))
+    half = size // 2
+    previous_odd = jnp.concatenate(
+        [lax.slice_in_dim(even, 0, 1, axis=axis), lax.slice_in_dim(odd, 0, half - 1, axis=axis)], axis
+    )
+    next_even = jnp.concatenate(
+        [lax.slice_in_dim(even, 1, half, axis=axis), lax.slice_in_dim(odd, half - 1, half, axis=axis)], axis
+    )
+    return (previous_odd + 3.0 * even + 3.0 * odd + next_even) * 0.125
+
+
+def upsample_2x(x: jax.Array) -> jax.Array:
+    """Bilinear 2x upsampling of NHWC maps = zero insertion and the separable [1, 3, 3, 1] FIR filter."""
+    return _upsample_axis(_upsample_axis(x, 1), 2)
+
+
+def downsample_2x(x: jax.Array) -> jax.Array:
+    """2x downsampling of NHWC maps with the separable [1, 3, 3, 1] / 8 FIR filter (antialiased bilinear)."""
+    return _downsample_axis(_downsample_axis(x, 1), 2)
+
+
+def _standard_normal(lr_mul: float = 1.0) -> nn.initializers.Initializer:
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> jax.Array:
+        return jax.random.normal(key, shape, dtype) / lr_mul
+
+    return init
+
+
+def conv2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Stride-1 'same' convolution with an HWIO kernel."""
+    return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_NHWC)
+
+
+class EqualDense(nn.Module):
+    """Dense layer with equalized learning rate: y = x W lr_mul / sqrt(fan_in) + b lr_mul."""
+
+    features: int
+    lr_mul: float = 1.0
+    bias_init: float = 0.0
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1]
+        kernel = self.param("kernel", _standard_normal(self.lr_mul), (fan_in, self.features))
+        y = x @ (kernel * (self.lr_mul / math.sqrt(fan_in)))
+        if self.use_bias:
+            bias = self.param("bias", nn.initializers.constant(self.bias_init / self.lr_mul), (self.features,))
+            y = y + bias * self.lr_mul
+        return y
+
+
+class EqualConv(nn.Module):
+    """Stride-1 'same' convolution with equalized learning rate, computed in `dtype` (e.g. bfloat16)."""
+
+    features: int
+    kernel_size: int = 3
+    use_bias: bool = True
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, in_features = self.kernel_size, x.shape[-1]
+        kernel = self.param("kernel", _standard_normal(), (k, k, in_features, self.features))
+        kernel = kernel / math.sqrt(k * k * in_features)
+        y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype))
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,)).astype(self.dtype)
+        return y
+
+
+def modulated_conv(
+    x: jax.Array, kernel: jax.Array, styles: jax.Array, demodulate: bool = True, up: bool = False
+) -> jax.Array:
+    """Modulated (and demodulated) convolution in its batched form.
+
+    Mathematically the convolution of sample n with its own weight W'_n[h, w, c, o] = W[h, w, c, o] s[n, c],
+    divided (if `demodulate`) by ||W'_n[..., o]||. Scaling the input channels by s, convolving with the shared
+    W and scaling the output channels by the per-sample norms is the same quantity, with one ordinary
+    convolution for the whole batch. With `up`, the modulated input is upsampled 2x before the convolution.
+    """
+    x = x * styles[:, None, None, :].astype(x.dtype)
+    if up:
+        x = upsample_2x(x)
+    y = conv2d(x, kernel.astype(x.dtype))
+    if demodulate:
+        # sum over (h, w, c) of (W s)^2 = s^2 @ sum_hw W^2, per sample and output channel; in float32.
+        norms = jnp.square(styles.astype(jnp.float32)) @ jnp.sum(jnp.square(kernel.astype(jnp.float32)), (0, 1))
+        y = y * lax.rsqrt(norms + DEMODULATION_EPS)[:, None, None, :].astype(y.dtype)
+    return y
+
+
+class ModulatedConv(nn.Module):
+    """Convolution modulated by a style from w (affine layer initialised to output 1), as in StyleGAN2."""
+
+    features: int
+    kernel_size: int = 3
+    demodulate: bool = True
+    up: bool = False
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, w: jax.Array) -> jax.Array:
+        k, in_features = self.kernel_size, x.shape[-1]
+        styles = EqualDense(in_features, bias_init=1.0, name="affine")(w)
+        kernel = self.param("kernel", _standard_normal(), (k, k, in_features, self.features))
+        kernel = kernel / math.sqrt(k * k * in_features)
+        return modulated_conv(x.astype(self.dtype), kernel, styles, self.demodulate, self.up)
+
+
+NOISE_MODES = ("random", "const", "none")
+
+
+def noise_maps(rng: jax.Array, batch: int, resolutions: list[int], noise_mode: str) -> list[jax.Array | None]:
+    """One N(0, 1) map (batch or 1, r, r, 1) per resolution in `resolutions`, from a single draw.
+
+    "random" draws a map per sample; "const" one map shared by the batch (with a fixed rng, the deterministic
+    noise of StyleGAN's generate script); "none" gives no noise. One draw instead of one per layer keeps the
+    compiled step small (each random call site costs compile time).
+    """
+    if noise_mode == "none":
+        return [None] * len(resolutions)
+    rows = batch if noise_mode == "random" else 1
+    flat = jax.random.normal(rng, (rows, sum(r * r for r in resolutions)))
+    pieces = jnp.split(flat, list(itertools.accumulate(r * r for r in resolutions[:-1])), axis=1)
+    return [piece.reshape(rows, r, r, 1) for piece, r in zip(pieces, resolutions, strict=True)]
+
+
+class NoiseInjection(nn.Module):
+    """Adds a per-pixel noise map (or nothing, for None) with a learned per-channel strength initialised to 0."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, noise: jax.Array | None) -> jax.Array:
+        strength = self.param("strength", nn.initializers.zeros_init(), (x.shape[-1],))
+        if noise is None:
+            return x
+        return x + noise.astype(x.dtype) * strength.astype(x.dtype)
+
+
+def minibatch_stddev(x: jax.Array, group_size: int, num_channels: int = 1) -> jax.Array:
+    """Append the mean standard deviation over groups of samples as extra feature maps (Karras et al. 2018).
+
+    Sample n belongs to group n mod (N / G) (StyleGAN's layout); channels are split into `num_channels` groups,
+    each giving one feature: the std over the group, averaged over its channels and all pixels.
+    """
+    n, h, w, c = x.shape
+    g = min(group_size, n)
+    if n % g or c % num_channels:
+        raise ValueError(f"minibatch stddev: batch {n} / group {g} or channels {c} / {num_channels} do not divide")
+    y = x.astype(jnp.float32).reshape(g, n // g, h, w, num_channels, c // num_channels)
+    y = y - jnp.mean(y, axis=0)
+    y = jnp.sqrt(jnp.mean(jnp.square(y), axis=0) + 1e-8)  # (N/G, H, W, F, C/F)
+    y = jnp.mean(y, axis=(1, 2, 4))  # (N/G, F)
+    y = jnp.tile(y, (g, 1))  # row n holds group n mod (N/G)
+    y = jnp.broadcast_to(y[:, None, None, :], (n, h, w, num_channels))
+    return jnp.concatenate([x, y.astype(x.dtype)], axis=-1)

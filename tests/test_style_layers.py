@@ -1,0 +1,132 @@
+"""StyleGAN2 building blocks against explicit computations: modulation, demodulation, equalized lr, mbstd, FIR."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from genimg_jax.models.style_layers import (
+    EqualConv,
+    EqualDense,
+    conv2d,
+    downsample_2x,
+    minibatch_stddev,
+    modulated_conv,
+    noise_maps,
+    upsample_2x,
+)
+
+
+def _per_sample_weight_conv(x, kernel, styles, demodulate, up):
+    """The definition: each sample convolved with its own modulated (and normalised) weight."""
+    outputs = []
+    for n in range(x.shape[0]):
+        weight = kernel * styles[n][None, None, :, None]
+        if demodulate:
+            weight = weight / jnp.sqrt(jnp.sum(weight**2, axis=(0, 1, 2), keepdims=True) + 1e-8)
+        image = upsample_2x(x[n : n + 1]) if up else x[n : n + 1]
+        outputs.append(
+            lax.conv_general_dilated(image, weight, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        )
+    return jnp.concatenate(outputs)
+
+
+@pytest.mark.parametrize(("kernel_size", "demodulate", "up"), [(3, True, False), (3, True, True), (1, False, False)])
+def test_modulated_conv_equals_per_sample_weights(kernel_size, demodulate, up):
+    x_rng, k_rng, s_rng = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(x_rng, (3, 6, 6, 5))
+    kernel = jax.random.normal(k_rng, (kernel_size, kernel_size, 5, 4))
+    styles = jax.random.uniform(s_rng, (3, 5), minval=-2.0, maxval=2.0)
+    batched = modulated_conv(x, kernel, styles, demodulate=demodulate, up=up)
+    explicit = _per_sample_weight_conv(x, kernel, styles, demodulate, up)
+    assert batched.shape == explicit.shape == (3, 12 if up else 6, 12 if up else 6, 4)
+    np.testing.assert_allclose(batched, explicit, rtol=1e-4, atol=1e-5)
+
+
+def test_demodulation_gives_unit_output_variance():
+    """Unit-variance i.i.d. inputs give unit-variance outputs whatever the style and weight scale."""
+    x_rng, k_rng, s_rng = jax.random.split(jax.random.PRNGKey(1), 3)
+    x = jax.random.normal(x_rng, (4, 34, 34, 32))
+    kernel = 7.0 * jax.random.normal(k_rng, (3, 3, 32, 16))
+    styles = jax.random.uniform(s_rng, (4, 32), minval=0.1, maxval=5.0)
+    y = modulated_conv(x, kernel, styles)[:, 1:-1, 1:-1]  # interior: the zero padding lowers the border variance
+    variances = np.asarray(jnp.var(y, axis=(1, 2)))  # per sample and output channel, 1024 pixels each
+    assert variances.mean() == pytest.approx(1.0, abs=0.03)
+    assert np.all(np.abs(variances - 1.0) < 0.25)
+    # Without demodulation the scale follows the weights and styles instead.
+    assert float(jnp.var(modulated_conv(x, kernel, styles, demodulate=False))) > 100.0
+
+
+@pytest.mark.parametrize("lr_mul", [1.0, 0.01])
+def test_equal_dense_runtime_scale(lr_mul):
+    layer = EqualDense(256, lr_mul=lr_mul, bias_init=1.0)
+    x = jax.random.normal(jax.random.PRNGKey(2), (512, 128))
+    params = layer.init(jax.random.PRNGKey(3), x)["params"]
+    # Stored parameters: N(0, 1/lr_mul^2) weights and bias_init / lr_mul.
+    assert float(jnp.std(params["kernel"])) == pytest.approx(1.0 / lr_mul, rel=0.02)
+    np.testing.assert_allclose(params["bias"], 1.0 / lr_mul, rtol=1e-6)
+    # Effective weight lr_mul / sqrt(fan_in) times the stored one; effective bias lr_mul times the stored one.
+    expected = x @ (params["kernel"] * lr_mul / np.sqrt(128)) + params["bias"] * lr_mul
+    y = layer.apply({"params": params}, x)
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+    # Hence unit-variance inputs give unit-variance pre-activations at initialisation, whatever lr_mul.
+    assert float(jnp.var(y - 1.0)) == pytest.approx(1.0, rel=0.1)
+
+
+def test_equal_conv_runtime_scale():
+    layer = EqualConv(8, kernel_size=3)
+    x = jax.random.normal(jax.random.PRNGKey(4), (2, 16, 16, 6))
+    params = layer.init(jax.random.PRNGKey(5), x)["params"]
+    expected = conv2d(x, params["kernel"] / np.sqrt(3 * 3 * 6)) + params["bias"]
+    np.testing.assert_allclose(layer.apply({"params": params}, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def _numpy_minibatch_stddev(x, group_size, num_channels):
+    n, h, w, c = x.shape
+    groups = n // group_size
+    features = np.zeros((n, num_channels))
+    for i in range(n):
+        members = x[i % groups :: groups]  # the samples of i's group: same index mod N/G
+        for f in range(num_channels):
+            block = members[..., f * (c // num_channels) : (f + 1) * (c // num_channels)]
+            features[i, f] = np.sqrt(block.var(axis=0) + 1e-8).mean()
+    return np.concatenate([x, np.broadcast_to(features[:, None, None, :], (n, h, w, num_channels))], axis=-1)
+
+
+@pytest.mark.parametrize(("group_size", "num_channels"), [(4, 1), (2, 2), (8, 1)])
+def test_minibatch_stddev_matches_numpy(group_size, num_channels):
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(6), (8, 3, 3, 4)))
+    x = x * np.arange(1, 9)[:, None, None, None]  # different spreads in different groups
+    np.testing.assert_allclose(
+        minibatch_stddev(jnp.asarray(x), group_size, num_channels),
+        _numpy_minibatch_stddev(x, group_size, num_channels),
+        rtol=1e-5,
+    )
+
+
+def test_fir_resampling_is_the_1331_filter():
+    """Interior pixels: bilinear 2x (= [1, 3, 3, 1] FIR) up and [1, 3, 3, 1] / 8 down; constants are preserved."""
+    impulse = jnp.zeros((1, 8, 8, 1)).at[0, 4, 4, 0].set(1.0)
+    taps = np.array([1.0, 3.0, 3.0, 1.0])
+    down = np.asarray(downsample_2x(impulse))[0, :, :, 0]
+    np.testing.assert_allclose(down[1:3, 1:3], np.outer(taps[:2], taps[:2]) / 64.0)
+    assert down.sum() == pytest.approx(0.25)  # a weighted average of 4x as many pixels
+    up = np.asarray(upsample_2x(impulse))[0, :, :, 0]
+    np.testing.assert_allclose(up[7:11, 7:11], np.outer(taps, taps) / 16.0)
+    assert up.sum() == pytest.approx(4.0)
+    constant = jnp.full((2, 8, 8, 3), 0.7)
+    np.testing.assert_allclose(upsample_2x(constant), 0.7, rtol=1e-6)
+    np.testing.assert_allclose(downsample_2x(constant), 0.7, rtol=1e-6)
+    x = jax.random.normal(jax.random.PRNGKey(7), (2, 8, 8, 3))
+    np.testing.assert_allclose(upsample_2x(x), jax.image.resize(x, (2, 16, 16, 3), "bilinear"), atol=1e-6)
+
+
+def test_noise_maps_modes():
+    rng = jax.random.PRNGKey(8)
+    random = noise_maps(rng, 3, [4, 8, 8], "random")
+    assert [m.shape for m in random] == [(3, 4, 4, 1), (3, 8, 8, 1), (3, 8, 8, 1)]
+    assert not np.allclose(random[1], random[2])  # two layers at one resolution get different maps
+    const = noise_maps(rng, 3, [4, 8], "const")
+    assert [m.shape for m in const] == [(1, 4, 4, 1), (1, 8, 8, 1)]  # one map, shared by the batch
+    assert noise_maps(rng, 3, [4, 8], "none") == [None, None]

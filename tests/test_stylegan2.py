@@ -1,0 +1,226 @@
+"""StyleGAN2 / StyleGAN2-ADA: truncation, style mixing, path length, lazy regularisation, ADA, configs, training."""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from genimg_jax import data
+from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.losses.path_length import path_length_penalty, path_lengths
+from genimg_jax.methods import build_method
+from genimg_jax.methods.stylegan2 import ema_beta, lazy_adam
+from genimg_jax.models.stylegan2 import mix_styles, num_ws
+
+CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
+STEPS = 6
+R1_INTERVAL, PL_INTERVAL = 2, 3
+TINY = [
+    "data.resolution=8",
+    "model.z_dim=16",
+    "model.w_dim=16",
+    "model.channel_base=64",
+    "model.channel_max=8",
+    "train.batch_size=8",
+    f"loss.r1_interval={R1_INTERVAL}",
+    f"loss.pl_interval={PL_INTERVAL}",
+]
+# ADA adjusts p after every step, by 8 images / 40 = 0.2, so that its controller is visible in a few steps.
+TINY_ADA = [*TINY, "augment.interval=1", "augment.adjust_kimg=0.04"]
+
+
+def _config(name, overrides):
+    return apply_overrides(load_config(str(CONFIGS / name)), overrides)
+
+
+def _batches(config, steps):
+    source = data.make_source(
+        config.data.source, split="train", resolution=config.data.resolution, channels=config.data.channels
+    )
+    stream = data.make_train_stream(source, global_batch_size=config.train.batch_size, seed=0)
+    return [jax.tree.map(jnp.asarray, next(stream)) for _ in range(steps)]
+
+
+def _train(config):
+    method = build_method(config)
+    batches = _batches(config, STEPS)
+    initial = method.init_state(jax.random.PRNGKey(0), batches[0])
+    step_fn = jax.jit(method.train_step)
+    state, history = initial, []
+    for batch in batches:
+        state, metrics = step_fn(state, batch)
+        history.append({name: float(value) for name, value in jax.device_get(metrics).items()})
+    return method, initial, state, history
+
+
+@pytest.fixture(scope="module")
+def digits_run():
+    return _train(_config("stylegan2.py", TINY))
+
+
+@pytest.fixture(scope="module")
+def faces_run():
+    return _train(_config("stylegan2_ada.py", TINY_ADA))
+
+
+def _adam_count(opt_state):
+    return int(next(s.count for s in opt_state if isinstance(s, optax.ScaleByAdamState)))
+
+
+@pytest.mark.parametrize("run_name", ["digits_run", "faces_run"])
+def test_embedded_configs_train_with_lazy_regularisation(run_name, request):
+    method, initial, state, history = request.getfixturevalue(run_name)
+    assert int(state.step) == STEPS
+    for name in ("g_loss", "d_loss", "r1_penalty", "pl_penalty", "pl_mean"):
+        assert all(np.isfinite(m[name]) for m in history), name
+    for step, metrics in enumerate(history):
+        # R1 and the path-length penalty are computed exactly on their steps, and only there.
+        assert (metrics["r1_penalty"] > 0) == (step % R1_INTERVAL == 0), step
+        assert (metrics["pl_penalty"] > 0) == (step % PL_INTERVAL == 0), step
+        previous_mean = history[step - 1]["pl_mean"] if step else 0.0
+        assert (metrics["pl_mean"] != previous_mean) == (step % PL_INTERVAL == 0), step
+    # Each regularisation step is one more Adam update of its network (lazy regularisation as in the paper).
+    r1_steps = len(range(0, STEPS, R1_INTERVAL))
+    pl_steps = len(range(0, STEPS, PL_INTERVAL))
+    assert _adam_count(state.d_opt_state) == STEPS + r1_steps
+    assert _adam_count(state.g_opt_state) == STEPS + pl_steps
+    # The running average of w moved from zero; the EMA generator equals G after the first step (beta 0 at
+    # ramp-up start) and then lags behind it.
+    assert float(jnp.linalg.norm(state.w_avg)) > 0
+    lag = optax.tree.norm(jax.tree.map(jnp.subtract, state.ema_generator, state.generator))
+    moved = optax.tree.norm(jax.tree.map(jnp.subtract, state.ema_generator, initial.generator))
+    assert float(lag) > 0 and float(moved) > 0
+    images = method.sample(state, jax.random.PRNGKey(1), 5)
+    assert images.shape == (5, 8, 8, 1)
+    assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
+
+
+def test_ada_probability_follows_the_overfitting_heuristic(faces_run):
+    _, _, state, history = faces_run
+    p = 0.0
+    for metrics in history:  # interval 1: every step moves p by 0.2 towards r_t = 0.6
+        p = float(np.clip(p + np.sign(metrics["r_t"] - 0.6) * 0.2, 0.0, 1.0))
+        assert metrics["ada_p"] == pytest.approx(p, abs=1e-6)
+    assert float(state.ada.p) == pytest.approx(p, abs=1e-6)  # p lives in the (checkpointed) state
+
+
+def test_digits_config_does_not_augment(digits_run):
+    _, _, state, history = digits_run
+    assert all(m["ada_p"] == 0.0 for m in history) and float(state.ada.p) == 0.0
+
+
+def test_truncation(digits_run):
+    method, _, state, _ = digits_run
+    state = state.replace(w_avg=jax.random.normal(jax.random.PRNGKey(2), state.w_avg.shape))
+    rng = jax.random.PRNGKey(3)
+    centre = np.asarray(method.sample(state, rng, 4, truncation_psi=0.0))
+    # psi=0: every z gives the image of the average w (with the default constant noise).
+    np.testing.assert_allclose(centre, np.broadcast_to(centre[:1], centre.shape), atol=1e-6)
+    w_avg_ws = jnp.broadcast_to(state.w_avg, (1, num_ws(8), state.w_avg.shape[0]))
+    expected = method._synthesize(state.ema_generator, w_avg_ws, jax.random.PRNGKey(0), "const")
+    np.testing.assert_allclose(centre[:1], np.clip(expected, -1, 1), atol=1e-5)
+    # psi=1 (the config default) is untruncated: images differ and do not depend on w_avg at all.
+    full = np.asarray(method.sample(state, rng, 4))
+    assert np.abs(full - full[:1]).max() > 1e-3
+    other_centre = state.replace(w_avg=jnp.zeros_like(state.w_avg))
+    np.testing.assert_allclose(full, method.sample(other_centre, rng, 4, truncation_psi=1.0), atol=1e-6)
+    half = np.asarray(method.sample(state, rng, 4, truncation_psi=0.5))
+    assert np.abs(half - full).max() > 1e-4 and np.abs(half - centre).max() > 1e-4
+
+
+def test_mix_styles_switches_at_the_cutoff():
+    ws1, ws2 = jnp.zeros((2, 6, 3)), jnp.ones((2, 6, 3))
+    mixed = np.asarray(mix_styles(ws1, ws2, 4))
+    assert np.all(mixed[:, :4] == 0) and np.all(mixed[:, 4:] == 1)
+    assert np.all(np.asarray(mix_styles(ws1, ws2, 6)) == 0)  # cutoff num_ws: no mixing
+
+
+def test_style_mixing_in_the_generator(digits_run):
+    method, _, state, _ = digits_run
+    latents = jax.random.normal(jax.random.PRNGKey(4), (2, 3, 16))
+    w1 = method._map(state.generator, latents[0], None)
+    w2 = method._map(state.generator, latents[1], None)
+    count = num_ws(8)
+    # Coin below style_mixing_prob (0.9): cutoff = 1 + floor(u (num_ws - 1)) = 3 for u = 0.7 and num_ws = 4.
+    ws, unmixed = method._styles(state.generator, latents, jnp.array([0.5, 0.7]), None)
+    np.testing.assert_allclose(unmixed, w1, rtol=1e-5, atol=1e-6)
+    for layer in range(count):
+        np.testing.assert_allclose(ws[:, layer], w1 if layer < 3 else w2, rtol=1e-5, atol=1e-6)
+    # Coin above it: every layer uses w1.
+    ws, _ = method._styles(state.generator, latents, jnp.array([0.95, 0.7]), None)
+    np.testing.assert_allclose(ws, jnp.repeat(w1[:, None], count, axis=1), rtol=1e-5, atol=1e-6)
+    # Every layer's w reaches the image, so mixing at any cutoff changes it.
+    grads = jax.grad(lambda ws: jnp.sum(method._synthesize(state.generator, ws, jax.random.PRNGKey(5)) ** 2))(ws)
+    assert np.all(np.asarray(jnp.abs(grads).sum(axis=(0, 2))) > 0)
+
+
+def test_path_length_of_a_linear_synthesis_has_its_closed_form():
+    rng_a, rng_w, rng_y = jax.random.split(jax.random.PRNGKey(6), 3)
+    a = jax.random.normal(rng_a, (4, 5, 3, 3, 2))  # (num_ws, w_dim, H, W, C)
+    ws = jax.random.normal(rng_w, (6, 4, 5))
+    y = jax.random.normal(rng_y, (6, 3, 3, 2))
+    lengths = path_lengths(lambda w: jnp.einsum("nld,ldhwc->nhwc", w, a), ws, y)
+    # J^T y for the linear map is a contracted with y, independent of ws.
+    jt_y = np.einsum("nhwc,ldhwc->nld", np.asarray(y), np.asarray(a))
+    expected = np.sqrt(np.mean(np.sum(jt_y**2, axis=2), axis=1))
+    np.testing.assert_allclose(lengths, expected, rtol=1e-5)
+    penalty, new_mean = path_length_penalty(lengths, jnp.float32(1.0), 0.01)
+    expected_mean = 1.0 + 0.01 * (expected.mean() - 1.0)
+    assert float(new_mean) == pytest.approx(expected_mean, rel=1e-5)
+    assert float(penalty) == pytest.approx(np.mean((expected - expected_mean) ** 2), rel=1e-4)
+
+
+def test_lazy_adam_scales_lr_and_betas():
+    config = _config("stylegan2.py", []).optim.g
+    params = {"w": jnp.zeros(3)}
+    grads = {"w": jnp.array([1.0, -2.0, 0.5])}
+    # Adam's first step is -lr sign(g); with lazy regularisation every 4 steps lr becomes lr * 4/5.
+    for interval, factor in ((0, 1.0), (4, 0.8), (16, 16 / 17)):
+        optimizer = lazy_adam(config, interval)
+        updates, _ = optimizer.update(grads, optimizer.init(params), params)
+        np.testing.assert_allclose(updates["w"], -config.learning_rate * factor * np.sign(grads["w"]), rtol=1e-5)
+
+
+def test_ema_beta_half_life_and_rampup():
+    # Without ramp-up: half-life ema_kimg * 1000 images, so after that many images the old weight is 1/2.
+    beta = float(ema_beta(jnp.array(0), 32, 10.0, 0.0))
+    assert beta ** (10_000 / 32) == pytest.approx(0.5, rel=1e-4)
+    assert float(ema_beta(jnp.array(0), 32, 10.0, 0.05)) == 0.0  # ramp-up from a copy of G
+    # Ramp-up: half-life = 0.05 x images seen while that is shorter.
+    assert float(ema_beta(jnp.array(1000), 32, 10.0, 0.05)) == pytest.approx(0.5 ** (32 / 1600), rel=1e-5)
+    assert float(ema_beta(jnp.array(10**6), 32, 10.0, 0.05)) == pytest.approx(beta, rel=1e-6)
+
+
+def test_cifar10_variants_use_the_papers_setup():
+    plain, ada = _config("stylegan2.py:cifar10", []), _config("stylegan2_ada.py:cifar10", [])
+    for config in (plain, ada):
+        assert config.data.source == "tfds:cifar10" and config.data.channels == 3
+        assert (config.model.mapping_layers, config.model.channel_max, config.model.mbstd_group_size) == (2, 512, 32)
+        assert config.train.batch_size == 64 and config.loss.r1_gamma == 0.01 and config.loss.pl_weight == 0
+        assert config.model.num_classes == 10 and config.model.d_architecture == "orig"
+    assert (plain.augment.mode, ada.augment.mode) == ("none", "ada")
+    faces = _config("stylegan2_ada.py", [])
+    assert faces.data.source == "faces" and faces.augment.mode == "ada"
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("augment.mode=always", "augment.mode"),
+        ("sample.noise_mode=loud", "sample.noise_mode"),
+        ("model.mbstd_group_size=5", "model.mbstd_group_size"),
+        ("loss.r1_interval=0", "loss.r1_interval"),
+        ("model.dtype=float16", "model.dtype"),
+    ],
+)
+def test_bad_values_name_their_key(override, key):
+    with pytest.raises(ConfigError, match=f"config.{key}="):
+        build_method(_config("stylegan2.py", [*TINY, override]))
+
+
+def test_unknown_variant_is_rejected():
+    with pytest.raises(ValueError, match="variant 'mnist'"):
+        load_config(str(CONFIGS / "stylegan2.py") + ":mnist")
