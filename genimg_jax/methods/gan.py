@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genimg_jax import data
+from genimg_jax import data, parallel
 from genimg_jax.config import require, require_choice
 from genimg_jax.losses.adversarial import LOSSES
 from genimg_jax.methods.base import Batch, Metrics, adam, ema_update
@@ -54,7 +54,7 @@ class GAN:
         self.d_optimizer = adam(config.optim.d)
 
     def _latents(self, rng: jax.Array, num: int) -> jax.Array:
-        return jax.random.normal(rng, (num, self.config.model.latent_dim))
+        return parallel.constrain_batch(jax.random.normal(rng, (num, self.config.model.latent_dim)))
 
     def init_state(self, rng: jax.Array, example_batch: Batch) -> GANState:
         g_rng, d_rng, z_rng, state_rng = jax.random.split(rng, 4)
