@@ -11,7 +11,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 from tiny_configs import TINY_GAN
 
-from genimg_jax import data, parallel, trainer
+from genimg_jax import benchmark, data, parallel, trainer
 from genimg_jax.checkpoint import Checkpointer
 from genimg_jax.config import ConfigError, apply_overrides, load_config
 
@@ -241,3 +241,12 @@ def test_fsdp_step_all_gathers_the_split_parameters_but_never_the_batch():
     split = {leaf.shape for leaf, sharding in zip(shapes, shardings, strict=True) if sharding.spec != P()}
     assert split and split <= set(gathered)  # FSDP: each split parameter is gathered where it is used
     assert not [shape for shape in gathered if shape[:1] == (BATCH,) and len(shape) > 1]
+
+
+def test_data_parallel_devices_share_the_work_instead_of_repeating_it():
+    """XLA's cost analysis counts one device's partition (so the benchmark multiplies by the device count). The 8
+    partitions together do the single-device work plus little: replicated updates of small leaves. With the GAN's
+    latents drawn replicated, each device ran the whole generator pass: 6x the work of one device's share."""
+    single = benchmark._flops(_compiled("data_parallel", 1)[1])
+    all_devices = 8 * benchmark._flops(_compiled("data_parallel")[1])
+    assert single <= all_devices <= 1.2 * single
