@@ -7,10 +7,10 @@ JAX computation, so `main` calls it right after reading the config.
 
 `config.distributed.init` decides how:
 - `auto` (default): with `coordinator_address` set, connect explicitly as process `process_id` of
-  `num_processes`; otherwise, inside a SLURM job of more than one task or on a multi-host TPU VM, let JAX detect
+  `num_processes`; otherwise, in an `srun` step of more than one task or on a multi-host TPU VM, let JAX detect
   everything (`jax.distributed.initialize()` with no arguments); otherwise run as a single process.
-- `cluster`: always call `jax.distributed.initialize()` with no arguments (SLURM, TPU VMs, Open MPI, or the
-  `JAX_COORDINATOR_ADDRESS` / `JAX_NUM_PROCESSES` / `JAX_PROCESS_ID` environment).
+- `cluster`: always call `jax.distributed.initialize()` with no arguments (JAX detects SLURM, TPU VMs, Open MPI and
+  Kubernetes jobs).
 - `off`: a single process, whatever the environment says.
 """
 
@@ -30,10 +30,14 @@ INIT_MODES = ("auto", "cluster", "off")
 
 
 def _slurm_tasks(environ: Mapping[str, str]) -> int:
-    """Number of tasks of the SLURM job step this process belongs to (0 outside SLURM)."""
+    """Number of tasks of the `srun` job step this process is one of (0 outside one).
+
+    Only `srun` sets SLURM_STEP_NUM_TASKS; a shell inside a many-task allocation (salloc, the batch script) has
+    SLURM_NTASKS too but is one process, and waiting there for peers that never start would hang.
+    """
     if "SLURM_JOB_ID" not in environ:
         return 0
-    return int(environ.get("SLURM_STEP_NUM_TASKS", environ.get("SLURM_NTASKS", "1")))
+    return int(environ.get("SLURM_STEP_NUM_TASKS", "0"))
 
 
 def _tpu_hosts(environ: Mapping[str, str]) -> int:

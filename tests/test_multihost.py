@@ -37,12 +37,13 @@ def _distributed(**values):
             {},
             {"coordinator_address": "127.0.0.1:1234", "num_processes": 2, "process_id": 1},
         ),
-        ({}, {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "16"}, {}),  # jax reads the rest from SLURM
-        ({}, {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"}, None),  # one task: nothing to join
+        ({}, {"SLURM_JOB_ID": "7", "SLURM_STEP_NUM_TASKS": "16"}, {}),  # an srun task: jax reads the rest
+        ({}, {"SLURM_JOB_ID": "7", "SLURM_STEP_NUM_TASKS": "1"}, None),  # one task: nothing to join
+        ({}, {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "16"}, None),  # a shell in a 16-task allocation, not srun
         ({}, {"TPU_WORKER_HOSTNAMES": "w0,w1,w2,w3"}, {}),  # multi-host TPU VM
         ({}, {"TPU_WORKER_HOSTNAMES": "w0"}, None),  # single-host TPU VM
         ({"init": "cluster"}, {}, {}),
-        ({"init": "off"}, {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "16"}, None),
+        ({"init": "off"}, {"SLURM_JOB_ID": "7", "SLURM_STEP_NUM_TASKS": "16"}, None),
     ],
 )
 def test_initialize_args_follow_config_then_environment(values, environ, expected):
