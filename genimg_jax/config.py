@@ -202,7 +202,7 @@ def base_config() -> ml_collections.ConfigDict:
         }
     )
     # Multi-process start-up (genimg_jax/distributed.py). init: auto = the explicit coordinator below if given,
-    # else jax's own detection when a multi-task SLURM job or multi-host TPU VM is seen; cluster = always
+    # else jax's own detection in an srun step of several tasks or on a multi-host TPU VM; cluster = always
     # jax.distributed.initialize() with no arguments; off = one process.
     config.distributed = ml_collections.ConfigDict(
         {"init": "auto", "coordinator_address": "", "num_processes": 0, "process_id": -1}
