@@ -66,10 +66,11 @@ def benchmark(config, repeats: int, steps_per_repeat: int, warmup: int) -> dict[
         jax.block_until_ready((state, metrics))
         rates.append(steps_per_repeat / (time.perf_counter() - start))
     steps_per_second = statistics.median(rates)
-    flops = _flops(compiled)
+    devices = len(run.mesh.devices.flat)
+    flops = _flops(compiled) * devices  # the cost analysis counts one device's partition of the SPMD program
     device_bytes = _device_memory_bytes(compiled)
     return {
-        "devices": len(run.mesh.devices.flat),
+        "devices": devices,
         "global_batch": config.train.batch_size,
         "compile_s": compile_seconds,
         "steps_per_s": steps_per_second,

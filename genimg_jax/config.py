@@ -197,8 +197,22 @@ def base_config() -> ml_collections.ConfigDict:
         }
     )
     config.eval = ml_collections.ConfigDict({"every": 0, "batch_size": 256})
-    # Mesh axis sizes; -1 takes the remaining devices. Default: pure data parallelism over every device.
-    config.mesh = ml_collections.ConfigDict({"data": -1})
+    # Mesh axis sizes; -1 takes the remaining devices. Both axes split the batch; `fsdp` also splits large
+    # train-state leaves (see genimg_jax/parallel.py). Default: pure data parallelism over every device.
+    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+    # Which train-state leaves `fsdp` splits: (regex over the leaf path, "replicate" | "fsdp"), first match wins.
+    config.sharding = ml_collections.ConfigDict(
+        {
+            "rules": (("batch_stats", "replicate"), (r"(^|/)(rng|step|count)$", "replicate"), (".*", "fsdp")),
+            "min_size": 2**14,  # leaves with fewer elements stay replicated: splitting them costs more than it saves
+        }
+    )
+    # Multi-process start-up (genimg_jax/distributed.py). init: auto = the explicit coordinator below if given,
+    # else jax's own detection in an srun step of several tasks or on a multi-host TPU VM; cluster = always
+    # jax.distributed.initialize() with no arguments; off = one process.
+    config.distributed = ml_collections.ConfigDict(
+        {"init": "auto", "coordinator_address": "", "num_processes": 0, "process_id": -1}
+    )
     return config
 
 

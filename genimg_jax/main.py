@@ -8,9 +8,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import jax
 from absl import flags
 
-from genimg_jax import trainer
+from genimg_jax import distributed, trainer
 from genimg_jax.checkpoint import CheckpointError
 from genimg_jax.config import ConfigError, apply_overrides, load_config, split_override_args
 from genimg_jax.data import DataError
@@ -34,8 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = apply_overrides(load_config(args.config), overrides)
         config.lock()  # a later typo in code reading the config is an error, not a silent new key
         flags.FLAGS.mark_as_parsed()  # libraries used here (grain, tfds) may read absl flags; argv is ours
+        distributed.initialize(config.distributed)  # before anything touches a device
         if args.mode == "train":
-            trainer.train(config, args.workdir)
+            state = trainer.train(config, args.workdir)
+            if jax.process_count() > 1:  # every process reports; equal fingerprints show the hosts agree
+                fingerprint = distributed.state_fingerprint(state)
+                print(f"process {jax.process_index()}/{jax.process_count()}: final state fingerprint {fingerprint}")
         else:
             for path in trainer.sample(config, args.workdir):
                 print(f"wrote {path}")

@@ -63,7 +63,8 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh) -> CompiledRun:
     batch_sharding = parallel.batch_sharding(mesh)
     replicated = parallel.replicated(mesh)
     example = example_batch(config, config.train.batch_size)
-    state_sharding = parallel.state_shardings(jax.eval_shape(method.init_state, jax.random.PRNGKey(0), example), mesh)
+    abstract_state = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), example)
+    state_sharding = parallel.state_shardings(abstract_state, mesh, config.sharding)
 
     def evaluate(state, batch, rng):
         values = method.evaluate_batch(state, batch, rng)
@@ -80,13 +81,20 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh) -> CompiledRun:
         batch_sharding=batch_sharding,
         init=init,
         train_step=jax.jit(
-            nonfinite.guard(method.train_step, config.train.nonfinite),
+            parallel.traced_on(mesh, nonfinite.guard(method.train_step, config.train.nonfinite)),
             in_shardings=(state_sharding, batch_sharding),
             out_shardings=(state_sharding, replicated),
             donate_argnums=0,
         ),
-        sample=jax.jit(lambda state, rng: method.sample(state, rng, num_samples), out_shardings=replicated),
-        evaluate=jax.jit(evaluate, in_shardings=(state_sharding, batch_sharding, replicated), out_shardings=replicated),
+        sample=jax.jit(
+            parallel.traced_on(mesh, lambda state, rng: method.sample(state, rng, num_samples)),
+            out_shardings=replicated,
+        ),
+        evaluate=jax.jit(
+            parallel.traced_on(mesh, evaluate),
+            in_shardings=(state_sharding, batch_sharding, replicated),
+            out_shardings=replicated,
+        ),
     )
 
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genimg_jax import data
+from genimg_jax import data, parallel
 from genimg_jax.augment.ada import AdaState, ada_observe, init_ada_state
 from genimg_jax.config import ConfigError, adam_config, base_config, require, require_choice
 from genimg_jax.losses.adversarial import LOSSES
@@ -114,11 +114,11 @@ class GAN:
 
     # Inputs of G.
     def _latents(self, rng: jax.Array, num: int) -> jax.Array:
-        return jax.random.normal(rng, (num, self.config.model.latent_dim))
+        return parallel.constrain_batch(jax.random.normal(rng, (num, self.config.model.latent_dim)))
 
     def _random_labels(self, rng: jax.Array, num: int) -> jax.Array | None:
         num_classes = self.config.model.num_classes
-        return jax.random.randint(rng, (num,), 0, num_classes) if num_classes else None
+        return parallel.constrain_batch(jax.random.randint(rng, (num,), 0, num_classes)) if num_classes else None
 
     def _real_labels(self, batch: Batch) -> jax.Array | None:
         return batch["label"] if self.config.model.num_classes else None
