@@ -24,6 +24,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     if variant == "digits":
         config.model.update({"g_features": 32, "d_features": 32})
         config.train.update({"steps": 2500, "batch_size": 64, "sample_every": 500, "checkpoint_every": 500})
+        config.eval.metrics = "fid,kid,is,pr"  # with the digits feature net: --mode=eval, or set eval.every
     else:
         config.data.update(CIFAR10_DATA)
         config.model.update({"g_features": 64, "d_features": 64})

@@ -196,7 +196,25 @@ def base_config() -> ml_collections.ConfigDict:
             "nonfinite": "stop",  # a NaN/Inf in a step's metrics or new state: stop | skip (the update, counted)
         }
     )
-    config.eval = ml_collections.ConfigDict({"every": 0, "batch_size": 256})
+    config.eval = ml_collections.ConfigDict(
+        {
+            "every": 0,
+            "batch_size": 256,
+            # Sample metrics (genimg_jax/evaluation.py), any of fid,kid,is,pr ('' = none, the default: the
+            # feature net must suit the data), from `num_samples` generated images against `reference_split`.
+            "metrics": "",
+            "num_samples": 2000,
+            "reference_split": "train",
+            "feature_net": "digits",  # digits (32x32 grayscale, shipped) | inception (needs inception_weights)
+            "inception_weights": "",  # pytorch-fid's pt_inception-2015-12-05-*.pth
+            "cache_dir": "",  # reference features cache ('' = WORKDIR/eval_cache)
+            "best_metric": "",  # keep the best checkpoint in WORKDIR/best by this value, e.g. fid ('' = off)
+            "kid_subsets": 100,
+            "kid_subset_size": 1000,
+            "is_splits": 10,
+            "pr_neighbours": 3,
+        }
+    )
     # Mesh axis sizes; -1 takes the remaining devices. Both axes split the batch; `fsdp` also splits large
     # train-state leaves (see genimg_jax/parallel.py). Default: pure data parallelism over every device.
     config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})

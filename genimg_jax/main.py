@@ -1,4 +1,4 @@
-"""Command line: `python -m genimg_jax.main --config=configs/X.py --workdir=DIR [--mode=train|sample]`.
+"""Command line: `python -m genimg_jax.main --config=configs/X.py --workdir=DIR [--mode=train|sample|eval|audit]`.
 
 Any `--config.a.b=value` argument overrides a key of the config. Mistakes in the config, the data or the workdir
 end the run with one line on stderr naming what is wrong and where (exit status 2).
@@ -11,12 +11,12 @@ from collections.abc import Sequence
 import jax
 from absl import flags
 
-from genimg_jax import distributed, trainer
+from genimg_jax import distributed, posthoc, trainer
 from genimg_jax.checkpoint import CheckpointError
 from genimg_jax.config import ConfigError, apply_overrides, load_config, split_override_args
 from genimg_jax.data import DataError
 
-MODES = ("train", "sample")
+MODES = ("train", "sample", "eval", "audit")
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -41,9 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if jax.process_count() > 1:  # every process reports; equal fingerprints show the hosts agree
                 fingerprint = distributed.state_fingerprint(state)
                 print(f"process {jax.process_index()}/{jax.process_count()}: final state fingerprint {fingerprint}")
-        else:
+        elif args.mode == "sample":
             for path in trainer.sample(config, args.workdir):
                 print(f"wrote {path}")
+        elif args.mode == "eval":
+            print(f"wrote {posthoc.evaluate(config, args.workdir)}")
+        else:
+            print(f"wrote {posthoc.memorization_audit(config, args.workdir)}")
     except (ConfigError, DataError, CheckpointError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

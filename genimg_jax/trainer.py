@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh, NamedSharding
 
-from genimg_jax import data, nonfinite, parallel, run_identity
+from genimg_jax import data, evaluation, nonfinite, parallel, run_identity
 from genimg_jax.checkpoint import Checkpointer
 from genimg_jax.config import ConfigError, validate_common
 from genimg_jax.images import save_grid
@@ -163,6 +163,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
         process_count=jax.process_count(),
     )
     eval_source = make_data_source(config, config.data.eval_split) if config.eval.every else None
+    sample_evaluation = evaluation.TrainingEvaluation(config, run, workdir) if config.eval.every else None
     workdir.mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(
         workdir / "checkpoints", keep=train_config.keep_checkpoints, every=train_config.checkpoint_every
@@ -211,6 +212,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
             if _due(step, config.eval.every, train_config.steps):
                 eval_rng = jax.random.fold_in(init_rng, step)
                 results = evaluate_split(run, state, eval_source, config.eval.batch_size, eval_rng)
+                results.update(sample_evaluation.sample_metrics(state))
+                sample_evaluation.record(step, results, state, stream.get_state())
                 logger.scalars(step, config.data.eval_split, results)
                 logger.message(f"eval at step {step} on {config.data.eval_split}: {_format(results)}")
             stop = preemption.stop_requested()
@@ -226,6 +229,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
         preemption.uninstall()
         checkpointer.wait()
         checkpointer.close()
+        if sample_evaluation:
+            sample_evaluation.close()
         logger.close()
     if stop:
         logger.message(

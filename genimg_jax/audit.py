@@ -1,0 +1,122 @@
+"""Memorization audit: how close are generated samples to their nearest training images in feature space?
+
+A sample much closer to a training image than held-out test images typically are is a candidate copy. The
+reference scale is the distribution of test-to-nearest-train distances: a test image is by construction not a
+copy, so the fraction of samples below its median (and below its 5th percentile, a stricter line) says how
+often the model lands closer to the training set than unseen data does. The report has a picture of the most
+suspicious samples beside their nearest training images, and a histogram of both distance distributions.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from genimg_jax import images as image_grids
+from genimg_jax.metrics.precision_recall import pairwise_squared_distances
+
+_ROWS = 1024
+
+
+def nearest_neighbours(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, indices), each (len(queries), k): the k nearest `keys` of every query, nearest first."""
+    all_distances, all_indices = [], []
+    for start in range(0, len(queries), _ROWS):
+        squared = pairwise_squared_distances(queries[start : start + _ROWS], keys)
+        indices = np.argpartition(squared, min(k, len(keys) - 1), axis=1)[:, :k]
+        part = np.take_along_axis(squared, indices, axis=1)
+        order = np.argsort(part, axis=1)
+        all_indices.append(np.take_along_axis(indices, order, axis=1))
+        all_distances.append(np.sqrt(np.take_along_axis(part, order, axis=1)))
+    return np.concatenate(all_distances), np.concatenate(all_indices)
+
+
+def memorization_summary(sample_distances: np.ndarray, test_distances: np.ndarray) -> dict[str, float]:
+    """Fractions of samples whose nearest-train distance is below the median / 5th percentile of test images'."""
+    median, low = float(np.median(test_distances)), float(np.percentile(test_distances, 5))
+    return {
+        "test_to_train_median_distance": median,
+        "test_to_train_5th_percentile_distance": low,
+        "sample_to_train_median_distance": float(np.median(sample_distances)),
+        "fraction_closer_than_typical_test": float(np.mean(sample_distances < median)),
+        "fraction_closer_than_5th_percentile_test": float(np.mean(sample_distances < low)),
+    }
+
+
+def neighbour_picture(samples: np.ndarray, train_image: Callable[[int], np.ndarray], indices: np.ndarray) -> np.ndarray:
+    """uint8 grid: each row is one sample followed by its nearest training images (`indices[row]`)."""
+    tiles = [np.stack([samples[row], *(train_image(int(j)) for j in indices[row])]) for row in range(len(samples))]
+    return image_grids.make_grid(np.concatenate(tiles), columns=1 + indices.shape[1])
+
+
+def histogram_picture(
+    sample_distances: np.ndarray, test_distances: np.ndarray, threshold: float, size=(640, 360), bins: int = 40
+) -> Image.Image:
+    """Overlaid histograms (densities) of sample->train (red) and test->train (blue) nearest distances, with the
+    typical test distance as a vertical line."""
+    width, height = size
+    margin = 40
+    top = max(sample_distances.max(), test_distances.max()) * 1.05
+    edges = np.linspace(0.0, top, bins + 1)
+    densities = [np.histogram(d, edges)[0] / len(d) for d in (sample_distances, test_distances)]
+    scale = (height - 2 * margin) / max(d.max() for d in densities)
+    picture = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(picture)
+    bar = (width - 2 * margin) / bins
+    for density, color, shift in zip(densities, ((220, 60, 60), (60, 90, 220)), (0.0, 0.5), strict=True):
+        for index, value in enumerate(density):
+            left = margin + (index + shift) * bar
+            draw.rectangle([left, height - margin - value * scale, left + bar / 2, height - margin], fill=color)
+    line = margin + threshold / top * (width - 2 * margin)
+    draw.line([line, margin / 2, line, height - margin], fill="black", width=2)
+    draw.line([margin, height - margin, width - margin, height - margin], fill="black")
+    draw.text(
+        (margin, 5), "nearest-train distance: samples (red), test images (blue); line = test median", fill="black"
+    )
+    draw.text((margin, height - margin + 8), "0", fill="black")
+    draw.text((width - margin - 30, height - margin + 8), f"{top:.3g}", fill="black")
+    return picture
+
+
+def write_report(
+    directory: pathlib.Path,
+    samples: np.ndarray,
+    sample_features: np.ndarray,
+    train_image: Callable[[int], np.ndarray],
+    train_features: np.ndarray,
+    test_features: np.ndarray,
+    protocol: dict,
+    neighbours: int = 5,
+    pictured: int = 16,
+) -> dict:
+    """Write `report.json`, `neighbours.png` (most suspicious samples first) and `distances.png`; returns the
+    report. `samples` are uint8 NHWC in the order of their features; `train_image(i)` is the uint8 HWC training
+    image of `train_features[i]` (only the pictured neighbours are loaded)."""
+    distances, indices = nearest_neighbours(sample_features, train_features, neighbours)
+    test_distances = nearest_neighbours(test_features, train_features, 1)[0][:, 0]
+    summary = memorization_summary(distances[:, 0], test_distances)
+    suspicious = np.argsort(distances[:, 0])[:pictured]
+    directory.mkdir(parents=True, exist_ok=True)
+    grid = neighbour_picture(samples[suspicious], train_image, indices[suspicious])
+    scale = max(1, 64 // samples.shape[1])
+    Image.fromarray(np.squeeze(grid.repeat(scale, 0).repeat(scale, 1))).save(directory / "neighbours.png")
+    histogram_picture(distances[:, 0], test_distances, summary["test_to_train_median_distance"]).save(
+        directory / "distances.png"
+    )
+    report = {
+        **summary,
+        "num_samples": len(samples),
+        "num_train": len(train_features),
+        "num_test": len(test_features),
+        "pictured": [
+            {"sample": int(i), "train_neighbours": indices[i].tolist(), "distances": distances[i].tolist()}
+            for i in suspicious
+        ],
+        "protocol": protocol,
+    }
+    (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

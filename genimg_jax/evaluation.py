@@ -1,0 +1,262 @@
+"""Sample-quality evaluation of a train state: FID, KID, IS and precision/recall, each with its protocol.
+
+N images are generated in batches sharded over the mesh (`method.sample` fused with the feature net in one
+jitted function, so images never leave the devices), their features stream into float64 moments, and the
+metrics compare them with cached features of a reference split. Every evaluation generates from the same keys
+(derived from `config.seed`), so values at different steps are paired comparisons, not independent draws.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from genimg_jax import data, parallel
+from genimg_jax.checkpoint import Checkpointer
+from genimg_jax.config import ConfigError, require, require_choice
+from genimg_jax.metrics import features, fid, inception_score, kid, precision_recall, reference
+
+METRICS = ("fid", "kid", "is", "pr")
+# Values the best checkpoint can be chosen by: value -> (the metric that produces it, whether larger is better).
+BEST_METRICS = {
+    "fid": ("fid", False),
+    "kid_mean": ("kid", False),
+    "is_mean": ("is", True),
+    "precision": ("pr", True),
+    "recall": ("pr", True),
+}
+EVAL_SEED_SALT = 0xE7A1
+
+
+def requested_metrics(config: ml_collections.ConfigDict) -> list[str]:
+    """The metric names of `config.eval.metrics` ("fid,kid,is,pr"), validated."""
+    names = [name.strip() for name in config.eval.metrics.split(",") if name.strip()]
+    for name in names:
+        require(name in METRICS, "eval.metrics", config.eval.metrics, f"each entry must be one of {list(METRICS)}")
+    return names
+
+
+def validate_eval_config(config: ml_collections.ConfigDict) -> None:
+    evaluation = config.eval
+    names = requested_metrics(config)
+    require_choice(config, "eval.feature_net", features.FEATURE_NETS)
+    require(evaluation.num_samples >= 2, "eval.num_samples", evaluation.num_samples, "must be at least 2")
+    for key in ("kid_subsets", "kid_subset_size", "is_splits", "pr_neighbours"):
+        require(evaluation[key] > 0, f"eval.{key}", evaluation[key], "must be positive")
+    if "is" in names:
+        require(
+            evaluation.num_samples >= evaluation.is_splits,
+            "eval.num_samples",
+            evaluation.num_samples,
+            f"must be at least eval.is_splits={evaluation.is_splits}",
+        )
+    if evaluation.best_metric:
+        produced = [value for value, (metric, _) in BEST_METRICS.items() if metric in names]
+        require(
+            evaluation.best_metric in produced,
+            "eval.best_metric",
+            evaluation.best_metric,
+            f"choose one of {produced} (values of the metrics in eval.metrics)",
+        )
+
+
+def compute_metrics(
+    names: list[str],
+    generated: dict[str, np.ndarray],
+    generated_moments: fid.FeatureMoments,
+    real: dict[str, np.ndarray],
+    real_moments: fid.FeatureMoments,
+    eval_config: ml_collections.ConfigDict,
+) -> dict[str, float]:
+    """The requested metrics of generated vs real features/logits."""
+    values = {}
+    if "fid" in names:
+        values["fid"] = fid.frechet_distance(
+            *generated_moments.mean_and_covariance(), *real_moments.mean_and_covariance()
+        )
+    if "kid" in names:
+        values["kid_mean"], values["kid_std"] = kid.kernel_inception_distance(
+            generated["features"], real["features"], eval_config.kid_subsets, eval_config.kid_subset_size
+        )
+    if "is" in names:
+        values["is_mean"], values["is_std"] = inception_score.inception_score(
+            generated["logits"], eval_config.is_splits
+        )
+    if "pr" in names:
+        values["precision"], values["recall"] = precision_recall.precision_recall(
+            real["features"], generated["features"], eval_config.pr_neighbours
+        )
+    return values
+
+
+def load_split_features(
+    config: ml_collections.ConfigDict, net: features.FeatureNet, split: str, cache_dir: pathlib.Path, sharding
+) -> dict[str, np.ndarray]:
+    """Cached features and logits of every image of `split` of the configured data source."""
+    data_config = config.data
+    try:
+        source = data.make_source(
+            data_config.source,
+            split=split,
+            resolution=data_config.resolution,
+            channels=data_config.channels,
+            data_dir=data_config.data_dir or None,
+        )
+    except data.DataError as error:
+        raise data.DataError(f"config.eval.reference_split / config.data.source: {error}") from None
+    key = reference.cache_key(
+        data_config.source, data_config.data_dir, split, data_config.resolution, data_config.channels, net
+    )
+    return reference.cached_source_features(net, source, key, cache_dir, config.eval.batch_size, sharding)
+
+
+class SampleEvaluator:
+    """Sample metrics of train states of one compiled run (see the module docstring)."""
+
+    def __init__(self, config: ml_collections.ConfigDict, run: Any, workdir: str | pathlib.Path):
+        """`run`: a `trainer.CompiledRun` (method, mesh, state sharding)."""
+        validate_eval_config(config)
+        self.config, self.names = config, requested_metrics(config)
+        try:
+            self.net = features.load_feature_net(config.eval.feature_net, config.eval.inception_weights)
+            self.net.check_images(config.data.resolution, config.data.channels)
+        except ValueError as error:
+            raise ConfigError(f"config.eval.feature_net={config.eval.feature_net!r}: {error}") from None
+        self.cache_dir = pathlib.Path(config.eval.cache_dir or pathlib.Path(workdir) / "eval_cache")
+        self.rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_SEED_SALT)
+        self._run = run
+        self._reference: tuple[dict[str, np.ndarray], fid.FeatureMoments] | None = None  # (features, moments)
+        batch_size, method, net = config.eval.batch_size, run.method, self.net
+        batch_sharding = parallel.batch_sharding(run.mesh)
+
+        def generate(state, variables, rng):
+            images = jax.lax.with_sharding_constraint(method.sample(state, rng, batch_size), batch_sharding)
+            return images, net.apply(variables, images)
+
+        replicated = parallel.replicated(run.mesh)
+        self._generate = jax.jit(  # features come back replicated, so every process can read them
+            generate,
+            in_shardings=(run.state_sharding, replicated, replicated),
+            out_shardings=(batch_sharding, replicated),
+        )
+
+    def split_features(self, split: str) -> dict[str, np.ndarray]:
+        return load_split_features(
+            self.config, self.net, split, self.cache_dir, parallel.batch_sharding(self._run.mesh)
+        )
+
+    def generate(self, state: Any, keep_images: bool = False) -> tuple[dict[str, np.ndarray], fid.FeatureMoments]:
+        """Features and logits (and uint8 images if asked) of `eval.num_samples` samples, plus feature moments."""
+        num_samples, batch_size = self.config.eval.num_samples, self.config.eval.batch_size
+        moments, outputs = None, {"features": [], "logits": [], "images": []}
+        for index in range(-(-num_samples // batch_size)):
+            images, net_outputs = self._generate(state, self.net.variables, jax.random.fold_in(self.rng, index))
+            keep = min(batch_size, num_samples - index * batch_size)
+            net_outputs = {name: np.asarray(value)[:keep] for name, value in jax.device_get(net_outputs).items()}
+            moments = moments or fid.FeatureMoments(net_outputs["features"].shape[-1])
+            moments.update(net_outputs["features"])
+            for name, value in net_outputs.items():
+                outputs[name].append(value)
+            if keep_images:
+                outputs["images"].append(data.from_unit_range(jax.device_get(images))[:keep])
+        return {name: np.concatenate(values) for name, values in outputs.items() if values}, moments
+
+    def evaluate(self, state: Any) -> dict[str, float]:
+        if self._reference is None:
+            real = self.split_features(self.config.eval.reference_split)
+            real_moments = fid.FeatureMoments(real["features"].shape[-1])
+            real_moments.update(real["features"])
+            self._reference = real, real_moments
+        generated, generated_moments = self.generate(state)
+        return compute_metrics(self.names, generated, generated_moments, *self._reference, self.config.eval)
+
+    def protocol(self) -> dict[str, Any]:
+        """How the numbers were made: enough to reproduce them, or to see why they differ from another codebase's."""
+        config, evaluation = self.config, self.config.eval
+        num_reference = len(self._reference[0]["features"]) if self._reference else None
+        return {
+            **self.net.protocol(),
+            "num_samples": evaluation.num_samples,
+            "reference": {
+                "dataset": config.data.source,
+                "split": evaluation.reference_split,
+                "num_images": num_reference,
+            },
+            "resolution": config.data.resolution,
+            "channels": config.data.channels,
+            "kid": {
+                "kernel": "(x.y/d + 1)^3",
+                "subsets": evaluation.kid_subsets,
+                "subset_size": min(evaluation.kid_subset_size, evaluation.num_samples, num_reference or math.inf),
+            },
+            "is_splits": evaluation.is_splits,
+            "pr_neighbours": evaluation.pr_neighbours,
+            "sample_seed": config.seed,
+        }
+
+
+def optional_sample_evaluator(
+    config: ml_collections.ConfigDict, run: Any, workdir: str | pathlib.Path
+) -> SampleEvaluator | None:
+    """A SampleEvaluator if `eval.metrics` asks for any metric (only then must the feature net suit the data)."""
+    return SampleEvaluator(config, run, workdir) if requested_metrics(config) else None
+
+
+def write_results(path: pathlib.Path, step: int, values: dict[str, float], protocol: dict) -> None:
+    if jax.process_index() == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"step": step, "values": values, "protocol": protocol}, indent=2) + "\n")
+
+
+class BestCheckpoint:
+    """Keeps the checkpoint with the best `metric` so far in `directory`, with `best.json` saying which."""
+
+    def __init__(self, directory: pathlib.Path, metric: str):
+        self.metric, self.directory = metric, directory
+        self._checkpointer = Checkpointer(directory, keep=1, every=0)
+        record = directory / "best.json"
+        self.best = json.loads(record.read_text())["values"][metric] if record.is_file() else None
+
+    def update(self, step: int, values: dict[str, float], protocol: dict, state: Any, data_state: dict) -> bool:
+        value = values[self.metric]
+        larger_is_better = BEST_METRICS[self.metric][1]
+        better = self.best is None or (value > self.best if larger_is_better else value < self.best)
+        if better:
+            self.best = value
+            self._checkpointer.save(step, state, data_state)
+            write_results(self.directory / "best.json", step, values, {"best_metric": self.metric, **protocol})
+        return better
+
+    def close(self) -> None:
+        self._checkpointer.wait()
+        self._checkpointer.close()
+
+
+class TrainingEvaluation:
+    """What the trainer runs every `eval.every` steps beside its likelihood evaluation: sample metrics, an
+    `eval_<step>.json` with values and protocol, and the best checkpoint by `eval.best_metric`."""
+
+    def __init__(self, config: ml_collections.ConfigDict, run: Any, workdir: pathlib.Path):
+        validate_eval_config(config)
+        self.workdir = workdir
+        self.samples = optional_sample_evaluator(config, run, workdir)
+        self.best = BestCheckpoint(workdir / "best", config.eval.best_metric) if config.eval.best_metric else None
+
+    def sample_metrics(self, state: Any) -> dict[str, float]:
+        return self.samples.evaluate(state) if self.samples else {}
+
+    def record(self, step: int, values: dict[str, float], state: Any, data_state: dict) -> None:
+        protocol = self.samples.protocol() if self.samples else {}
+        write_results(self.workdir / f"eval_{step:07d}.json", step, values, protocol)
+        if self.best:
+            self.best.update(step, values, protocol, state, data_state)
+
+    def close(self) -> None:
+        if self.best:
+            self.best.close()

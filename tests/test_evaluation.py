@@ -1,0 +1,172 @@
+"""The digits feature net, reference-feature cache, memorization audit, and evaluation wired into training,
+`--mode=eval` and `--mode=audit`."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from tiny_configs import as_flags
+
+from genimg_jax import audit, data, main, parallel, trainer
+from genimg_jax.checkpoint import Checkpointer
+from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.evaluation import SampleEvaluator
+from genimg_jax.metrics import digits_net, features, fid, kid, precision_recall, reference
+
+CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
+# A tiny DCGAN at the digits net's 32x32, evaluated on 40 samples (not a multiple of the eval batch).
+TINY_GAN_WITH_EVAL = [
+    "model.g_features=8",
+    "model.d_features=8",
+    "model.latent_dim=16",
+    "train.batch_size=16",
+    "train.steps=4",
+    "train.log_every=2",
+    "train.sample_every=0",
+    "train.checkpoint_every=2",
+    "eval.every=2",
+    "eval.metrics=fid,kid,is,pr",
+    "eval.batch_size=16",
+    "eval.num_samples=40",
+    "eval.kid_subsets=5",
+    "eval.kid_subset_size=20",
+    "eval.is_splits=4",
+    "eval.best_metric=fid",
+]
+
+
+@pytest.fixture(scope="module")
+def digits_net_outputs():
+    net = features.load_feature_net("digits")
+    mesh = parallel.make_mesh(load_config(str(CONFIGS / "dcgan_digits.py")).mesh)
+    outputs = {}
+    for split in ("train", "test"):
+        source = data.make_source("digits", split=split, resolution=32, channels=1)
+        outputs[split] = reference.source_features(net, source, 64, parallel.batch_sharding(mesh))
+        outputs[split]["labels"] = np.array([source[i]["label"] for i in range(len(source))])
+    noise = np.random.default_rng(0).integers(0, 256, (297, 32, 32, 1), dtype=np.uint8)
+    outputs["noise"] = jax_apply(net, noise)
+    return outputs
+
+
+def jax_apply(net, images):
+    return {name: np.asarray(value) for name, value in net.apply(net.variables, data.to_unit_range(images)).items()}
+
+
+def test_shipped_digits_net_classifies_the_test_split(digits_net_outputs):
+    test = digits_net_outputs["test"]
+    assert len(test["labels"]) == 297
+    assert np.mean(np.argmax(test["logits"], -1) == test["labels"]) >= 0.97
+
+
+def test_digits_metrics_order_real_test_images_far_above_noise(digits_net_outputs):
+    train, test, noise = (digits_net_outputs[k]["features"] for k in ("train", "test", "noise"))
+    fid_test, fid_noise = fid.fid_from_features(test, train), fid.fid_from_features(noise, train)
+    assert fid_test * 20 < fid_noise
+    kid_test, kid_noise = (kid.kernel_inception_distance(x, train, 10, 200)[0] for x in (test, noise))
+    assert kid_test * 20 < kid_noise
+    precision_test, recall_test = precision_recall.precision_recall(train, test)
+    precision_noise, _ = precision_recall.precision_recall(train, noise)
+    assert precision_test > 0.8 and recall_test > 0.8 and precision_noise < 0.05
+
+
+def test_digits_net_refuses_other_image_shapes():
+    config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), ["data.resolution=16"])
+    with pytest.raises(ConfigError, match=r"config.eval.feature_net='digits'.*32x32.*not 16x16x1"):
+        SampleEvaluator(config, run=None, workdir="unused")  # refused before the run is looked at
+
+
+def test_reference_features_are_cached_by_everything_they_depend_on(tmp_path, monkeypatch):
+    net = features.load_feature_net("digits")
+    source = data.make_source("digits", split="test", resolution=32, channels=1)
+    sharding = parallel.batch_sharding(parallel.make_mesh(load_config(str(CONFIGS / "dcgan_digits.py")).mesh))
+    key = reference.cache_key("digits", "", "test", 32, 1, net)
+    first = reference.cached_source_features(net, source, key, tmp_path, 64, sharding)
+
+    def fail(*args):
+        raise AssertionError("recomputed although cached")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(reference, "source_features", fail)
+        second = reference.cached_source_features(net, source, key, tmp_path, 64, sharding)
+        np.testing.assert_array_equal(first["features"], second["features"])
+        with pytest.raises(AssertionError, match="recomputed"):  # other weights: a different entry
+            other_weights = {**key, "feature_net_weights_sha256": "x"}
+            reference.cached_source_features(net, source, other_weights, tmp_path, 64, None)
+    assert len(first["features"]) == len(source) == 297
+
+
+def test_audit_finds_copies_of_training_images(tmp_path):
+    rng = np.random.default_rng(0)
+    train_features = rng.standard_normal((100, 8))
+    train_images = rng.integers(0, 256, (100, 8, 8, 1), dtype=np.uint8)
+    test_features = train_features[:50] + 0.3 * rng.standard_normal((50, 8))
+    copied = np.array([5, 17, 42])
+    sample_features = np.concatenate([train_features[copied] + 1e-3, rng.standard_normal((2, 8)) * 10 + 30])
+    samples = np.concatenate([train_images[copied], np.zeros((2, 8, 8, 1), np.uint8)])
+    report = audit.write_report(
+        tmp_path, samples, sample_features, train_images.__getitem__, train_features, test_features, {"p": 1}, 3
+    )
+    assert report["fraction_closer_than_typical_test"] == pytest.approx(3 / 5)
+    assert report["fraction_closer_than_5th_percentile_test"] == pytest.approx(3 / 5)
+    assert sorted(p["train_neighbours"][0] for p in report["pictured"][:3]) == sorted(copied.tolist())
+    assert sorted(p["sample"] for p in report["pictured"][3:]) == [3, 4]
+    picture = np.asarray(Image.open(tmp_path / "neighbours.png"))
+    assert picture.shape[:2] == (8 * (5 * 10 + 2), 8 * (4 * 10 + 2))  # 5 rows of sample + 3 neighbours, 8x scaled
+    assert (tmp_path / "distances.png").is_file()
+    assert json.loads((tmp_path / "report.json").read_text())["protocol"] == {"p": 1}
+
+
+def test_brute_force_nearest_neighbours():
+    rng = np.random.default_rng(1)
+    queries, keys = rng.standard_normal((30, 4)), rng.standard_normal((50, 4))
+    distances, indices = audit.nearest_neighbours(queries, keys, 4)
+    full = np.sqrt(((queries[:, None] - keys[None]) ** 2).sum(-1))
+    np.testing.assert_array_equal(indices, np.argsort(full, axis=1)[:, :4])
+    np.testing.assert_allclose(distances, np.sort(full, axis=1)[:, :4], atol=1e-9)
+
+
+def test_training_evaluates_keeps_the_best_checkpoint_and_eval_mode_reproduces_it(tmp_path):
+    config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), TINY_GAN_WITH_EVAL)
+    trainer.train(config, tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = {r["step"]: r for r in records if r["split"] == "test"}
+    assert sorted(evals) == [2, 4]
+    for record in evals.values():
+        assert record["fid"] > 0 and 1.0 <= record["is_mean"] <= 10.0 and 0 <= record["precision"] <= 1
+    written = json.loads((tmp_path / "eval_0000004.json").read_text())
+    protocol = written["protocol"]
+    assert written["values"]["fid"] == evals[4]["fid"]
+    assert protocol["feature_net"] == "digits" and protocol["num_samples"] == 40 and protocol["resolution"] == 32
+    assert protocol["feature_net_weights_sha256"] == features.file_hash(digits_net.WEIGHTS_PATH)
+    assert protocol["reference"] == {"dataset": "digits", "split": "train", "num_images": 1500}
+
+    best_step = min(evals, key=lambda step: evals[step]["fid"])
+    best = json.loads((tmp_path / "best" / "best.json").read_text())
+    assert best["step"] == best_step and best["values"]["fid"] == evals[best_step]["fid"]
+    assert Checkpointer(tmp_path / "best", keep=1, every=0).all_steps() == [best_step]
+
+    # The checkpoint of step 4, evaluated afterwards, gives the numbers training logged (same sample keys).
+    (tmp_path / "eval_0000004.json").unlink()
+    flags = [f"--config={CONFIGS / 'dcgan_digits.py'}", f"--workdir={tmp_path}", *as_flags(TINY_GAN_WITH_EVAL)]
+    assert main.main([*flags, "--mode=eval"]) == 0
+    posthoc = json.loads((tmp_path / "eval_0000004.json").read_text())["values"]
+    for name in ("fid", "kid_mean", "is_mean", "precision", "recall"):
+        assert posthoc[name] == pytest.approx(evals[4][name], rel=1e-5, abs=1e-7)
+
+    assert main.main([*flags, "--mode=audit"]) == 0
+    report = json.loads((tmp_path / "audit_0000004" / "report.json").read_text())
+    assert report["num_samples"] == 40 and report["num_train"] == 1500 and report["num_test"] == 297
+    assert 0 <= report["fraction_closer_than_typical_test"] <= 1
+    distances = [p["distances"][0] for p in report["pictured"]]
+    assert distances == sorted(distances) and len(distances) == 16
+
+
+def test_eval_mode_without_inception_weights_says_which_file_and_where(tmp_path, capsys):
+    flags = [f"--config={CONFIGS / 'dcgan_digits.py'}", f"--workdir={tmp_path}", "--mode=eval"]
+    assert main.main([*flags, "--config.eval.feature_net=inception"]) == 2
+    error = capsys.readouterr().err
+    assert "pt_inception-2015-12-05-6726825d.pth" in error and "--config.eval.inception_weights=PATH" in error
+    assert list(tmp_path.iterdir()) == []  # nothing was written
