@@ -4,10 +4,11 @@ import ml_collections
 
 from genimg_jax.config import ConfigError
 from genimg_jax.methods.base import Method
+from genimg_jax.methods.draw import DRAW
 from genimg_jax.methods.gan import GAN
 from genimg_jax.methods.vae import VAE
 
-METHODS: dict[str, type] = {"gan": GAN, "vae": VAE}
+METHODS: dict[str, type] = {"gan": GAN, "vae": VAE, "draw": DRAW}
 
 
 def build_method(config: ml_collections.ConfigDict) -> Method:
