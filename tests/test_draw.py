@@ -7,10 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from digits_training import train_on_digits
 
-from genimg_jax import data
 from genimg_jax.config import apply_overrides, load_config
-from genimg_jax.methods import build_method
 from genimg_jax.models.draw import Attention, filterbank, glimpse, paste
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
@@ -72,17 +71,7 @@ def test_write_is_the_transpose_of_read():
 @pytest.fixture(scope="module")
 def trained_draw():
     config = apply_overrides(load_config(str(CONFIGS / "draw.py")), TINY_DRAW)
-    method = build_method(config)
-    source = data.make_source("digits", split="train", resolution=16, channels=1)
-    stream = data.make_train_stream(source, global_batch_size=32, seed=0)
-    batches = [jax.tree.map(jnp.asarray, next(stream)) for _ in range(40)]
-    state = method.init_state(jax.random.PRNGKey(0), batches[0])
-    step = jax.jit(method.train_step)
-    history = []
-    for batch in batches:
-        state, metrics = step(state, batch)
-        history.append(jax.device_get(metrics))
-    return method, state, history, batches[0]
+    return train_on_digits(config, steps=40)
 
 
 def test_draw_training_lowers_the_bound(trained_draw):
@@ -100,9 +89,9 @@ def test_draw_training_lowers_the_bound(trained_draw):
 def test_draw_canvas_shows_each_step_and_ends_at_the_sample(trained_draw):
     method, state, _, batch = trained_draw
     rng = jax.random.PRNGKey(3)
-    canvas = method.illustrations(state, batch, rng)["canvas"]
+    canvas = jax.jit(method.illustrations)(state, batch, rng)["canvas"]
     assert canvas.shape == (8, 4, 16, 16, 1)  # 8 samples as rows, one column per step
     assert float(canvas.min()) >= -1.0 and float(canvas.max()) <= 1.0
-    np.testing.assert_allclose(canvas[:, -1], method.sample(state, rng, 8), atol=1e-5)
+    np.testing.assert_allclose(canvas[:, -1], jax.jit(method.sample, static_argnums=2)(state, rng, 8), atol=1e-5)
     # Every step writes something: consecutive canvases differ.
     assert float(jnp.min(jnp.abs(jnp.diff(canvas, axis=1)).max(axis=(0, 2, 3, 4)))) > 1e-3

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from digits_training import train_on_digits
 
 from genimg_jax import data
 from genimg_jax.config import ConfigError, apply_overrides, load_config
@@ -21,24 +22,11 @@ SMALL = [
 ]
 
 
-def _train(config, steps):
-    method = build_method(config)
-    source = data.make_source("digits", split="train", resolution=16, channels=1)
-    stream = data.make_train_stream(source, global_batch_size=32, seed=0)
-    batches = [jax.tree.map(jnp.asarray, next(stream)) for _ in range(steps)]
-    state = method.init_state(jax.random.PRNGKey(0), batches[0])
-    step = jax.jit(method.train_step)
-    history = []
-    for batch in batches:
-        state, metrics = step(state, batch)
-        history.append(jax.device_get(metrics))
-    return method, state, history
-
-
 @pytest.fixture(scope="module")
 def trained_beta_vae():
     config = apply_overrides(load_config(f"{CONFIGS / 'vae_digits.py'}:beta"), [*SMALL, "model.kl_warmup_steps=20"])
-    return _train(config, steps=30)
+    method, state, history, _ = train_on_digits(config, steps=30)
+    return method, state, history
 
 
 def test_beta_vae_anneals_its_kl_weight_and_lowers_the_bound(trained_beta_vae):
