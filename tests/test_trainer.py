@@ -136,7 +136,7 @@ def test_vae_run_reports_test_split_elbo_and_sample_mode(tmp_path):
     # Interpolations: 8 rows of 8 steps; small grids are scaled up (here 2x) to about 256 pixels across.
     assert Image.open(pictures["interpolations_step_0000004.png"]).size == (2 * (8 * 18 + 2), 2 * (8 * 18 + 2))
     paths = trainer.sample(config, tmp_path)
-    names = ["sample_step_0000004_0.png", "reconstructions_step_0000004.png", "interpolations_step_0000004.png"]
+    names = ["sample_step_0000004_0.png", "interpolations_step_0000004.png", "reconstructions_step_0000004.png"]
     assert [p.name for p in paths] == names
     assert all(p.exists() for p in paths)
 
