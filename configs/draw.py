@@ -9,7 +9,9 @@ Variants (`--config=configs/draw.py:VARIANT`):
   binarised at mid-grey rather than the paper's fixed binarisation: the numbers are close in kind, not comparable.
 
 On `digits` the reported test ELBO is in nats per 32x32 binarised image: a different, much smaller data set than
-MNIST, so it is not comparable with the paper's number either.
+MNIST, so it is not comparable with the paper's number either. Measured at step 1500 of `digits` (seed 0): test
+-ELBO 159.5 nats (0.225 bits/dim), well behind the convolutional VAE's 119.8: these small settings are chosen to
+train in minutes, not tuned.
 """
 
 import ml_collections
