@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 from genimg_jax import data, evaluation, nonfinite, parallel, run_identity
 from genimg_jax.checkpoint import Checkpointer
 from genimg_jax.config import ConfigError, validate_common
+from genimg_jax.illustrations import compile_illustrations, write_illustrations
 from genimg_jax.images import save_grid
 from genimg_jax.methods import Method, build_method
 from genimg_jax.preemption import PreemptionGuard
@@ -162,7 +163,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
-    eval_source = make_data_source(config, config.data.eval_split) if config.eval.every else None
+    draws_illustrations = hasattr(run.method, "illustrations") and train_config.sample_every > 0
+    eval_source = make_data_source(config, config.data.eval_split) if config.eval.every or draws_illustrations else None
     sample_evaluation = evaluation.TrainingEvaluation(config, run, workdir) if config.eval.every else None
     workdir.mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(
@@ -173,6 +175,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
     if is_main:
         save_resolved_config(config, workdir)
     init_rng, sample_rng = initial_rngs(config)
+    illustrate = compile_illustrations(run, config, eval_source, sample_rng) if draws_illustrations else None
     restored = checkpointer.restore_latest(run.abstract_state, report=print if is_main else lambda _: None)
     start_step = restored[0] if restored else 0
     logger = RunLogger(workdir, train_config.steps, enabled=is_main, resume_step=start_step)
@@ -209,6 +212,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
             if _due(step, train_config.sample_every, train_config.steps):
                 images = data.from_unit_range(jax.device_get(run.sample(state, sample_rng)))
                 logger.sample_grid(step, images, workdir / "samples")
+                if illustrate:
+                    pictures = illustrate(state)
+                    if is_main:
+                        write_illustrations(pictures, step, workdir / "samples")
             if _due(step, config.eval.every, train_config.steps):
                 eval_rng = jax.random.fold_in(init_rng, step)
                 results = evaluate_split(run, state, eval_source, config.eval.batch_size, eval_rng)
@@ -264,4 +271,9 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_g
             path = workdir / "samples" / f"sample_step_{step:07d}_{index}.png"
             save_grid(images, path)
             paths.append(path)
+    if hasattr(run.method, "illustrations"):
+        eval_source = make_data_source(config, config.data.eval_split)
+        pictures = compile_illustrations(run, config, eval_source, sample_rng)(state)
+        if jax.process_index() == 0:
+            paths += write_illustrations(pictures, step, workdir / "samples")
     return paths

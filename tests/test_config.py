@@ -12,7 +12,7 @@ from genimg_jax.methods import build_method
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 
 
-@pytest.fixture(params=["dcgan_digits.py", "vae_digits.py"])
+@pytest.fixture(params=["dcgan_digits.py", "vae_digits.py", "vae_digits.py:beta", "draw.py", "draw.py:mnist"])
 def config(request):
     return load_config(str(CONFIGS / request.param))
 

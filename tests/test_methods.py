@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from digits_training import train_on_digits
 
 from genimg_jax import data
 from genimg_jax.config import apply_overrides, load_config
@@ -24,14 +25,7 @@ def _digits_batches(config, steps):
 
 
 def _train(config, steps):
-    method = build_method(config)
-    batches = _digits_batches(config, steps)
-    state = method.init_state(jax.random.PRNGKey(0), batches[0])
-    step_fn = jax.jit(method.train_step)
-    history = []
-    for batch in batches:
-        state, metrics = step_fn(state, batch)
-        history.append(jax.device_get(metrics))
+    method, state, history, _ = train_on_digits(config, steps)
     return method, state, history
 
 

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 from tiny_configs import TINY_GAN as TINY
 
 from genimg_jax import data, parallel, trainer
@@ -114,9 +115,11 @@ def test_vae_run_reports_test_split_elbo_and_sample_mode(tmp_path):
         "train.batch_size=32",
         "train.steps=4",
         "train.log_every=4",
-        "train.sample_every=0",
+        "train.sample_every=4",
+        "train.num_sample_images=16",
         "eval.every=4",
         "eval.batch_size=64",
+        "eval.iwae_samples=8",
     )
     trainer.train(config, tmp_path)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -124,9 +127,18 @@ def test_vae_run_reports_test_split_elbo_and_sample_mode(tmp_path):
     assert len(evaluation) == 1 and evaluation[0]["step"] == 4
     # The ELBO is averaged over every one of the 297 test images (padding masked out), in nats and bits/dim.
     assert evaluation[0]["bits_per_dim"] == pytest.approx(evaluation[0]["negative_elbo"] / (256 * np.log(2)))
+    assert evaluation[0]["nll_iwae_nats"] < evaluation[0]["negative_elbo"]
+    # The method's illustrations of a fixed test batch of 16 are written beside the samples at each sample step:
+    # reconstructions as 2 rows of 8 (input, reconstruction) pairs of 16x16 tiles with 2 pixels of padding.
+    pictures = {p.name: p for p in (tmp_path / "samples").glob("*.png")}
+    assert set(pictures) == {"step_0000004.png", "reconstructions_step_0000004.png", "interpolations_step_0000004.png"}
+    assert Image.open(pictures["reconstructions_step_0000004.png"]).size == (16 * 18 + 2, 2 * 18 + 2)
+    # Interpolations: 8 rows of 8 steps; small grids are scaled up (here 2x) to about 256 pixels across.
+    assert Image.open(pictures["interpolations_step_0000004.png"]).size == (2 * (8 * 18 + 2), 2 * (8 * 18 + 2))
     paths = trainer.sample(config, tmp_path)
-    assert [p.name for p in paths] == ["sample_step_0000004_0.png"]
-    assert paths[0].exists()
+    names = ["sample_step_0000004_0.png", "interpolations_step_0000004.png", "reconstructions_step_0000004.png"]
+    assert [p.name for p in paths] == names
+    assert all(p.exists() for p in paths)
 
 
 def test_sample_mode_without_checkpoint_is_a_clear_error(tmp_path):

@@ -13,18 +13,34 @@ from jax.scipy.special import log_ndtr, ndtr
 _BIN_HALF_WIDTH = 1.0 / 255.0  # pixels scaled to [-1, 1]: 256 levels, spacing 2/255
 
 
-def _sum_per_example(values: jax.Array) -> jax.Array:
+def sum_per_example(values: jax.Array) -> jax.Array:
+    """Sum over all but the leading (example) axis."""
     return jnp.sum(values.reshape(values.shape[0], -1), axis=-1)
+
+
+def gaussian_kl_per_dimension(mean: jax.Array, log_variance: jax.Array) -> jax.Array:
+    """KL(N(mean, exp(log_variance)) || N(0, 1)) of each latent dimension, elementwise."""
+    return 0.5 * (jnp.exp(log_variance) + mean**2 - 1.0 - log_variance)
 
 
 def gaussian_kl_to_standard_normal(mean: jax.Array, log_variance: jax.Array) -> jax.Array:
     """KL(N(mean, exp(log_variance)) || N(0, I)), summed over latent dimensions."""
-    return 0.5 * _sum_per_example(jnp.exp(log_variance) + mean**2 - 1.0 - log_variance)
+    return sum_per_example(gaussian_kl_per_dimension(mean, log_variance))
+
+
+def diagonal_gaussian_log_density(x: jax.Array, mean: jax.Array, log_variance: jax.Array) -> jax.Array:
+    """log N(x; mean, diag(exp(log_variance))), summed over all but the leading axis."""
+    return -0.5 * sum_per_example((x - mean) ** 2 * jnp.exp(-log_variance) + log_variance + math.log(2 * math.pi))
+
+
+def binarize(images: jax.Array) -> jax.Array:
+    """Deterministic binarisation at mid-grey, giving the binary data a Bernoulli likelihood is defined on."""
+    return (images > 0.0).astype(jnp.float32)
 
 
 def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """log p(targets | logits) for binary targets in {0, 1}, summed over pixels."""
-    return -_sum_per_example(jax.nn.softplus(-logits) * targets + jax.nn.softplus(logits) * (1.0 - targets))
+    return -sum_per_example(jax.nn.softplus(-logits) * targets + jax.nn.softplus(logits) * (1.0 - targets))
 
 
 def discretized_gaussian_log_likelihood(images: jax.Array, mean: jax.Array, log_scale: jax.Array) -> jax.Array:
@@ -44,7 +60,7 @@ def discretized_gaussian_log_likelihood(images: jax.Array, mean: jax.Array, log_
     log_mass = jnp.where(mass > 1e-8, jnp.log(jnp.maximum(mass, 1e-8)), log_density_mass)
     log_mass = jnp.where(images < -1.0 + _BIN_HALF_WIDTH, log_ndtr(upper), log_mass)
     log_mass = jnp.where(images > 1.0 - _BIN_HALF_WIDTH, log_ndtr(-lower), log_mass)
-    return _sum_per_example(log_mass)
+    return sum_per_example(log_mass)
 
 
 def bits_per_dim(nats: jax.Array, num_dims: int) -> jax.Array:

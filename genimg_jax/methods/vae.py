@@ -1,119 +1,142 @@
-"""Variational autoencoder (Kingma & Welling 2014) with a β-weighted KL (Higgins et al. 2017).
+"""Variational autoencoder (Kingma & Welling 2014), β-VAE (Higgins et al. 2017) with KL annealing and free bits.
 
-Training minimises E_q[-log p(x|z)] + β KL(q(z|x) || p(z)); evaluation always reports the true ELBO (β = 1) of the
-held-out split in nats per image and bits/dim, over discrete pixels (see `losses.likelihood`).
+Training minimises E_q[-log p(x|z)] + β KL(q(z|x) || p(z)) (see `methods.variational`); evaluation reports the true
+ELBO of the held-out split and, beside it, the importance-weighted bound of Burda et al. (2016) with
+`eval.iwae_samples` samples as an estimate of -log p(x), both in nats per image and bits/dim over discrete pixels
+(see `losses.likelihood`).
 """
 
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from genimg_jax import data
 from genimg_jax.config import require, require_choice
-from genimg_jax.losses import likelihood
-from genimg_jax.methods.base import Batch, Metrics, adam
+from genimg_jax.losses import likelihood, variational
+from genimg_jax.losses.likelihood import binarize
+from genimg_jax.methods.base import Batch, Metrics
+from genimg_jax.methods.variational import VAEState, VariationalMethod
 from genimg_jax.models import vae as vae_models
 
+__all__ = ["VAE", "VAEState", "binarize", "slerp"]
+
 LIKELIHOODS = ("bernoulli", "gaussian")
+INTERPOLATION_STEPS = 8
+PAIRS_PER_ROW = 8
 
 
-@flax.struct.dataclass
-class VAEState:
-    step: jax.Array
-    rng: jax.Array
-    params: Any  # {"encoder": ..., "decoder": ..., "log_scale": (C,)}
-    opt_state: Any
-
-
-class VAE:
+class VAE(VariationalMethod):
     """Convolutional encoder/decoder, diagonal Gaussian posterior, Bernoulli or discretised Gaussian likelihood."""
 
     def __init__(self, config: ml_collections.ConfigDict):
+        super().__init__(config)
         model = config.model
         require_choice(config, "model.likelihood", LIKELIHOODS)
         require(model.latent_dim > 0, "model.latent_dim", model.latent_dim, "must be positive")
-        require(model.beta >= 0, "model.beta", model.beta, "must be >= 0")
-        self.config = config
+        for key in ("iwae_samples", "iwae_chunk_size"):
+            require(config.eval[key] >= 0, f"eval.{key}", config.eval[key], "must be >= 0")
         self.encoder = vae_models.Encoder(latent_dim=model.latent_dim, base_features=model.features)
         self.decoder = vae_models.Decoder(
             resolution=config.data.resolution, channels=config.data.channels, base_features=model.features
         )
-        self.optimizer = adam(config.optim)
-        self.num_dims = config.data.resolution**2 * config.data.channels
 
-    def init_state(self, rng: jax.Array, example_batch: Batch) -> VAEState:
-        enc_rng, dec_rng, state_rng = jax.random.split(rng, 3)
-        images = data.to_unit_range(example_batch["image"])
-        params = {
+    def init_params(self, rng: jax.Array, images: jax.Array) -> Any:
+        enc_rng, dec_rng = jax.random.split(rng)
+        return {
             "encoder": self.encoder.init(enc_rng, images)["params"],
             "decoder": self.decoder.init(dec_rng, jnp.zeros((1, self.config.model.latent_dim)))["params"],
             # A starting scale of about 0.2 (of the [-1, 1] range) instead of 1: Adam moves it only ~lr per step.
             "log_scale": jnp.full((self.config.data.channels,), -1.5),
         }
-        return VAEState(jnp.zeros((), jnp.int32), state_rng, params, self.optimizer.init(params))
+
+    def _encode(self, params: Any, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return self.encoder.apply({"params": params["encoder"]}, images)
+
+    def _decode(self, params: Any, z: jax.Array) -> jax.Array:
+        return self.decoder.apply({"params": params["decoder"]}, z)
 
     def _log_likelihood(self, params: Any, decoded: jax.Array, images: jax.Array) -> jax.Array:
         if self.config.model.likelihood == "bernoulli":
             return likelihood.bernoulli_log_likelihood(decoded, binarize(images))
         return likelihood.discretized_gaussian_log_likelihood(images, decoded, params["log_scale"])
 
-    def _elbo_terms(self, params: Any, images: jax.Array, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Per-example (log-likelihood, KL) with one reparameterised posterior sample."""
-        mean, log_variance = self.encoder.apply({"params": params["encoder"]}, images)
+    def elbo_terms(self, params: Any, images: jax.Array, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mean, log_variance = self._encode(params, images)
         z = mean + jnp.exp(0.5 * log_variance) * jax.random.normal(rng, mean.shape)
-        decoded = self.decoder.apply({"params": params["decoder"]}, z)
-        log_likelihood = self._log_likelihood(params, decoded, images)
-        return log_likelihood, likelihood.gaussian_kl_to_standard_normal(mean, log_variance)
+        log_likelihood = self._log_likelihood(params, self._decode(params, z), images)
+        return log_likelihood, likelihood.gaussian_kl_per_dimension(mean, log_variance)
 
-    def train_step(self, state: VAEState, batch: Batch) -> tuple[VAEState, Metrics]:
-        images = data.to_unit_range(batch["image"])
-        rng = jax.random.fold_in(state.rng, state.step)
-
-        def loss_fn(params):
-            log_likelihood, kl = self._elbo_terms(params, images, rng)
-            loss = jnp.mean(-log_likelihood + self.config.model.beta * kl)
-            return loss, (log_likelihood, kl)
-
-        (loss, (log_likelihood, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        new_state = VAEState(state.step + 1, state.rng, optax.apply_updates(state.params, updates), opt_state)
-        negative_elbo = jnp.mean(kl - log_likelihood)
-        metrics = {
-            "loss": loss,
-            "negative_elbo": negative_elbo,
-            "bits_per_dim": likelihood.bits_per_dim(negative_elbo, self.num_dims),
-            "reconstruction": -jnp.mean(log_likelihood),
-            "kl": jnp.mean(kl),
-            "grad_norm": optax.tree.norm(grads),
-        }
-        return new_state, metrics
-
-    def _mean_image(self, params: Any, decoded: jax.Array) -> jax.Array:
-        """Mean of p(x|z) in [-1, 1]: what a sample grid shows."""
+    def _mean_image(self, decoded: jax.Array) -> jax.Array:
+        """Mean of p(x|z) in [-1, 1]: what a picture shows."""
         if self.config.model.likelihood == "bernoulli":
             return 2.0 * jax.nn.sigmoid(decoded) - 1.0
         return jnp.clip(decoded, -1.0, 1.0)
 
     def sample(self, state: VAEState, rng: jax.Array, num: int) -> jax.Array:
         z = jax.random.normal(rng, (num, self.config.model.latent_dim))
-        decoded = self.decoder.apply({"params": state.params["decoder"]}, z)
-        return self._mean_image(state.params, decoded)
+        return self._mean_image(self._decode(state.params, z))
 
     def evaluate_batch(self, state: VAEState, batch: Batch, rng: jax.Array) -> Metrics:
+        """The true ELBO and, with `eval.iwae_samples` > 0, the IWAE estimate of -log p(x) (nll_iwae_*)."""
+        elbo_rng, iwae_rng = jax.random.split(rng)
+        values = super().evaluate_batch(state, batch, elbo_rng)
+        num_samples = self.config.eval.iwae_samples
+        if num_samples:
+            images = data.to_unit_range(batch["image"])
+            mean, log_variance = self._encode(state.params, images)
+            nll = -variational.importance_weighted_log_likelihood(
+                lambda z: self._log_likelihood(state.params, self._decode(state.params, z), images),
+                mean,
+                log_variance,
+                iwae_rng,
+                num_samples,
+                self.config.eval.iwae_chunk_size or num_samples,
+            )
+            values["nll_iwae_nats"] = nll
+            values["nll_iwae_bpd"] = likelihood.bits_per_dim(nll, self.num_dims)
+        return values
+
+    def illustrations(self, state: VAEState, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
+        """Posterior-mean reconstructions beside their inputs, and interpolations between encoded pairs.
+
+        "reconstructions": rows of (input, reconstruction) pairs, shape (rows, 2 * pairs, H, W, C);
+        "interpolations": one row per pair of consecutive images, spherical in latent space (White 2016),
+        from the first image's posterior mean to the second's, shape (pairs, INTERPOLATION_STEPS, H, W, C).
+        """
+        del rng  # posterior means only: the pictures are deterministic given the weights
         images = data.to_unit_range(batch["image"])
-        log_likelihood, kl = self._elbo_terms(state.params, images, rng)
-        negative_elbo = kl - log_likelihood
+        mean, _ = self._encode(state.params, images)
+        count, *image_shape = images.shape
+        per_row = min(PAIRS_PER_ROW, count)
+        shown = count // per_row * per_row
+        reconstructions = self._mean_image(self._decode(state.params, mean[:shown]))
+        pairs = jnp.stack([images[:shown], reconstructions], axis=1)  # (shown, 2, H, W, C)
+        num_pairs = min(PAIRS_PER_ROW, count // 2)
+        fractions = jnp.linspace(0.0, 1.0, INTERPOLATION_STEPS)
+        latents = jax.vmap(lambda a, b: slerp(a, b, fractions))(
+            mean[0 : 2 * num_pairs : 2], mean[1 : 2 * num_pairs : 2]
+        )
+        decoded = self._mean_image(self._decode(state.params, latents.reshape(-1, latents.shape[-1])))
         return {
-            "negative_elbo": negative_elbo,
-            "bits_per_dim": likelihood.bits_per_dim(negative_elbo, self.num_dims),
-            "kl": kl,
+            "reconstructions": pairs.reshape(shown // per_row, 2 * per_row, *image_shape),
+            "interpolations": decoded.reshape(num_pairs, INTERPOLATION_STEPS, *image_shape),
         }
 
 
-def binarize(images: jax.Array) -> jax.Array:
-    """Deterministic binarisation at mid-grey, giving the binary data a Bernoulli likelihood is defined on."""
-    return (images > 0.0).astype(jnp.float32)
+def slerp(start: jax.Array, end: jax.Array, fractions: jax.Array) -> jax.Array:
+    """Spherical interpolation from `start` to `end` (vectors) at each of `fractions`, shape (len(fractions), D).
+
+    Shoemake's formula on the raw vectors, as White (2016) proposes for latent spaces: under a Gaussian prior the
+    path keeps a typical norm where a straight line would pass near the (atypical) origin. Linear for parallel
+    vectors.
+    """
+    start_norm, end_norm = jnp.linalg.norm(start), jnp.linalg.norm(end)
+    cosine = jnp.dot(start, end) / jnp.maximum(start_norm * end_norm, 1e-12)
+    angle = jnp.arccos(jnp.clip(cosine, -1.0, 1.0))
+    t = fractions[:, None]
+    safe_sine = jnp.where(angle > 1e-4, jnp.sin(angle), 1.0)
+    spherical = (jnp.sin((1.0 - t) * angle) * start + jnp.sin(t * angle) * end) / safe_sine
+    linear = (1.0 - t) * start + t * end
+    return jnp.where(angle > 1e-4, spherical, linear)

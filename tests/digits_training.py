@@ -1,0 +1,23 @@
+"""A few jitted training steps of a method on real digits, for tests that look at what training produced."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from genimg_jax import data
+from genimg_jax.methods import build_method
+
+
+def train_on_digits(config: ml_collections.ConfigDict, steps: int) -> tuple:
+    """(method, final state, per-step metrics, first batch) after `steps` steps from seed 0."""
+    method = build_method(config)
+    source = data.make_source("digits", split="train", resolution=config.data.resolution, channels=1)
+    stream = data.make_train_stream(source, global_batch_size=config.train.batch_size, seed=0)
+    batches = [jax.tree.map(jnp.asarray, next(stream)) for _ in range(steps)]
+    state = method.init_state(jax.random.PRNGKey(0), batches[0])
+    step = jax.jit(method.train_step)
+    history = []
+    for batch in batches:
+        state, metrics = step(state, batch)
+        history.append(jax.device_get(metrics))
+    return method, state, history, batches[0]
