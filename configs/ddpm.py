@@ -23,7 +23,7 @@ def digits(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A tiny U-Net on 16x16 digits: 2 levels (16, 8), attention at 8x8, a few thousand steps."""
     config.data.resolution = 16
     config.model.update(
-        features=32, channel_multipliers=(1, 2), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0
+        features=16, channel_multipliers=(1, 2), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0
     )
     config.optim.learning_rate = 1e-3
     config.optim.warmup_steps = 100

@@ -27,7 +27,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     if variant == "digits":
         config.data.resolution = 16
         config.model.update(
-            features=32, channel_multipliers=(1, 2), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0
+            features=16, channel_multipliers=(1, 2), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0
         )
         config.optim.update(learning_rate=1e-3, warmup_steps=100, grad_clip_norm=0.0)
         config.train.update(steps=3000, batch_size=64, ema_decay=0.999, sample_every=1000, checkpoint_every=1000)

@@ -8,7 +8,8 @@ Two commands: first the autoencoder, then diffusion in its latent space.
 
 The first stage is frozen; images are encoded to the posterior mean scaled to unit variance (`model.latent_scale`
 = 0 measures the scale; set a number to fix it). The latent is a flat vector, so the denoiser is a residual MLP.
-EDM's objective and Heun sampler; data resolution and channels must match the VAE run's.
+EDM's objective (sigma_data = 1 for the unit-variance latents) and Heun sampler; data resolution and channels must
+match the VAE run's.
 """
 
 import ml_collections
@@ -20,7 +21,8 @@ def get_config() -> ml_collections.ConfigDict:
     config = default_config("edm")
     config.method = "latent_diffusion"
     config.data.resolution = 32  # that of configs/vae_digits.py
-    config.model.update(network="mlp", features=256, num_res_blocks=3, dropout=0.0)
+    # sigma_data = 1: the latents are scaled to unit standard deviation.
+    config.model.update(network="mlp", features=256, num_res_blocks=3, dropout=0.0, sigma_data=1.0)
     config.model.first_stage_workdir = ""
     config.model.latent_scale = 0.0
     config.optim.update(learning_rate=1e-3, warmup_steps=100, grad_clip_norm=0.0)

@@ -165,7 +165,8 @@ def test_latent_diffusion_on_a_vae_trained_here(tmp_path):
     config = ldm_config(tmp_path / "vae")
     method, state, before, after, _ = train_and_probe(config)
     assert isinstance(method, LatentDiffusion) and method.data_shape == (4,)
-    assert after < 0.7 * before
+    assert before == pytest.approx(1.0, rel=0.15)  # zero network output, unit-variance latents, sigma_data = 1
+    assert after < 0.8 * before
     # The measured scale gives the training latents unit standard deviation.
     source = data.make_source("digits", split="train", resolution=16, channels=1)
     images = jnp.asarray(np.stack([source[i]["image"] for i in range(len(source))][:1024]))

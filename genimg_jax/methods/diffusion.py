@@ -256,7 +256,10 @@ class Diffusion:
     def sample(
         self, state: DiffusionState, rng: jax.Array, num: int, labels: jax.Array | None = None, sampler: str = ""
     ) -> jax.Array:
-        """`num` samples from the EMA weights with `sample.sampler` (or `sampler`); labels default to 0..9, 0.."""
+        """`num` samples from the EMA weights with `sample.sampler` (or `sampler`); labels default to classes in order.
+
+        Returns images in [-1, 1] (or decoded latents); class-conditional models use `labels`, others ignore them.
+        """
         model, sample = self.config.model, self.config.sample
         noise_rng, sampler_rng = jax.random.split(rng)
         sigmas = self.sampling_sigmas()
