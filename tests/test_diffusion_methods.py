@@ -166,7 +166,9 @@ def test_latent_diffusion_on_a_vae_trained_here(tmp_path):
     method, state, before, after, _ = train_and_probe(config)
     assert isinstance(method, LatentDiffusion) and method.data_shape == (4,)
     assert before == pytest.approx(1.0, rel=0.15)  # zero network output, unit-variance latents, sigma_data = 1
-    assert after < 0.8 * before
+    # Even the best denoiser of unit Gaussian data has this weighted loss 1 at every sigma: only the latents'
+    # departure from a Gaussian can be learnt, so the fall is smaller than in pixel space.
+    assert after < 0.9 * before
     # The measured scale gives the training latents unit standard deviation.
     source = data.make_source("digits", split="train", resolution=16, channels=1)
     images = jnp.asarray(np.stack([source[i]["image"] for i in range(len(source))][:1024]))
