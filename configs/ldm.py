@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.resolution = 32  # that of configs/vae_digits.py
     # sigma_data = 1: the latents are scaled to unit standard deviation.
     config.model.update(network="mlp", features=256, num_res_blocks=3, dropout=0.0, sigma_data=1.0)
+    config.sample.clip_denoised = False  # latents are unbounded
     config.model.first_stage_workdir = ""
     config.model.latent_scale = 0.0
     config.optim.update(learning_rate=1e-3, warmup_steps=100, grad_clip_norm=0.0)

@@ -67,6 +67,7 @@ def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigD
             "steps": 1000,
             "eta": 0.0,  # DDIM stochasticity
             "guidance_scale": 0.0,  # classifier-free guidance w; 0 = conditional model
+            "clip_denoised": True,  # clip each x_0 estimate to the data range [-1, 1], as DDPM's sampler does
             # EDM time discretisation (used when model.parameterization = "edm")
             "sigma_min": 0.002,
             "sigma_max": 80.0,
@@ -124,6 +125,11 @@ def optimizer_with_warmup(optim_config: ml_collections.ConfigDict) -> optax.Grad
     if warmup == 0:
         return optimizer
     return optax.chain(optimizer, optax.scale_by_schedule(lambda count: jnp.minimum(1.0, (count + 1) / warmup)))
+
+
+def clipped(denoise: samplers.Denoiser) -> samplers.Denoiser:
+    """x_0 estimates clipped to [-1, 1]: at high noise an eps-network's small errors are multiplied by sigma."""
+    return lambda x, sigma, labels: jnp.clip(denoise(x, sigma, labels), -1.0, 1.0)
 
 
 def _per_example(value: jax.Array, num: int) -> jax.Array:
@@ -266,6 +272,8 @@ class Diffusion:
         variance_preserving = model.parameterization == "ddpm_eps"
         x = samplers.initial_noise(noise_rng, (num, *self.data_shape), sigmas[0], variance_preserving)
         denoise = self.denoiser(state.ema_params)
+        if sample.clip_denoised:
+            denoise = clipped(denoise)
         if model.num_classes:
             labels = jnp.arange(num) % model.num_classes if labels is None else labels
             if sample.guidance_scale:
