@@ -68,7 +68,7 @@ class VAE(VariationalMethod):
         log_likelihood = self._log_likelihood(params, self._decode(params, z), images)
         return log_likelihood, likelihood.gaussian_kl_per_dimension(mean, log_variance)
 
-    def _mean_image(self, decoded: jax.Array) -> jax.Array:
+    def mean_image(self, decoded: jax.Array) -> jax.Array:
         """Mean of p(x|z) in [-1, 1]: what a picture shows."""
         if self.config.model.likelihood == "bernoulli":
             return 2.0 * jax.nn.sigmoid(decoded) - 1.0
@@ -76,7 +76,7 @@ class VAE(VariationalMethod):
 
     def sample(self, state: VAEState, rng: jax.Array, num: int) -> jax.Array:
         z = jax.random.normal(rng, (num, self.config.model.latent_dim))
-        return self._mean_image(self._decode(state.params, z))
+        return self.mean_image(self._decode(state.params, z))
 
     def evaluate_batch(self, state: VAEState, batch: Batch, rng: jax.Array) -> Metrics:
         """The true ELBO and, with `eval.iwae_samples` > 0, the IWAE estimate of -log p(x) (nll_iwae_*)."""
@@ -111,14 +111,14 @@ class VAE(VariationalMethod):
         count, *image_shape = images.shape
         per_row = min(PAIRS_PER_ROW, count)
         shown = count // per_row * per_row
-        reconstructions = self._mean_image(self._decode(state.params, mean[:shown]))
+        reconstructions = self.mean_image(self._decode(state.params, mean[:shown]))
         pairs = jnp.stack([images[:shown], reconstructions], axis=1)  # (shown, 2, H, W, C)
         num_pairs = min(PAIRS_PER_ROW, count // 2)
         fractions = jnp.linspace(0.0, 1.0, INTERPOLATION_STEPS)
         latents = jax.vmap(lambda a, b: slerp(a, b, fractions))(
             mean[0 : 2 * num_pairs : 2], mean[1 : 2 * num_pairs : 2]
         )
-        decoded = self._mean_image(self._decode(state.params, latents.reshape(-1, latents.shape[-1])))
+        decoded = self.mean_image(self._decode(state.params, latents.reshape(-1, latents.shape[-1])))
         return {
             "reconstructions": pairs.reshape(shown // per_row, 2 * per_row, *image_shape),
             "interpolations": decoded.reshape(num_pairs, INTERPOLATION_STEPS, *image_shape),

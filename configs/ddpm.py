@@ -1,0 +1,48 @@
+"""DDPM (Ho et al. 2020): eps-prediction on a linear schedule of T = 1000 steps, ancestral sampling.
+
+Variants (`--config=configs/ddpm.py:VARIANT`):
+- `digits` (default): the embedded handwritten digits at 16x16 with a small U-Net that trains in minutes on a CPU.
+- `digits_guided`: the same, class-conditional with classifier-free guidance (Ho & Salimans 2021): labels are
+  dropped to the null class with probability 0.1 in training, samples use guidance scale w = 1 and show the
+  classes in order.
+- `cifar10`: the paper's CIFAR-10 model (35.7M parameters: channels 128, multipliers (1, 2, 2, 2), 2 residual
+  blocks per level, attention at 16x16, dropout 0.1), Adam lr 2e-4 with 5000 warm-up steps, gradient clipping
+  at 1, batch 128, EMA 0.9999, random flips, 800k steps. Published: FID 3.17, Inception score 9.46 (unconditional,
+  L_simple) and NLL <= 3.70 bits/dim (Ho et al. 2020, Table 1); 1000 network evaluations per sample.
+Any sampler works with the trained model: `--config.sample.sampler=ddim --config.sample.steps=50`.
+"""
+
+import ml_collections
+
+from genimg_jax.methods.diffusion import default_config
+
+VARIANTS = ("digits", "digits_guided", "cifar10")
+
+
+def digits(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A tiny U-Net on 16x16 digits: 2 levels (16, 8), attention at 8x8, a few thousand steps."""
+    config.data.resolution = 16
+    config.model.update(
+        features=16, channel_multipliers=(1, 2), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0
+    )
+    config.optim.learning_rate = 1e-3
+    config.optim.warmup_steps = 100
+    config.train.update(steps=3000, batch_size=64, ema_decay=0.999, sample_every=1000, checkpoint_every=1000)
+    config.sample.steps = 250
+    config.eval.every = 1000
+    return config
+
+
+def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} of configs/ddpm.py; choose one of {VARIANTS}")
+    config = default_config()
+    if variant == "cifar10":
+        config.data.update(source="tfds:cifar10", resolution=32, channels=3, random_flip=True)
+        config.train.update(steps=800_000, sample_every=50_000, checkpoint_every=10_000, log_every=500)
+        return config
+    config = digits(config)
+    if variant == "digits_guided":
+        config.model.update(num_classes=10, label_dropout=0.1)
+        config.sample.guidance_scale = 1.0
+    return config

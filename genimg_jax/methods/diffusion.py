@@ -1,0 +1,295 @@
+"""Diffusion models: DDPM (Ho et al. 2020) and EDM (Karras et al. 2022) training, one method for both.
+
+`model.parameterization` picks the training objective:
+- "ddpm_eps": t ~ U{0..T-1} on a linear or cosine schedule, the network predicts the noise, loss |eps - eps_hat|^2.
+- "edm": ln(sigma) ~ N(P_mean, P_std^2), the network is preconditioned (`diffusion.edm`), loss
+  lambda(sigma) |D(x + sigma n, sigma) - x|^2.
+Both losses are means over data dimensions. Sampling turns either network into a denoiser D(x, sigma, labels) and
+runs any sampler of `diffusion.samplers` (`sample.sampler`) with the EMA weights, optionally with classifier-free
+guidance (`sample.guidance_scale`; trained by replacing labels with the null class with prob `model.label_dropout`).
+Subclasses change the data space through `encode`/`decode` (latent diffusion).
+"""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from genimg_jax import data
+from genimg_jax.config import adam_config, base_config, require, require_choice
+from genimg_jax.diffusion import edm, guidance, samplers, schedules
+from genimg_jax.methods.base import Batch, Metrics, adam, ema_update
+from genimg_jax.models import unet
+
+PARAMETERIZATIONS = ("ddpm_eps", "edm")
+NETWORKS = ("unet", "mlp")
+
+
+def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigDict:
+    """Every key the diffusion methods read, with DDPM's CIFAR-10 values; `configs/*.py` change what differs.
+
+    "edm" switches to EDM's parameterization and its 18-step Heun sampler (35 network evaluations per sample).
+    """
+    config = base_config()
+    config.method = "diffusion"
+    config.model = ml_collections.ConfigDict(
+        {
+            "parameterization": "ddpm_eps",
+            "network": "unet",  # "mlp": LatentMLP, for flat latents (num_res_blocks = its number of blocks)
+            "features": 128,
+            "channel_multipliers": (1, 2, 2, 2),
+            "num_res_blocks": 2,
+            "attention_resolutions": (16,),
+            "dropout": 0.1,
+            "time_embedding": "positional",  # or "fourier"
+            "num_classes": 0,  # > 0: class-conditional, with a null class for classifier-free guidance
+            "label_dropout": 0.1,
+            # ddpm_eps
+            "schedule": "linear",
+            "num_timesteps": 1000,
+            "beta_start": 1e-4,
+            "beta_end": 0.02,
+            # edm
+            "sigma_data": 0.5,
+            "p_mean": -1.2,
+            "p_std": 1.2,
+        }
+    )
+    config.optim = adam_config(2e-4)
+    config.optim.grad_clip_norm = 1.0
+    config.optim.warmup_steps = 5000
+    config.sample = ml_collections.ConfigDict(
+        {
+            "sampler": "ddpm",  # ddpm | ddim | heun
+            "steps": 1000,
+            "eta": 0.0,  # DDIM stochasticity
+            "guidance_scale": 0.0,  # classifier-free guidance w; 0 = conditional model
+            "clip_denoised": True,  # clip each x_0 estimate to the data range [-1, 1], as DDPM's sampler does
+            # EDM time discretisation (used when model.parameterization = "edm")
+            "sigma_min": 0.002,
+            "sigma_max": 80.0,
+            "rho": 7.0,
+        }
+    )
+    config.train.ema_decay = 0.9999
+    config.train.batch_size = 128
+    if parameterization == "edm":
+        config.model.parameterization = "edm"
+        config.sample.update(sampler="heun", steps=18)
+    return config
+
+
+@flax.struct.dataclass
+class DiffusionState:
+    step: jax.Array
+    rng: jax.Array
+    params: Any
+    ema_params: Any  # what sampling and evaluation use
+    opt_state: Any
+    first_stage: Any  # frozen autoencoder params of latent diffusion; {} in pixel space
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
+    model, sample = config.model, config.sample
+    require_choice(config, "model.parameterization", PARAMETERIZATIONS)
+    require_choice(config, "model.network", NETWORKS)
+    require_choice(config, "model.time_embedding", unet.TIME_EMBEDDINGS)
+    require_choice(config, "model.schedule", schedules.SCHEDULES)
+    require_choice(config, "sample.sampler", samplers.SAMPLERS)
+    require(model.features > 0, "model.features", model.features, "must be positive")
+    require(model.num_classes >= 0, "model.num_classes", model.num_classes, "must be >= 0 (0 = unconditional)")
+    require(0.0 <= model.label_dropout < 1.0, "model.label_dropout", model.label_dropout, "must be in [0, 1)")
+    require(0.0 <= model.dropout < 1.0, "model.dropout", model.dropout, "must be in [0, 1)")
+    require(model.num_timesteps > 1, "model.num_timesteps", model.num_timesteps, "must be > 1")
+    require(model.sigma_data > 0, "model.sigma_data", model.sigma_data, "must be positive")
+    require(sample.steps > 1, "sample.steps", sample.steps, "must be > 1")
+    require(0.0 <= sample.eta <= 1.0, "sample.eta", sample.eta, "must be in [0, 1]")
+    require(0 < sample.sigma_min < sample.sigma_max, "sample.sigma_min", sample.sigma_min, "must be in (0, sigma_max)")
+    require(
+        sample.guidance_scale == 0 or model.num_classes > 0,
+        "sample.guidance_scale",
+        sample.guidance_scale,
+        "needs a class-conditional model (model.num_classes > 0)",
+    )
+    require(config.optim.warmup_steps >= 0, "optim.warmup_steps", config.optim.warmup_steps, "must be >= 0")
+    require(0.0 <= config.train.ema_decay < 1.0, "train.ema_decay", config.train.ema_decay, "must be in [0, 1)")
+
+
+def optimizer_with_warmup(optim_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """`methods.base.adam` with the learning rate ramped up linearly over `warmup_steps` (Adam is linear in it)."""
+    optimizer = adam(optim_config)
+    warmup = optim_config.warmup_steps
+    if warmup == 0:
+        return optimizer
+    return optax.chain(optimizer, optax.scale_by_schedule(lambda count: jnp.minimum(1.0, (count + 1) / warmup)))
+
+
+def clipped(denoise: samplers.Denoiser) -> samplers.Denoiser:
+    """x_0 estimates clipped to [-1, 1]: at high noise an eps-network's small errors are multiplied by sigma."""
+    return lambda x, sigma, labels: jnp.clip(denoise(x, sigma, labels), -1.0, 1.0)
+
+
+def _per_example(value: jax.Array, num: int) -> jax.Array:
+    return jnp.broadcast_to(jnp.asarray(value, jnp.float32), (num,))
+
+
+def _expand(value: jax.Array, x: jax.Array) -> jax.Array:
+    return value.reshape((-1,) + (1,) * (x.ndim - 1))
+
+
+class Diffusion:
+    """Denoising diffusion in pixel space with a U-Net."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        _validate(config)
+        self.config = config
+        self.data_shape: tuple[int, ...] = (config.data.resolution, config.data.resolution, config.data.channels)
+        model = config.model
+        network_options = {
+            "features": model.features,
+            "dropout": model.dropout,
+            "time_embedding": model.time_embedding,
+            "num_classes": model.num_classes,
+        }
+        if model.network == "unet":
+            self.network = unet.UNet(
+                channel_multipliers=tuple(model.channel_multipliers),
+                num_res_blocks=model.num_res_blocks,
+                attention_resolutions=tuple(model.attention_resolutions),
+                **network_options,
+            )
+        else:
+            self.network = unet.LatentMLP(num_blocks=model.num_res_blocks, **network_options)
+        self.optimizer = optimizer_with_warmup(config.optim)
+        alpha_bar = schedules.make_alpha_bars(model.schedule, model.num_timesteps, model.beta_start, model.beta_end)
+        self.alpha_bar = jnp.asarray(alpha_bar, jnp.float32)
+        self.training_sigmas = schedules.sigmas_from_alpha_bars(alpha_bar)
+
+    # Data space: pixels here; latent diffusion overrides these three.
+    def first_stage_params(self) -> Any:
+        return {}
+
+    def encode(self, first_stage: Any, batch: Batch) -> jax.Array:
+        return data.to_unit_range(batch["image"])
+
+    def decode(self, first_stage: Any, x: jax.Array) -> jax.Array:
+        return jnp.clip(x, -1.0, 1.0)
+
+    def _labels(self, batch: Batch) -> jax.Array | None:
+        return batch["label"] if self.config.model.num_classes else None
+
+    def init_state(self, rng: jax.Array, example_batch: Batch) -> DiffusionState:
+        init_rng, state_rng = jax.random.split(rng)
+        first_stage = self.first_stage_params()
+        x = self.encode(first_stage, example_batch)
+        t = jnp.zeros((x.shape[0],))
+        params = self.network.init(init_rng, x, t, self._labels(example_batch))["params"]
+        opt_state = self.optimizer.init(params)
+        return DiffusionState(jnp.zeros((), jnp.int32), state_rng, params, params, opt_state, first_stage)
+
+    def _network(self, params: Any, x: jax.Array, noise_input: jax.Array, labels, rng: jax.Array | None) -> jax.Array:
+        train = rng is not None
+        rngs = {"dropout": rng} if train else None
+        return self.network.apply({"params": params}, x, noise_input, labels, train=train, rngs=rngs)
+
+    def denoiser(self, params: Any, rng: jax.Array | None = None) -> samplers.Denoiser:
+        """D(x, sigma, labels) -> x_0 estimate, for x = x_0 + sigma n; sigma is a scalar or one per example.
+
+        A DDPM network sees x / sqrt(1 + sigma^2) and the (fractional) timestep whose noise level is sigma.
+        """
+        model = self.config.model
+
+        def denoise(x: jax.Array, sigma: jax.Array, labels: jax.Array | None) -> jax.Array:
+            sigma = _per_example(sigma, x.shape[0])
+            if model.parameterization == "edm":
+                scaled = _expand(edm.c_in(sigma, model.sigma_data), x) * x
+                output = self._network(params, scaled, edm.c_noise(sigma), labels, rng)
+                skip, out = edm.c_skip(sigma, model.sigma_data), edm.c_out(sigma, model.sigma_data)
+                return _expand(skip, x) * x + _expand(out, x) * output
+            log_sigmas = jnp.log(jnp.asarray(self.training_sigmas, jnp.float32))
+            t = jnp.interp(jnp.log(sigma), log_sigmas, jnp.arange(model.num_timesteps, dtype=jnp.float32))
+            eps = self._network(params, x / _expand(jnp.sqrt(1.0 + sigma**2), x), t, labels, rng)
+            return x - _expand(sigma, x) * eps
+
+        return denoise
+
+    def loss(self, params: Any, x0: jax.Array, labels: jax.Array | None, rng: jax.Array, train: bool) -> jax.Array:
+        """Per-example training loss; `train` enables dropout."""
+        model = self.config.model
+        num = x0.shape[0]
+        noise_rng, level_rng, dropout_rng = jax.random.split(rng, 3)
+        noise = jax.random.normal(noise_rng, x0.shape)
+        network_rng = dropout_rng if train else None
+        if model.parameterization == "edm":
+            sigma = edm.sample_training_sigmas(level_rng, num, model.p_mean, model.p_std)
+            denoised = self.denoiser(params, network_rng)(x0 + _expand(sigma, x0) * noise, sigma, labels)
+            squared_error = jnp.mean((denoised - x0).reshape(num, -1) ** 2, axis=-1)
+            return edm.loss_weight(sigma, model.sigma_data) * squared_error
+        t = jax.random.randint(level_rng, (num,), 0, model.num_timesteps)
+        x_t = schedules.add_noise(x0, noise, self.alpha_bar[t])
+        eps = self._network(params, x_t, t.astype(jnp.float32), labels, network_rng)
+        return jnp.mean((eps - noise).reshape(num, -1) ** 2, axis=-1)
+
+    def train_step(self, state: DiffusionState, batch: Batch) -> tuple[DiffusionState, Metrics]:
+        model = self.config.model
+        x0 = self.encode(state.first_stage, batch)
+        loss_rng, label_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
+        labels = self._labels(batch)
+        if labels is not None:  # classifier-free guidance: learn the unconditional model as the null class
+            dropped = jax.random.uniform(label_rng, labels.shape) < model.label_dropout
+            labels = jnp.where(dropped, model.num_classes, labels)
+
+        def loss_fn(params):
+            return jnp.mean(self.loss(params, x0, labels, loss_rng, train=True))
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema_params = ema_update(state.ema_params, params, state.step, self.config.train.ema_decay)
+        new_state = state.replace(step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state)
+        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+    def sampling_sigmas(self) -> jax.Array:
+        """The noise levels a sampler walks: EDM's discretisation, or a subsequence of the DDPM schedule."""
+        sample = self.config.sample
+        if self.config.model.parameterization == "edm":
+            return samplers.edm_sigmas(sample.steps, sample.sigma_min, sample.sigma_max, sample.rho)
+        return samplers.schedule_sigmas(self.training_sigmas, sample.steps)
+
+    def sample(
+        self, state: DiffusionState, rng: jax.Array, num: int, labels: jax.Array | None = None, sampler: str = ""
+    ) -> jax.Array:
+        """`num` samples from the EMA weights with `sample.sampler` (or `sampler`); labels default to classes in order.
+
+        Returns images in [-1, 1] (or decoded latents); class-conditional models use `labels`, others ignore them.
+        """
+        model, sample = self.config.model, self.config.sample
+        noise_rng, sampler_rng = jax.random.split(rng)
+        sigmas = self.sampling_sigmas()
+        variance_preserving = model.parameterization == "ddpm_eps"
+        x = samplers.initial_noise(noise_rng, (num, *self.data_shape), sigmas[0], variance_preserving)
+        denoise = self.denoiser(state.ema_params)
+        if sample.clip_denoised:
+            denoise = clipped(denoise)
+        if model.num_classes:
+            labels = jnp.arange(num) % model.num_classes if labels is None else labels
+            if sample.guidance_scale:
+                denoise = guidance.guided(denoise, sample.guidance_scale, null_label=model.num_classes)
+        else:
+            labels = None
+        x0 = samplers.run(sampler or sample.sampler, denoise, x, sigmas, labels, sampler_rng, sample.eta)
+        return self.decode(state.first_stage, x0)
+
+    def evaluate_batch(self, state: DiffusionState, batch: Batch, rng: jax.Array) -> Metrics:
+        """The training loss of the EMA weights on held-out data, one value per example."""
+        x0 = self.encode(state.first_stage, batch)
+        return {"loss": self.loss(state.ema_params, x0, self._labels(batch), rng, train=False)}
+
+
+def network_evaluations_per_sample(config: ml_collections.ConfigDict, sampler: str = "") -> int:
+    """NFE per sample of the configured (or the named) sampler, counting both passes of guidance."""
+    sample = config.sample
+    return samplers.network_evaluations(sampler or sample.sampler, sample.steps, guided=sample.guidance_scale != 0)

@@ -1,0 +1,161 @@
+"""The DDPM U-Net denoiser (Ho et al. 2020, after PixelCNN++), as used by score_sde's `ddpm` model and EDM.
+
+Wide ResNet blocks with GroupNorm, a timestep embedding added inside every block, dropout before each block's
+second convolution, single-head self-attention at the configured resolutions and in the middle, nearest-neighbour
+up-sampling plus convolution (no transposed convolution). Output layers start at zero, so an untrained network
+predicts 0. Class conditioning adds a learned class embedding to the time embedding; index `num_classes` is the
+"null" class that classifier-free guidance trains with label dropout.
+"""
+
+import math
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+TIME_EMBEDDINGS = ("positional", "fourier")
+
+
+def positional_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
+    """Transformer sinusoids of the scalar `t` per example, (N,) -> (N, dim), as DDPM embeds its timestep."""
+    half = dim // 2
+    frequencies = jnp.exp(-math.log(max_period) * jnp.arange(half) / half)
+    angles = t[:, None].astype(jnp.float32) * frequencies[None]
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class FourierEmbedding(nn.Module):
+    """Random Fourier features of fixed Gaussian frequencies (NCSN++, Song et al. 2021); they are not trained."""
+
+    dim: int
+    scale: float = 16.0
+
+    @nn.compact
+    def __call__(self, t: jax.Array) -> jax.Array:
+        init = nn.initializers.normal(self.scale)
+        frequencies = jax.lax.stop_gradient(self.param("frequencies", init, (self.dim // 2,)))
+        angles = 2 * math.pi * t[:, None].astype(jnp.float32) * frequencies[None]
+        return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class ConditioningEmbedding(nn.Module):
+    """Noise-level embedding (an MLP on sinusoids) plus, if `num_classes` > 0, a learned class embedding."""
+
+    dim: int
+    time_embedding: str = "positional"
+    num_classes: int = 0
+
+    @nn.compact
+    def __call__(self, t: jax.Array, labels: jax.Array | None) -> jax.Array:
+        base = self.dim // 4
+        features = FourierEmbedding(base)(t) if self.time_embedding == "fourier" else positional_embedding(t, base)
+        embedding = nn.Dense(self.dim)(nn.swish(nn.Dense(self.dim)(features)))
+        if self.num_classes:
+            if labels is None:
+                raise ValueError("a class-conditional network needs labels")
+            embedding = embedding + nn.Embed(self.num_classes + 1, self.dim)(labels)  # last index: null class
+        return embedding
+
+
+def group_norm(features: int) -> nn.GroupNorm:
+    """GroupNorm with 32 groups (DDPM), fewer for narrow layers."""
+    return nn.GroupNorm(num_groups=math.gcd(32, features))
+
+
+class ResBlock(nn.Module):
+    features: int
+    dropout: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, embedding: jax.Array, train: bool) -> jax.Array:
+        h = nn.Conv(self.features, (3, 3))(nn.swish(group_norm(x.shape[-1])(x)))
+        h = h + nn.Dense(self.features)(nn.swish(embedding))[:, None, None, :]
+        h = nn.swish(group_norm(self.features)(h))
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        h = nn.Conv(self.features, (3, 3), kernel_init=nn.initializers.zeros_init())(h)
+        if x.shape[-1] != self.features:
+            x = nn.Conv(self.features, (1, 1))(x)
+        return x + h
+
+
+class SelfAttention(nn.Module):
+    """Single-head self-attention over all positions, with a zero-initialised output and a residual connection."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, h, w, c = x.shape
+        tokens = group_norm(c)(x).reshape(n, h * w, c)
+        attention = nn.MultiHeadDotProductAttention(num_heads=1, out_kernel_init=nn.initializers.zeros_init())
+        return x + attention(tokens).reshape(n, h, w, c)
+
+
+class UNet(nn.Module):
+    """Noise prediction network eps(x, t) (or EDM's F) with the same shape in and out.
+
+    `channel_multipliers` gives the width of each resolution level relative to `features`; each level but the
+    last halves the resolution. `attention_resolutions` are the feature-map sizes that get self-attention.
+    """
+
+    features: int = 128
+    channel_multipliers: Sequence[int] = (1, 2, 2, 2)
+    num_res_blocks: int = 2
+    attention_resolutions: Sequence[int] = (16,)
+    dropout: float = 0.1
+    time_embedding: str = "positional"
+    num_classes: int = 0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, t: jax.Array, labels: jax.Array | None = None, train: bool = False) -> jax.Array:
+        embedding = ConditioningEmbedding(4 * self.features, self.time_embedding, self.num_classes)(t, labels)
+        h = nn.Conv(self.features, (3, 3))(x)
+        skips = [h]
+        for level, multiplier in enumerate(self.channel_multipliers):
+            for _ in range(self.num_res_blocks):
+                h = ResBlock(self.features * multiplier, self.dropout)(h, embedding, train)
+                if h.shape[1] in self.attention_resolutions:
+                    h = SelfAttention()(h)
+                skips.append(h)
+            if level < len(self.channel_multipliers) - 1:
+                h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2))(h)
+                skips.append(h)
+
+        h = ResBlock(h.shape[-1], self.dropout)(h, embedding, train)
+        h = SelfAttention()(h)
+        h = ResBlock(h.shape[-1], self.dropout)(h, embedding, train)
+
+        for level, multiplier in reversed(list(enumerate(self.channel_multipliers))):
+            for _ in range(self.num_res_blocks + 1):
+                h = jnp.concatenate([h, skips.pop()], axis=-1)
+                h = ResBlock(self.features * multiplier, self.dropout)(h, embedding, train)
+                if h.shape[1] in self.attention_resolutions:
+                    h = SelfAttention()(h)
+            if level > 0:
+                h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
+                h = nn.Conv(h.shape[-1], (3, 3))(h)
+        h = nn.swish(group_norm(h.shape[-1])(h))
+        return nn.Conv(x.shape[-1], (3, 3), kernel_init=nn.initializers.zeros_init())(h)
+
+
+class LatentMLP(nn.Module):
+    """Denoiser for flat latent vectors (N, D) of a first-stage autoencoder: residual MLP blocks.
+
+    A VAE latent has no spatial structure for convolutions to exploit, so latent diffusion on it uses this network
+    with the U-Net's conditioning embedding and the same call signature.
+    """
+
+    features: int = 256
+    num_blocks: int = 3
+    dropout: float = 0.0
+    time_embedding: str = "positional"
+    num_classes: int = 0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, t: jax.Array, labels: jax.Array | None = None, train: bool = False) -> jax.Array:
+        embedding = ConditioningEmbedding(self.features, self.time_embedding, self.num_classes)(t, labels)
+        h = nn.Dense(self.features)(x)
+        for _ in range(self.num_blocks):
+            residual = nn.Dense(self.features)(nn.swish(nn.LayerNorm()(h))) + nn.Dense(self.features)(embedding)
+            residual = nn.Dropout(self.dropout, deterministic=not train)(nn.swish(residual))
+            h = h + nn.Dense(self.features, kernel_init=nn.initializers.zeros_init())(residual)
+        return nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros_init())(nn.swish(nn.LayerNorm()(h)))

@@ -1,0 +1,202 @@
+"""Diffusion methods on real digits: each config's loss falls in a short run, samples have the right form,
+latent diffusion runs on a VAE trained here, and the published CIFAR-10 configs have the published sizes."""
+
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genimg_jax import data, trainer
+from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.diffusion import compare_samplers, edm
+from genimg_jax.methods import build_method
+from genimg_jax.methods.latent_diffusion import LatentDiffusion
+from genimg_jax.trainer import example_batch
+
+CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
+TINY_UNET = [
+    "data.resolution=8",
+    "model.features=8",
+    "model.channel_multipliers=(1, 2)",
+    "model.attention_resolutions=(4,)",
+    "train.batch_size=32",
+    "optim.warmup_steps=5",
+    "sample.steps=4",
+]
+TRAIN_STEPS = 40
+
+
+def digits_batches(config, num_batches, batch_size):
+    source = data.make_source("digits", split="train", resolution=config.data.resolution, channels=1)
+    stream = data.make_train_stream(source, global_batch_size=batch_size, seed=0)
+    return [jax.tree.map(jnp.asarray, next(stream)) for _ in range(num_batches)]
+
+
+def train_and_probe(config):
+    """Train TRAIN_STEPS steps; the evaluation loss of the live weights before and after, on fixed data and noise."""
+    method = build_method(config)
+    batches = digits_batches(config, TRAIN_STEPS, config.train.batch_size)
+    probe_batch = digits_batches(config, 1, 256)[0]
+    evaluate = jax.jit(method.evaluate_batch)
+
+    def probe(state):
+        values = evaluate(state.replace(ema_params=state.params), probe_batch, jax.random.PRNGKey(7))
+        assert values["loss"].shape == (256,) and bool(jnp.all(values["loss"] >= 0))
+        return float(jnp.mean(values["loss"]))
+
+    state = jax.jit(method.init_state)(jax.random.PRNGKey(0), batches[0])
+    before = probe(state)
+    step = jax.jit(method.train_step)
+    for batch in batches:
+        state, metrics = step(state, batch)
+        assert np.isfinite(float(metrics["loss"]))
+    return method, state, before, probe(state), probe_batch
+
+
+def untrained_edm_loss(second_moment, config):
+    """Expected EDM loss of D = c_skip x (zero network output) for data with E[x^2] = `second_moment` per pixel:
+    lambda E|c_skip sigma n - (1 - c_skip) x|^2 = (sigma_d^4 + sigma^2 m2) / (sigma_d^2 (sigma^2 + sigma_d^2))."""
+    model = config.model
+    sigma = edm.sample_training_sigmas(jax.random.PRNGKey(11), 200_000, model.p_mean, model.p_std)
+    sd2 = model.sigma_data**2
+    return float(jnp.mean((sd2**2 + sigma**2 * second_moment) / (sd2 * (sigma**2 + sd2))))
+
+
+@pytest.mark.parametrize("spec", ["ddpm.py", "ddpm.py:digits_guided", "edm.py"])
+def test_short_training_lowers_the_loss_and_samples_are_images(spec):
+    config = apply_overrides(load_config(str(CONFIGS / spec)), TINY_UNET)
+    method, state, before, after, probe_batch = train_and_probe(config)
+    # Zero-initialised output layers: a DDPM network predicts eps_hat = 0, whose loss is E|eps|^2 = 1.
+    if config.model.parameterization == "edm":
+        second_moment = float(jnp.mean(data.to_unit_range(probe_batch["image"]) ** 2))
+        assert before == pytest.approx(untrained_edm_loss(second_moment, config), rel=0.15)
+    else:
+        assert before == pytest.approx(1.0, rel=0.05)
+    assert after < 0.8 * before
+    assert int(state.step) == TRAIN_STEPS
+
+    images = jax.jit(lambda s, r: method.sample(s, r, 10))(state, jax.random.PRNGKey(1))
+    assert images.shape == (10, 8, 8, 1)
+    assert bool(jnp.all(jnp.abs(images) <= 1.0))
+
+
+def test_ddpm_denoiser_feeds_the_network_the_timestep_of_each_noise_level():
+    """A DDPM network sees x / sqrt(1 + sigma^2) and the t with sigma_t = sigma; D = x - sigma eps."""
+    config = apply_overrides(load_config(str(CONFIGS / "ddpm.py")), TINY_UNET)
+    method = build_method(config)
+    seen = {}
+
+    def network(params, x, t, labels, rng):
+        seen["x"], seen["t"] = x, t
+        return jnp.ones_like(x)
+
+    method._network = network
+    x = jnp.full((3, 8, 8, 1), 2.0)
+    sigma = jnp.asarray(method.training_sigmas[[0, 400, 999]], jnp.float32)
+    denoised = method.denoiser(None)(x, sigma, None)
+    np.testing.assert_allclose(seen["t"], [0, 400, 999], atol=1e-2)
+    np.testing.assert_allclose(seen["x"][:, 0, 0, 0], 2.0 * np.sqrt(method.alpha_bar[jnp.array([0, 400, 999])]))
+    np.testing.assert_allclose(denoised[:, 0, 0, 0], 2.0 - sigma, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("sample.sampler=euler", "config.sample.sampler"),
+        ("model.parameterization=v", "config.model.parameterization"),
+        ("sample.guidance_scale=2.0", "config.sample.guidance_scale"),
+        ("sample.eta=1.5", "config.sample.eta"),
+    ],
+)
+def test_invalid_settings_name_their_key(override, key):
+    config = apply_overrides(load_config(str(CONFIGS / "ddpm.py")), [override])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build_method(config)
+
+
+def test_cifar10_configs_have_the_published_setup():
+    ddpm = load_config(str(CONFIGS / "ddpm.py") + ":cifar10")
+    method = build_method(ddpm)
+    params = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), example_batch(ddpm, 1)).params
+    assert sum(leaf.size for leaf in jax.tree.leaves(params)) == pytest.approx(35.7e6, rel=0.002)  # Ho et al.
+    assert (ddpm.optim.learning_rate, ddpm.train.batch_size, ddpm.train.ema_decay) == (2e-4, 128, 0.9999)
+    assert ddpm.data.source == "tfds:cifar10" and ddpm.model.dropout == 0.1
+    edm = load_config(str(CONFIGS / "edm.py") + ":cifar10")
+    assert (edm.model.parameterization, edm.sample.sampler, edm.sample.steps) == ("edm", "heun", 18)
+    assert (edm.train.batch_size, edm.optim.learning_rate, edm.model.dropout) == (512, 1e-3, 0.13)
+
+
+def tiny_vae(workdir):
+    config = apply_overrides(
+        load_config(str(CONFIGS / "vae_digits.py")),
+        [
+            "data.resolution=16",
+            "model.features=8",
+            "model.latent_dim=4",
+            "train.steps=10",
+            "train.batch_size=16",
+            "train.sample_every=0",
+            "train.log_every=0",
+            "eval.every=0",
+        ],
+    )
+    trainer.train(config, workdir)
+
+
+def ldm_config(first_stage_workdir, *extra):
+    overrides = [
+        "data.resolution=16",
+        "model.features=32",
+        "model.num_res_blocks=1",
+        f"model.first_stage_workdir={first_stage_workdir}",
+        "train.batch_size=32",
+        "sample.steps=4",
+        "optim.warmup_steps=5",
+        *extra,
+    ]
+    return apply_overrides(load_config(str(CONFIGS / "ldm.py")), overrides)
+
+
+def test_latent_diffusion_on_a_vae_trained_here(tmp_path):
+    tiny_vae(tmp_path / "vae")
+    config = ldm_config(tmp_path / "vae")
+    method, state, before, after, _ = train_and_probe(config)
+    assert isinstance(method, LatentDiffusion) and method.data_shape == (4,)
+    assert before == pytest.approx(1.0, rel=0.15)  # zero network output, unit-variance latents, sigma_data = 1
+    # Even the best denoiser of unit Gaussian data has this weighted loss 1 at every sigma: only the latents'
+    # departure from a Gaussian can be learnt, so the fall is smaller than in pixel space.
+    assert after < 0.9 * before
+    # The measured scale gives the training latents unit standard deviation.
+    source = data.make_source("digits", split="train", resolution=16, channels=1)
+    images = jnp.asarray(np.stack([source[i]["image"] for i in range(len(source))][:1024]))
+    latents = method.encode(state.first_stage, {"image": images})
+    assert latents.shape == (1024, 4)
+    assert float(jnp.std(latents)) == pytest.approx(1.0, rel=1e-3)
+    # The first stage is frozen: training left the VAE parameters as restored.
+    for trained, restored in zip(
+        jax.tree.leaves(state.first_stage), jax.tree.leaves(method.first_stage_params()), strict=True
+    ):
+        np.testing.assert_array_equal(trained, restored)
+    images = method.sample(state, jax.random.PRNGKey(3), 6)
+    assert images.shape == (6, 16, 16, 1) and bool(jnp.all(jnp.abs(images) <= 1.0))
+
+    # The whole path through the trainer, then a grid per sampler from its checkpoint.
+    workdir = tmp_path / "ldm"
+    trainer.train(ldm_config(tmp_path / "vae", "train.steps=3", "train.sample_every=0", "eval.every=0"), workdir)
+    assert compare_samplers.main([f"--workdir={workdir}", "--samplers=ddim,heun", "--num=4", "--steps=3"]) == 0
+    assert (workdir / "samples" / "compare_heun_3.png").is_file()
+    assert (workdir / "samples" / "compare_ddim_3.png").is_file()
+
+
+def test_latent_diffusion_needs_a_trained_vae_workdir(tmp_path):
+    with pytest.raises(ConfigError, match=r"config\.model\.first_stage_workdir=''"):
+        build_method(ldm_config(""))
+    with pytest.raises(ConfigError, match=r"config\.model\.first_stage_workdir=.*config\.json does not exist"):
+        build_method(ldm_config(tmp_path / "missing"))
+    (tmp_path / "gan").mkdir()
+    (tmp_path / "gan" / "config.json").write_text(json.dumps({"method": "gan"}))
+    with pytest.raises(ConfigError, match=r"config\.model\.first_stage_workdir=.*not a 'vae' run"):
+        build_method(ldm_config(tmp_path / "gan"))
