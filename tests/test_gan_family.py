@@ -12,6 +12,7 @@ import pytest
 from genimg_jax import data
 from genimg_jax.config import ConfigError, apply_overrides, load_config
 from genimg_jax.methods import build_method
+from genimg_jax.methods.gan import rampup_ema_decay
 from genimg_jax.models import gan_layers
 from genimg_jax.models.resnet_gan import Discriminator
 
@@ -231,3 +232,13 @@ def test_cifar10_variants_use_the_papers_batch_and_optimiser(spec, expected):
 def test_unknown_variant_is_one_config_error():
     with pytest.raises(ConfigError, match="variant 'cifar' is unknown"):
         load_config(str(CONFIGS / "sngan.py:cifar"))
+
+
+def test_rampup_ema_decay_follows_stylegan2_ada():
+    # Half-life of 0.999 at batch 64: 64 ln 2 / -ln 0.999 images; ramp-up 0.05 caps it at 5% of images seen.
+    assert float(rampup_ema_decay(jnp.array(0), 64, 0.999, 0.05)) == 0.0  # the first average is a copy
+    half_life = 64 * np.log(0.5) / np.log(0.999)
+    at_100 = 0.5 ** (64 / (100 * 64 * 0.05))
+    assert float(rampup_ema_decay(jnp.array(100), 64, 0.999, 0.05)) == pytest.approx(at_100, rel=1e-5)
+    late = int(half_life / (64 * 0.05)) + 10
+    assert float(rampup_ema_decay(jnp.array(late), 64, 0.999, 0.05)) == pytest.approx(0.999, rel=1e-6)

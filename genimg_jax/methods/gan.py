@@ -6,6 +6,7 @@ D sees, real and fake, pass through the configured differentiable augmentation; 
 from sign(D(real)) and lives in the state.
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,7 +62,17 @@ def gan_config(variant: str = "", variants: Sequence[str] = ("",)) -> ml_collect
     config.optim = ml_collections.ConfigDict({"g": adam_config(2e-4, b1=0.5), "d": adam_config(2e-4, b1=0.5)})
     config.train.d_steps = 1
     config.train.ema_decay = 0.999
+    config.train.ema_rampup = 0.0  # > 0: StyleGAN2-ADA's ramp-up instead of the default EMA warm-up
     return config
+
+
+def rampup_ema_decay(step: jax.Array, batch_size: int, decay: float, rampup: float) -> jax.Array:
+    """EMA decay with StyleGAN2-ADA's ramp-up: the half-life in images, batch * log(1/2) / log(decay) at full
+    speed, is capped at `rampup` times the number of images seen so far, so early averages forget the
+    initialisation quickly."""
+    half_life = batch_size * math.log(0.5) / math.log(decay)
+    seen = step.astype(jnp.float32) * batch_size
+    return 0.5 ** (batch_size / jnp.maximum(jnp.minimum(half_life, seen * rampup), 1e-8))
 
 
 @flax.struct.dataclass
@@ -97,6 +108,13 @@ class GAN:
         require(model.ada_interval >= 1, "model.ada_interval", model.ada_interval, "must be >= 1")
         require(model.ada_kimg > 0, "model.ada_kimg", model.ada_kimg, "must be positive")
         require(0.0 <= train.ema_decay < 1.0, "train.ema_decay", train.ema_decay, "must be in [0, 1)")
+        require(train.ema_rampup >= 0.0, "train.ema_rampup", train.ema_rampup, "must be >= 0 (0 disables)")
+        require(
+            train.ema_rampup == 0.0 or train.ema_decay > 0.0,
+            "train.ema_decay",
+            train.ema_decay,
+            "must be positive with train.ema_rampup",
+        )
         require(train.d_steps >= 1, "train.d_steps", train.d_steps, "must be >= 1")
         require(
             train.batch_size % train.d_steps == 0,
@@ -246,9 +264,7 @@ class GAN:
         (g_loss, generator), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_params)
         g_updates, g_opt_state = self.g_optimizer.update(g_grads, state.g_opt_state, g_params)
         generator = _with_params(generator, optax.apply_updates(g_params, g_updates))
-        ema_params = ema_update(
-            state.ema_generator["params"], generator["params"], state.step, self.config.train.ema_decay
-        )
+        ema_params = self._update_ema(state.ema_generator["params"], generator["params"], state.step, real.shape[0])
         new_state = GANState(
             step=state.step + 1,
             rng=state.rng,
@@ -266,6 +282,13 @@ class GAN:
             "ada_p": ada.p,
         }
         return new_state, metrics
+
+    def _update_ema(self, average: Any, params: Any, step: jax.Array, batch_size: int) -> Any:
+        train = self.config.train
+        if train.ema_rampup > 0:
+            decay = rampup_ema_decay(step, batch_size // train.d_steps, train.ema_decay, train.ema_rampup)
+            return ema_update(average, params, step, decay, warmup=False)
+        return ema_update(average, params, step, train.ema_decay)
 
     def sample(self, state: GANState, rng: jax.Array, num: int, labels: jax.Array | None = None) -> jax.Array:
         """`num` images from the EMA generator; conditional models default to labels 0, 1, ... cycling."""
