@@ -348,9 +348,8 @@ class StyleGAN2:
         ema_generator = jax.tree.map(lambda e, g: beta * e + (1 - beta) * g, state.ema_generator, g_params)
         w_avg = state.w_avg + (1 - W_AVG_BETA) * (jnp.mean(jax.lax.stop_gradient(w), axis=0) - state.w_avg)
 
-        new_state = StyleGAN2State(
+        new_state = state.replace(
             step=state.step + 1,
-            rng=state.rng,
             generator=g_params,
             discriminator=d_params,
             g_opt_state=g_opt_state,
