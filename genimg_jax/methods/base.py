@@ -25,8 +25,12 @@ class Method(Protocol):
     def train_step(self, state: Any, batch: Batch) -> tuple[Any, Metrics]:
         """One optimisation step on a global batch; metrics are scalars."""
 
-    def sample(self, state: Any, rng: jax.Array, num: int) -> jax.Array:
-        """`num` images in [-1, 1], NHWC, from the weights used for evaluation (e.g. the EMA generator)."""
+    def sample(self, state: Any, rng: jax.Array, num: int, labels: jax.Array | None = None) -> jax.Array:
+        """`num` images in [-1, 1], NHWC, from the weights used for evaluation (e.g. the EMA generator).
+
+        Class-conditional methods draw class `labels[i]` for image i; `None` means `arange(num) % num_classes`,
+        so grids show the classes in order. Unconditional methods ignore `labels`.
+        """
 
     def evaluate_batch(self, state: Any, batch: Batch, rng: jax.Array) -> Metrics:
         """Per-example evaluation values, shape (batch,), averaged by the trainer over a whole split.
@@ -48,12 +52,12 @@ def adam(optim_config: ml_collections.ConfigDict) -> optax.GradientTransformatio
     return optimizer
 
 
-def ema_update(average: Any, new: Any, step: jax.Array, decay: float) -> Any:
+def ema_update(average: Any, new: Any, step: jax.Array, decay: float | jax.Array, warmup: bool = True) -> Any:
     """Exponential moving average with warm-up: the decay starts near 0 and rises to `decay`.
 
     The warm-up min(decay, (1 + step) / (10 + step)) keeps early averages from being dominated by the random
-    initialisation, which matters for short runs.
+    initialisation, which matters for short runs. `warmup=False` uses `decay` as given (a caller's own schedule).
     """
     step = step.astype(jax.numpy.float32)
-    effective = jax.numpy.minimum(decay, (1.0 + step) / (10.0 + step))
+    effective = jax.numpy.minimum(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
     return jax.tree.map(lambda a, n: effective * a + (1.0 - effective) * n, average, new)

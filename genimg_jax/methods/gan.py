@@ -1,5 +1,13 @@
-"""Generative adversarial networks: alternating D and G updates, separate optimizers, EMA generator for samples."""
+"""Generative adversarial networks: one train step for every architecture, loss, penalty and augmentation.
 
+Each step makes `train.d_steps` discriminator updates, each on its own slice of the global batch, then one
+generator update against the updated discriminator, then updates the EMA generator used for samples. The images
+D sees, real and fake, pass through the configured differentiable augmentation; ADA's probability p is adapted
+from sign(D(real)) and lives in the state.
+"""
+
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import flax
@@ -10,57 +18,148 @@ import ml_collections
 import optax
 
 from genimg_jax import data
-from genimg_jax.config import require, require_choice
+from genimg_jax.augment.ada import AdaState, ada_observe, init_ada_state
+from genimg_jax.config import ConfigError, adam_config, base_config, require, require_choice
 from genimg_jax.losses.adversarial import LOSSES
 from genimg_jax.methods.base import Batch, Metrics, adam, ema_update
-from genimg_jax.models import dcgan
+from genimg_jax.methods.gan_components import ARCHITECTURES, DTYPES, PENALTIES, build_augment, build_networks
 
-ARCHITECTURES = {"dcgan": (dcgan.Generator, dcgan.Discriminator)}
+CIFAR10_DATA = {"source": "tfds:cifar10", "resolution": 32, "channels": 3}
+
+
+def gan_config(variant: str = "", variants: Sequence[str] = ("",)) -> ml_collections.ConfigDict:
+    """`base_config()` with every GAN key at its default; experiment files change what their paper uses.
+
+    `variant` is the `:ARG` of `--config=configs/X.py:ARG`, checked against the experiment's `variants`.
+    """
+    if variant not in variants:
+        raise ConfigError(f"config variant {variant!r} is unknown; choose one of {list(variants)}")
+    config = base_config()
+    config.method = "gan"
+    config.model = ml_collections.ConfigDict(
+        {
+            "architecture": "dcgan",  # see methods.gan_components.ARCHITECTURES
+            "loss": "non_saturating",  # see losses.adversarial.LOSSES
+            "latent_dim": 100,
+            "g_features": 64,
+            "d_features": 64,
+            "num_classes": 0,  # > 0: class-conditional G (conditional batch norm) and projection D
+            "g_spectral_norm": False,
+            "d_spectral_norm": False,
+            "attention_resolution": 0,  # side of the feature maps that get self-attention (0 = none)
+            "d_scales": 1,  # > 1: multi-scale discriminator on the image and its 2x, 4x ... down-sampled copies
+            "penalty": "none",  # none | wgan_gp | r1 | r2
+            "penalty_weight": 10.0,  # lambda of WGAN-GP; gamma of R1/R2 (the penalty is gamma / 2 * ||grad||^2)
+            "penalty_interval": 1,  # lazy regularisation: every k-th D step, scaled by k
+            "augment": "none",  # none | diffaugment:<policy> | ada
+            "ada_target": 0.6,
+            "ada_interval": 4,  # D steps between adjustments of p
+            "ada_kimg": 500.0,  # thousands of real images for p to go from 0 to 1
+            "ada_ops": "xflip,translation,brightness,contrast,saturation,cutout",
+            "dtype": "float32",  # computation dtype: float32 | bfloat16 (parameters stay float32)
+        }
+    )
+    config.optim = ml_collections.ConfigDict({"g": adam_config(2e-4, b1=0.5), "d": adam_config(2e-4, b1=0.5)})
+    config.train.d_steps = 1
+    config.train.ema_decay = 0.999
+    config.train.ema_rampup = 0.0  # > 0: StyleGAN2-ADA's ramp-up instead of the default EMA warm-up
+    return config
+
+
+def rampup_ema_decay(step: jax.Array, batch_size: int, decay: float, rampup: float) -> jax.Array:
+    """EMA decay with StyleGAN2-ADA's ramp-up: the half-life in images, batch * log(1/2) / log(decay) at full
+    speed, is capped at `rampup` times the number of images seen so far, so early averages forget the
+    initialisation quickly."""
+    half_life = batch_size * math.log(0.5) / math.log(decay)
+    seen = step.astype(jnp.float32) * batch_size
+    return 0.5 ** (batch_size / jnp.maximum(jnp.minimum(half_life, seen * rampup), 1e-8))
 
 
 @flax.struct.dataclass
 class GANState:
     step: jax.Array
     rng: jax.Array
-    generator: Any  # {"params": ..., "batch_stats": ...}
+    generator: Any  # {"params": ..., "batch_stats": ...}; batch_stats also holds spectral-norm power iterates
     discriminator: Any
     g_opt_state: Any
     d_opt_state: Any
-    ema_generator: Any  # EMA of generator params; batch statistics copied from the live generator
+    ema_generator: Any  # EMA of generator params; other collections copied from the live generator
+    ada: AdaState  # augmentation probability (stays 0 unless model.augment = "ada")
+
+
+def _with_params(variables: Any, params: Any) -> Any:
+    return {**variables, "params": params}
 
 
 class GAN:
-    """DCGAN-style training (Radford et al. 2016) with a loss chosen from `losses.adversarial.LOSSES`."""
+    """GANs assembled from config-selected parts; see `gan_config` for the keys."""
 
     def __init__(self, config: ml_collections.ConfigDict):
-        model = config.model
+        model, train = config.model, config.train
         require_choice(config, "model.architecture", ARCHITECTURES)
         require_choice(config, "model.loss", LOSSES)
+        require_choice(config, "model.penalty", PENALTIES)
+        require_choice(config, "model.dtype", DTYPES)
         require(model.latent_dim > 0, "model.latent_dim", model.latent_dim, "must be positive")
+        require(model.num_classes >= 0, "model.num_classes", model.num_classes, "must be >= 0 (0 = unconditional)")
+        require(model.d_scales >= 1, "model.d_scales", model.d_scales, "must be >= 1")
+        require(model.penalty_weight >= 0, "model.penalty_weight", model.penalty_weight, "must be >= 0")
+        require(model.penalty_interval >= 1, "model.penalty_interval", model.penalty_interval, "must be >= 1")
+        require(model.ada_interval >= 1, "model.ada_interval", model.ada_interval, "must be >= 1")
+        require(model.ada_kimg > 0, "model.ada_kimg", model.ada_kimg, "must be positive")
+        require(0.0 <= train.ema_decay < 1.0, "train.ema_decay", train.ema_decay, "must be in [0, 1)")
+        require(train.ema_rampup >= 0.0, "train.ema_rampup", train.ema_rampup, "must be >= 0 (0 disables)")
         require(
-            0.0 <= config.train.ema_decay < 1.0,
+            train.ema_rampup == 0.0 or train.ema_decay > 0.0,
             "train.ema_decay",
-            config.train.ema_decay,
-            "must be in [0, 1)",
+            train.ema_decay,
+            "must be positive with train.ema_rampup",
+        )
+        require(train.d_steps >= 1, "train.d_steps", train.d_steps, "must be >= 1")
+        require(
+            train.batch_size % train.d_steps == 0,
+            "train.batch_size",
+            train.batch_size,
+            f"must split evenly into train.d_steps={train.d_steps} discriminator batches",
         )
         self.config = config
-        generator_cls, discriminator_cls = ARCHITECTURES[model.architecture]
-        self.generator = generator_cls(
-            resolution=config.data.resolution, channels=config.data.channels, base_features=model.g_features
-        )
-        self.discriminator = discriminator_cls(base_features=model.d_features)
+        self.generator, self.discriminator = build_networks(config)
+        self.augment = build_augment(model)
         self.generator_loss, self.discriminator_loss = LOSSES[model.loss]
+        self.penalty = PENALTIES[model.penalty]
         self.g_optimizer = adam(config.optim.g)
         self.d_optimizer = adam(config.optim.d)
 
+    # Inputs of G.
     def _latents(self, rng: jax.Array, num: int) -> jax.Array:
         return jax.random.normal(rng, (num, self.config.model.latent_dim))
+
+    def _random_labels(self, rng: jax.Array, num: int) -> jax.Array | None:
+        num_classes = self.config.model.num_classes
+        return jax.random.randint(rng, (num,), 0, num_classes) if num_classes else None
+
+    def _real_labels(self, batch: Batch) -> jax.Array | None:
+        return batch["label"] if self.config.model.num_classes else None
+
+    # Networks in training mode; each returns its output and the variables with updated batch statistics.
+    def _generate(self, variables: Any, rng: jax.Array, num: int) -> tuple[jax.Array, jax.Array | None, Any]:
+        z_rng, label_rng = jax.random.split(rng)
+        labels = self._random_labels(label_rng, num)
+        images, updates = self.generator.apply(
+            variables, self._latents(z_rng, num), labels, train=True, mutable=["batch_stats"]
+        )
+        return images, labels, {**variables, **updates}
+
+    def _discriminate(self, variables: Any, images: jax.Array, labels: jax.Array | None) -> tuple[jax.Array, Any]:
+        logits, updates = self.discriminator.apply(variables, images, labels, train=True, mutable=["batch_stats"])
+        return logits.astype(jnp.float32), {**variables, **updates}
 
     def init_state(self, rng: jax.Array, example_batch: Batch) -> GANState:
         g_rng, d_rng, z_rng, state_rng = jax.random.split(rng, 4)
         images = data.to_unit_range(example_batch["image"])
-        generator = self.generator.init(g_rng, self._latents(z_rng, images.shape[0]), train=False)
-        discriminator = self.discriminator.init(d_rng, images, train=False)
+        labels = self._real_labels(example_batch)
+        generator = self.generator.init(g_rng, self._latents(z_rng, images.shape[0]), labels, train=False)
+        discriminator = self.discriminator.init(d_rng, images, labels, train=False)
         return GANState(
             step=jnp.zeros((), jnp.int32),
             rng=state_rng,
@@ -69,58 +168,103 @@ class GAN:
             g_opt_state=self.g_optimizer.init(generator["params"]),
             d_opt_state=self.d_optimizer.init(discriminator["params"]),
             ema_generator=generator,
+            ada=init_ada_state(),
         )
 
-    def _generate(self, variables: Any, z: jax.Array) -> tuple[jax.Array, Any]:
-        """Generator in training mode; returns images and the updated batch statistics."""
-        images, updates = self.generator.apply(variables, z, train=True, mutable=["batch_stats"])
-        return images, updates["batch_stats"]
+    def _penalty_term(
+        self,
+        d_vars: Any,
+        real: jax.Array,
+        labels: jax.Array | None,
+        fake: jax.Array,
+        ada_p: jax.Array,
+        rng: jax.Array,
+        due: jax.Array,
+    ) -> jax.Array:
+        """The configured gradient penalty of D(augment(x)) on its inputs, 0 on steps between lazy evaluations."""
+        if self.penalty is None:
+            return jnp.zeros((), jnp.float32)
+        augment_rng, penalty_rng = jax.random.split(rng)
 
-    def _discriminate(self, params: Any, batch_stats: Any, images: jax.Array) -> tuple[jax.Array, Any]:
-        logits, updates = self.discriminator.apply(
-            {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"]
+        def critic(x):
+            logits, _ = self._discriminate(d_vars, self.augment(augment_rng, x, ada_p), labels)
+            return jnp.sum(logits.reshape(x.shape[0], -1), axis=1)
+
+        return jax.lax.cond(
+            due, lambda: self.penalty(critic, real, fake, penalty_rng), lambda: jnp.zeros((), jnp.float32)
         )
-        return logits, updates["batch_stats"]
+
+    def _discriminator_step(self, g_vars: Any, carry: tuple, inputs: tuple) -> tuple[tuple, Metrics]:
+        """One D update on one slice of the real batch; `carry` is (D variables, D optimiser state, ADA state)."""
+        d_vars, d_opt_state, ada = carry
+        real, labels, rng, d_step = inputs
+        model = self.config.model
+        fake_rng, real_aug_rng, fake_aug_rng, penalty_rng = jax.random.split(rng, 4)
+        fake, fake_labels, _ = self._generate(g_vars, fake_rng, real.shape[0])
+        fake = jax.lax.stop_gradient(fake)
+        due = d_step % model.penalty_interval == 0
+
+        def loss_fn(params):
+            variables = _with_params(d_vars, params)
+            # Real and fake batches pass separately, as in the DCGAN recipe (separate batch statistics).
+            real_logits, variables = self._discriminate(variables, self.augment(real_aug_rng, real, ada.p), labels)
+            fake_logits, variables = self._discriminate(variables, self.augment(fake_aug_rng, fake, ada.p), fake_labels)
+            adversarial = self.discriminator_loss(real_logits, fake_logits)
+            penalty = self._penalty_term(_with_params(d_vars, params), real, labels, fake, ada.p, penalty_rng, due)
+            total = adversarial + model.penalty_weight * model.penalty_interval * penalty
+            return total, (variables, adversarial, penalty, real_logits, fake_logits)
+
+        grads, (new_vars, adversarial, penalty, real_logits, fake_logits) = jax.grad(loss_fn, has_aux=True)(
+            d_vars["params"]
+        )
+        updates, d_opt_state = self.d_optimizer.update(grads, d_opt_state, d_vars["params"])
+        new_vars = _with_params(new_vars, optax.apply_updates(d_vars["params"], updates))
+        if model.augment == "ada":
+            ada = ada_observe(
+                ada, real_logits, target=model.ada_target, adjust_kimg=model.ada_kimg, interval=model.ada_interval
+            )
+        metrics = {
+            "d_loss": adversarial,
+            "penalty": penalty,
+            "real_logit": jnp.mean(real_logits),
+            "fake_logit": jnp.mean(fake_logits),
+            "d_real": jnp.mean(nn.sigmoid(real_logits)),  # D's mean probability that real images are real
+            "d_fake": jnp.mean(nn.sigmoid(fake_logits)),
+            "rt": jnp.mean(jnp.sign(real_logits)),  # ADA's overfitting heuristic
+            "d_grad_norm": optax.tree.norm(grads),
+        }
+        return (new_vars, d_opt_state, ada), metrics
 
     def train_step(self, state: GANState, batch: Batch) -> tuple[GANState, Metrics]:
+        d_steps = self.config.train.d_steps
         real = data.to_unit_range(batch["image"])
-        num = real.shape[0]
-        d_rng, g_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
+        labels = self._real_labels(batch)
+        d_rng, g_rng, g_aug_rng = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
 
-        # Discriminator: real and fake batches pass separately, as in the DCGAN recipe (separate BN statistics).
-        fake, _ = self._generate(state.generator, self._latents(d_rng, num))
-        fake = jax.lax.stop_gradient(fake)
+        def slices(x):
+            return None if x is None else x.reshape(d_steps, x.shape[0] // d_steps, *x.shape[1:])
 
-        def d_loss_fn(d_params):
-            stats = state.discriminator["batch_stats"]
-            real_logits, stats = self._discriminate(d_params, stats, real)
-            fake_logits, stats = self._discriminate(d_params, stats, fake)
-            return self.discriminator_loss(real_logits, fake_logits), (stats, real_logits, fake_logits)
-
-        d_params = state.discriminator["params"]
-        (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(d_params)
-        d_updates, d_opt_state = self.d_optimizer.update(d_grads, state.d_opt_state, d_params)
-        discriminator = {"params": optax.apply_updates(d_params, d_updates), "batch_stats": d_stats}
+        d_step_indices = state.step * d_steps + jnp.arange(d_steps)
+        d_inputs = (slices(real), slices(labels), jax.random.split(d_rng, d_steps), d_step_indices)
+        (discriminator, d_opt_state, ada), d_metrics = jax.lax.scan(
+            lambda carry, inputs: self._discriminator_step(state.generator, carry, inputs),
+            (state.discriminator, state.d_opt_state, state.ada),
+            d_inputs,
+        )
 
         # Generator, against the updated discriminator.
-        def g_loss_fn(g_params):
-            images, g_stats = self._generate(
-                {"params": g_params, "batch_stats": state.generator["batch_stats"]}, self._latents(g_rng, num)
+        def g_loss_fn(params):
+            images, fake_labels, variables = self._generate(
+                _with_params(state.generator, params), g_rng, real.shape[0] // d_steps
             )
-            logits, _ = self._discriminate(discriminator["params"], discriminator["batch_stats"], images)
-            return self.generator_loss(logits), g_stats
+            logits, _ = self._discriminate(discriminator, self.augment(g_aug_rng, images, ada.p), fake_labels)
+            return self.generator_loss(logits), variables
 
         g_params = state.generator["params"]
-        (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_params)
+        (g_loss, generator), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_params)
         g_updates, g_opt_state = self.g_optimizer.update(g_grads, state.g_opt_state, g_params)
-        generator = {"params": optax.apply_updates(g_params, g_updates), "batch_stats": g_stats}
-
-        ema_generator = {
-            "params": ema_update(
-                state.ema_generator["params"], generator["params"], state.step, self.config.train.ema_decay
-            ),
-            "batch_stats": g_stats,
-        }
+        generator = _with_params(generator, optax.apply_updates(g_params, g_updates))
+        ema_params = self._update_ema(state.ema_generator["params"], generator["params"], state.step, real.shape[0])
         new_state = GANState(
             step=state.step + 1,
             rng=state.rng,
@@ -128,20 +272,31 @@ class GAN:
             discriminator=discriminator,
             g_opt_state=g_opt_state,
             d_opt_state=d_opt_state,
-            ema_generator=ema_generator,
+            ema_generator=_with_params(generator, ema_params),
+            ada=ada,
         )
         metrics = {
-            "d_loss": d_loss,
+            **jax.tree.map(jnp.mean, d_metrics),
             "g_loss": g_loss,
-            "d_real": jnp.mean(nn.sigmoid(real_logits)),  # D's mean probability that real images are real
-            "d_fake": jnp.mean(nn.sigmoid(fake_logits)),
-            "d_grad_norm": optax.tree.norm(d_grads),
             "g_grad_norm": optax.tree.norm(g_grads),
+            "ada_p": ada.p,
         }
         return new_state, metrics
 
-    def sample(self, state: GANState, rng: jax.Array, num: int) -> jax.Array:
-        return self.generator.apply(state.ema_generator, self._latents(rng, num), train=False)
+    def _update_ema(self, average: Any, params: Any, step: jax.Array, batch_size: int) -> Any:
+        train = self.config.train
+        if train.ema_rampup > 0:
+            decay = rampup_ema_decay(step, batch_size // train.d_steps, train.ema_decay, train.ema_rampup)
+            return ema_update(average, params, step, decay, warmup=False)
+        return ema_update(average, params, step, train.ema_decay)
+
+    def sample(self, state: GANState, rng: jax.Array, num: int, labels: jax.Array | None = None) -> jax.Array:
+        """`num` images from the EMA generator; conditional models default to labels 0, 1, ... cycling."""
+        num_classes = self.config.model.num_classes
+        if num_classes and labels is None:
+            labels = jnp.arange(num) % num_classes
+        labels = labels if num_classes else None
+        return self.generator.apply(state.ema_generator, self._latents(rng, num), labels, train=False)
 
     def evaluate_batch(self, state: GANState, batch: Batch, rng: jax.Array) -> Metrics:
         """Held-out sample-quality metrics (FID, KID, ...) live in the evaluation module, not here."""

@@ -105,12 +105,13 @@ class UpConv(nn.Module):
     use_bias: bool = True
     kernel_init: Initializer = DCGAN_INIT
     bias_init: Initializer = nn.initializers.zeros_init()
+    dtype: jnp.dtype | None = None  # computation dtype; parameters stay float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size
         kernel = self.param("kernel", self.kernel_init, (k, k, self.features, x.shape[-1]))
         bias = self.param("bias", self.bias_init, (self.features,)) if self.use_bias else None
-        x, kernel, bias = promote_dtype(x, kernel, bias)
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = up_conv(x, kernel, self.strides, self.padding)
         return y if bias is None else y + bias

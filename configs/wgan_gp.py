@@ -1,0 +1,43 @@
+"""WGAN-GP (Gulrajani et al. 2017, "Improved Training of Wasserstein GANs"). Variants: `digits`, `cifar10`.
+
+Wasserstein critic loss plus lambda * (||grad D(x_hat)|| - 1)^2 on real/fake interpolates, no batch norm in the
+critic, n_critic = 5 critic steps per generator step, Adam lr 2e-4, betas (0, 0.9), lambda = 10 (Algorithm 1).
+One train step consumes `train.batch_size` = 5 x 64 real images: 64 per critic step, as in the paper.
+
+cifar10: the paper's CIFAR-10 ResNet (Appendix F: 128 feature maps, 100k generator iterations, batch 64;
+the paper also decays the learning rate linearly to 0, which these configs do not). Published: unsupervised
+Inception score 7.86 +- 0.07 (Table 3); FID 29.3 as measured by Heusel et al. 2017 (Table 1).
+digits: the same recipe with 32-wide networks at 16x16 on the embedded digits.
+"""
+
+import ml_collections
+
+from genimg_jax.config import adam_config
+from genimg_jax.methods.gan import CIFAR10_DATA, gan_config
+
+VARIANTS = ("digits", "cifar10")
+
+
+def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
+    config = gan_config(variant, VARIANTS)
+    config.model.update(
+        {
+            "architecture": "resnet",
+            "loss": "wasserstein",
+            "penalty": "wgan_gp",
+            "penalty_weight": 10.0,
+            "latent_dim": 128,
+            "d_spectral_norm": False,
+        }
+    )
+    config.optim = ml_collections.ConfigDict({"g": adam_config(2e-4, 0.0, 0.9), "d": adam_config(2e-4, 0.0, 0.9)})
+    config.train.update({"d_steps": 5, "batch_size": 5 * 64, "ema_decay": 0.999})
+    if variant == "cifar10":
+        config.data.update(CIFAR10_DATA)
+        config.model.update({"g_features": 128, "d_features": 128})
+        config.train.update({"steps": 100_000, "sample_every": 5000, "checkpoint_every": 5000})
+    else:
+        config.data.resolution = 16
+        config.model.update({"g_features": 32, "d_features": 32, "latent_dim": 64})
+        config.train.update({"steps": 1500, "batch_size": 5 * 32, "sample_every": 250})
+    return config
