@@ -19,6 +19,7 @@ Variants (`--config=configs/stylegan2.py:VARIANT`):
 
 import ml_collections
 
+from genimg_jax.methods.gan import CIFAR10_DATA
 from genimg_jax.methods.stylegan2 import stylegan2_config
 
 VARIANTS = ("digits", "cifar10")
@@ -45,10 +46,7 @@ def small_cpu_model(config: ml_collections.ConfigDict) -> None:
 
 def cifar10_setup(config: ml_collections.ConfigDict) -> None:
     """The ADA paper's tuned CIFAR-10 hyperparameters (stylegan2-ada-pytorch `--cfg=cifar`)."""
-    config.data.source = "tfds:cifar10"
-    config.data.resolution = 32
-    config.data.channels = 3
-    config.data.random_flip = True
+    config.data.update({**CIFAR10_DATA, "random_flip": True})
     config.model.mapping_layers = 2
     config.model.channel_base = 32768
     config.model.channel_max = 512
