@@ -47,7 +47,7 @@ def _batches(config, steps):
 def _train(config):
     method = build_method(config)
     batches = _batches(config, STEPS)
-    initial = method.init_state(jax.random.PRNGKey(0), batches[0])
+    initial = jax.jit(method.init_state)(jax.random.PRNGKey(0), batches[0])
     step_fn = jax.jit(method.train_step)
     state, history = initial, []
     for batch in batches:
@@ -116,18 +116,21 @@ def test_truncation(digits_run):
     method, _, state, _ = digits_run
     state = state.replace(w_avg=jax.random.normal(jax.random.PRNGKey(2), state.w_avg.shape))
     rng = jax.random.PRNGKey(3)
-    centre = np.asarray(method.sample(state, rng, 4, truncation_psi=0.0))
+    sample = jax.jit(method.sample, static_argnums=2, static_argnames="truncation_psi")
+    centre = np.asarray(sample(state, rng, 4, truncation_psi=0.0))
     # psi=0: every z gives the image of the average w (with the default constant noise).
     np.testing.assert_allclose(centre, np.broadcast_to(centre[:1], centre.shape), atol=1e-6)
     w_avg_ws = jnp.broadcast_to(state.w_avg, (1, num_ws(8), state.w_avg.shape[0]))
-    expected = method._synthesize(state.ema_generator, w_avg_ws, jax.random.PRNGKey(0), "const")
+    expected = jax.jit(method._synthesize, static_argnums=3)(
+        state.ema_generator, w_avg_ws, jax.random.PRNGKey(0), "const"
+    )
     np.testing.assert_allclose(centre[:1], np.clip(expected, -1, 1), atol=1e-5)
     # psi=1 (the config default) is untruncated: images differ and do not depend on w_avg at all.
-    full = np.asarray(method.sample(state, rng, 4))
+    full = np.asarray(sample(state, rng, 4))
     assert np.abs(full - full[:1]).max() > 1e-3
     other_centre = state.replace(w_avg=jnp.zeros_like(state.w_avg))
-    np.testing.assert_allclose(full, method.sample(other_centre, rng, 4, truncation_psi=1.0), atol=1e-6)
-    half = np.asarray(method.sample(state, rng, 4, truncation_psi=0.5))
+    np.testing.assert_allclose(full, sample(other_centre, rng, 4, truncation_psi=1.0), atol=1e-6)
+    half = np.asarray(sample(state, rng, 4, truncation_psi=0.5))
     assert np.abs(half - full).max() > 1e-4 and np.abs(half - centre).max() > 1e-4
 
 
@@ -141,19 +144,23 @@ def test_mix_styles_switches_at_the_cutoff():
 def test_style_mixing_in_the_generator(digits_run):
     method, _, state, _ = digits_run
     latents = jax.random.normal(jax.random.PRNGKey(4), (2, 3, 16))
-    w1 = method._map(state.generator, latents[0], None)
-    w2 = method._map(state.generator, latents[1], None)
     count = num_ws(8)
-    # Coin below style_mixing_prob (0.9): cutoff = 1 + floor(u (num_ws - 1)) = 3 for u = 0.7 and num_ws = 4.
-    ws, unmixed = method._styles(state.generator, latents, jnp.array([0.5, 0.7]), None)
+
+    @jax.jit
+    def styles(params):
+        w1, w2 = (method._map(params, z, None) for z in latents)
+        # Coin below style_mixing_prob (0.9): cutoff = 1 + floor(u (num_ws - 1)) = 3 for u = 0.7, num_ws = 4.
+        mixed, unmixed = method._styles(params, latents, jnp.array([0.5, 0.7]), None)
+        plain, _ = method._styles(params, latents, jnp.array([0.95, 0.7]), None)  # coin above it: no mixing
+        synthesis = lambda ws: jnp.sum(method._synthesize(params, ws, jax.random.PRNGKey(5)) ** 2)  # noqa: E731
+        return w1, w2, mixed, unmixed, plain, jax.grad(synthesis)(mixed)
+
+    w1, w2, mixed, unmixed, plain, grads = styles(state.generator)
     np.testing.assert_allclose(unmixed, w1, rtol=1e-5, atol=1e-6)
     for layer in range(count):
-        np.testing.assert_allclose(ws[:, layer], w1 if layer < 3 else w2, rtol=1e-5, atol=1e-6)
-    # Coin above it: every layer uses w1.
-    ws, _ = method._styles(state.generator, latents, jnp.array([0.95, 0.7]), None)
-    np.testing.assert_allclose(ws, jnp.repeat(w1[:, None], count, axis=1), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(mixed[:, layer], w1 if layer < 3 else w2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(plain, jnp.repeat(w1[:, None], count, axis=1), rtol=1e-5, atol=1e-6)
     # Every layer's w reaches the image, so mixing at any cutoff changes it.
-    grads = jax.grad(lambda ws: jnp.sum(method._synthesize(state.generator, ws, jax.random.PRNGKey(5)) ** 2))(ws)
     assert np.all(np.asarray(jnp.abs(grads).sum(axis=(0, 2))) > 0)
 
 
@@ -224,3 +231,20 @@ def test_bad_values_name_their_key(override, key):
 def test_unknown_variant_is_rejected():
     with pytest.raises(ValueError, match="variant 'mnist'"):
         load_config(str(CONFIGS / "stylegan2.py") + ":mnist")
+
+
+def test_bfloat16_networks_match_float32(digits_run):
+    """model.dtype=bfloat16 computes the convolutions in bf16 from the same float32 parameters."""
+    f32, _, state, _ = digits_run
+    bf16 = build_method(_config("stylegan2.py", [*TINY, "model.dtype=bfloat16"]))
+    ws = jax.random.normal(jax.random.PRNGKey(10), (8, num_ws(8), 16))
+
+    @jax.jit
+    def forward(generator, discriminator):
+        images = [m._synthesize(generator, ws, jax.random.PRNGKey(11)) for m in (f32, bf16)]
+        return images, [m._critic(discriminator, None)(images[0]) for m in (f32, bf16)]
+
+    images, logits = forward(state.generator, state.discriminator)
+    for reference, low in (images, logits):
+        assert low.dtype == jnp.float32
+        assert float(jnp.linalg.norm(low - reference) / jnp.linalg.norm(reference)) < 0.05

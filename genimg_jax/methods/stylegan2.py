@@ -30,6 +30,7 @@ from genimg_jax.losses.adversarial import non_saturating_discriminator_loss, non
 from genimg_jax.losses.path_length import path_length_noise, path_length_penalty, path_lengths
 from genimg_jax.losses.penalties import gradient_norm_penalty
 from genimg_jax.methods.base import Batch, Metrics
+from genimg_jax.methods.gan import rampup_ema_decay
 from genimg_jax.models.style_layers import NOISE_MODES
 from genimg_jax.models.stylegan2 import D_ARCHITECTURES, Discriminator, Generator, mix_styles, truncate
 
@@ -63,10 +64,10 @@ def lazy_adam(optim_config: ml_collections.ConfigDict, interval: int) -> optax.G
 
 def ema_beta(step: jax.Array, batch_size: int, ema_kimg: float, ema_rampup: float) -> jax.Array:
     """Per-step EMA decay for a half-life of ema_kimg thousand images, shortened to ema_rampup x images seen."""
-    half_life = jnp.asarray(ema_kimg * 1000.0, jnp.float32)
+    decay = 0.5 ** (batch_size / max(ema_kimg * 1000.0, 1e-8))
     if ema_rampup > 0:
-        half_life = jnp.minimum(half_life, step.astype(jnp.float32) * batch_size * ema_rampup)
-    return 0.5 ** (batch_size / jnp.maximum(half_life, 1e-8))
+        return rampup_ema_decay(step, batch_size, decay, ema_rampup)
+    return jnp.float32(decay)
 
 
 def stylegan2_config() -> ml_collections.ConfigDict:
@@ -348,9 +349,8 @@ class StyleGAN2:
         ema_generator = jax.tree.map(lambda e, g: beta * e + (1 - beta) * g, state.ema_generator, g_params)
         w_avg = state.w_avg + (1 - W_AVG_BETA) * (jnp.mean(jax.lax.stop_gradient(w), axis=0) - state.w_avg)
 
-        new_state = StyleGAN2State(
+        new_state = state.replace(
             step=state.step + 1,
-            rng=state.rng,
             generator=g_params,
             discriminator=d_params,
             g_opt_state=g_opt_state,
