@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m genimg_jax.main --config=configs/dcgan_digits.py --workdir=$(DEMO_WORKDIR)
+	$(BIN)/python -m genimg_jax.main --config=configs/dcgan_digits.py --workdir=$(DEMO_WORKDIR) --config.eval.every=2500
 	@echo "demo outputs: $(DEMO_WORKDIR)"
 
 test: $(STAMP)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genimg_jax import data
+from genimg_jax import data, parallel
 from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.diffusion import edm, guidance, samplers, schedules
 from genimg_jax.methods.base import Batch, Metrics, adam, ema_update
@@ -270,7 +270,8 @@ class Diffusion:
         noise_rng, sampler_rng = jax.random.split(rng)
         sigmas = self.sampling_sigmas()
         variance_preserving = model.parameterization == "ddpm_eps"
-        x = samplers.initial_noise(noise_rng, (num, *self.data_shape), sigmas[0], variance_preserving)
+        initial = samplers.initial_noise(noise_rng, (num, *self.data_shape), sigmas[0], variance_preserving)
+        x = parallel.constrain_batch(initial)  # otherwise every device would run the whole sampling loop
         denoise = self.denoiser(state.ema_params)
         if sample.clip_denoised:
             denoise = clipped(denoise)

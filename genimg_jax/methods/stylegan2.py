@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genimg_jax import data
+from genimg_jax import data, parallel
 from genimg_jax.augment import AdaState, ada_augment, ada_observe, init_ada_state
 from genimg_jax.augment.ada import ADA_OPS, DEFAULT_ADA_OPS
 from genimg_jax.config import base_config, require, require_choice
@@ -208,7 +208,9 @@ class StyleGAN2:
         """
         num, num_ws = latents.shape[1], self.generator.num_ws
         both_labels = None if labels is None else jnp.concatenate([labels, labels])
-        w, w2 = jnp.split(self._map(params, latents.reshape(2 * num, -1), both_labels), 2)
+        # Split like the batch: otherwise every device runs the synthesis on all N latents (see parallel.py).
+        mapped = self._map(params, latents.reshape(2 * num, -1), both_labels)
+        w, w2 = map(parallel.constrain_batch, jnp.split(mapped, 2))
         cutoff = 1 + jnp.floor(mixing[1] * (num_ws - 1)).astype(jnp.int32)
         cutoff = jnp.where(mixing[0] < self.config.loss.style_mixing_prob, cutoff, num_ws)
         ws = mix_styles(jnp.repeat(w[:, None], num_ws, axis=1), jnp.repeat(w2[:, None], num_ws, axis=1), cutoff)
@@ -389,7 +391,7 @@ class StyleGAN2:
         psi = self.config.sample.truncation_psi if truncation_psi is None else truncation_psi
         noise_mode = self.config.sample.noise_mode if noise_mode is None else noise_mode
         z_rng, noise_rng = jax.random.split(rng)
-        z = jax.random.normal(z_rng, (num, self.config.model.z_dim))
+        z = parallel.constrain_batch(jax.random.normal(z_rng, (num, self.config.model.z_dim)))
         w = truncate(self._map(state.ema_generator, z, self._labels(labels, num)), state.w_avg, psi)
         ws = jnp.repeat(w[:, None], self.generator.num_ws, axis=1)
         if noise_mode == "const":
