@@ -14,6 +14,7 @@ Any sampler works with the trained model: `--config.sample.sampler=ddim --config
 
 import ml_collections
 
+from genimg_jax.config import ConfigError
 from genimg_jax.methods.diffusion import default_config
 
 VARIANTS = ("digits", "digits_guided", "cifar10")
@@ -35,7 +36,7 @@ def digits(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r} of configs/ddpm.py; choose one of {VARIANTS}")
+        raise ConfigError(f"unknown variant {variant!r} of configs/ddpm.py; choose one of {VARIANTS}")
     config = default_config()
     if variant == "cifar10":
         config.data.update(source="tfds:cifar10", resolution=32, channels=3, random_flip=True)

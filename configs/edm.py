@@ -15,6 +15,7 @@ Variants (`--config=configs/edm.py:VARIANT`):
 
 import ml_collections
 
+from genimg_jax.config import ConfigError
 from genimg_jax.methods.diffusion import default_config
 
 VARIANTS = ("digits", "cifar10")
@@ -22,7 +23,7 @@ VARIANTS = ("digits", "cifar10")
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r} of configs/edm.py; choose one of {VARIANTS}")
+        raise ConfigError(f"unknown variant {variant!r} of configs/edm.py; choose one of {VARIANTS}")
     config = default_config("edm")
     if variant == "digits":
         config.data.resolution = 16

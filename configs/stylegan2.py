@@ -19,6 +19,7 @@ Variants (`--config=configs/stylegan2.py:VARIANT`):
 
 import ml_collections
 
+from genimg_jax.config import ConfigError
 from genimg_jax.methods.gan import CIFAR10_DATA
 from genimg_jax.methods.stylegan2 import stylegan2_config
 
@@ -69,7 +70,7 @@ def cifar10_setup(config: ml_collections.ConfigDict) -> None:
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r} of configs/stylegan2.py; choose one of {VARIANTS}")
+        raise ConfigError(f"unknown variant {variant!r} of configs/stylegan2.py; choose one of {VARIANTS}")
     config = stylegan2_config()
     if variant == "digits":
         small_cpu_model(config)

@@ -13,22 +13,10 @@ import jax
 import ml_collections
 
 from genimg_jax import audit, evaluation, parallel, trainer
-from genimg_jax.checkpoint import Checkpointer
 
 
 def compile_run(config: ml_collections.ConfigDict) -> Any:
     return trainer.compile_run(config, parallel.make_mesh(config.mesh))
-
-
-def restore_latest(config: ml_collections.ConfigDict, run: Any, workdir: pathlib.Path) -> tuple[Any, int]:
-    """(restored state, step) of the newest checkpoint in `workdir`."""
-    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.train.keep_checkpoints, every=0)
-    step = checkpointer.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} to evaluate")
-    state, _ = checkpointer.restore(step, run.abstract_state)
-    checkpointer.close()
-    return state, step
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
@@ -36,7 +24,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     workdir = pathlib.Path(workdir)
     run = compile_run(config)
     samples = evaluation.optional_sample_evaluator(config, run, workdir)
-    state, step = restore_latest(config, run, workdir)
+    state, step = trainer.restore_trained_state(config, run, workdir)
     eval_source = trainer.make_data_source(config, config.data.eval_split)
     eval_rng = jax.random.fold_in(trainer.initial_rngs(config)[0], step)
     values = trainer.evaluate_split(run, state, eval_source, config.eval.batch_size, eval_rng)
@@ -54,7 +42,7 @@ def memorization_audit(config: ml_collections.ConfigDict, workdir: str | pathlib
     workdir = pathlib.Path(workdir)
     run = compile_run(config)
     samples = evaluation.SampleEvaluator(config, run, workdir)  # a bad `config.eval` fails before heavy work
-    state, step = restore_latest(config, run, workdir)
+    state, step = trainer.restore_trained_state(config, run, workdir)
     train = samples.split_features(config.data.train_split)
     test = samples.split_features(config.data.eval_split)
     generated, _ = samples.generate(state, keep_images=True)

@@ -176,7 +176,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
         save_resolved_config(config, workdir)
     init_rng, sample_rng = initial_rngs(config)
     illustrate = compile_illustrations(run, config, eval_source, sample_rng) if draws_illustrations else None
-    restored = checkpointer.restore_latest(run.abstract_state, report=print if is_main else lambda _: None)
+    restored = checkpointer.restore_latest(run.abstract_state, report=print if is_main else _quiet)
     start_step = restored[0] if restored else 0
     logger = RunLogger(workdir, train_config.steps, enabled=is_main, resume_step=start_step)
     if restored is None:
@@ -253,16 +253,31 @@ def _format(values: dict[str, float]) -> str:
     return ", ".join(f"{name} {value:.4f}" for name, value in values.items())
 
 
+def restore_trained_state(
+    config: ml_collections.ConfigDict, run: CompiledRun, workdir: pathlib.Path
+) -> tuple[Any, int]:
+    """(state, step) of the newest checkpoint in `workdir` that restores, for sampling and evaluation.
+
+    Damaged steps are set aside as in training; no checkpoint at all is a FileNotFoundError naming the folder.
+    """
+    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.train.keep_checkpoints, every=0)
+    restored = checkpointer.restore_latest(run.abstract_state, report=print if jax.process_index() == 0 else _quiet)
+    checkpointer.close()
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
+    step, state, _ = restored
+    return state, step
+
+
+def _quiet(_: str) -> None:
+    """Only process 0 reports set-aside checkpoints."""
+
+
 def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_grids: int = 1) -> list[pathlib.Path]:
     """Write sample grids from the latest checkpoint in `workdir`; returns their paths."""
     workdir = pathlib.Path(workdir)
     run = compile_run(config, parallel.make_mesh(config.mesh))
-    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.train.keep_checkpoints, every=0)
-    restored = checkpointer.restore_latest(run.abstract_state)
-    checkpointer.close()
-    if restored is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} to sample from")
-    step, state, _ = restored
+    state, step = restore_trained_state(config, run, workdir)
     _, sample_rng = initial_rngs(config)
     paths = []
     for index in range(num_grids):

@@ -18,7 +18,6 @@ import jax
 import ml_collections
 
 from genimg_jax import data, parallel, trainer
-from genimg_jax.checkpoint import Checkpointer
 from genimg_jax.config import ConfigError, apply_overrides, split_override_args
 from genimg_jax.diffusion import samplers
 from genimg_jax.images import save_grid
@@ -27,12 +26,7 @@ from genimg_jax.images import save_grid
 def compare(workdir: pathlib.Path, config: ml_collections.ConfigDict, names: Sequence[str], num: int) -> list[dict]:
     """One grid per sampler from the latest checkpoint in `workdir`; returns what was measured."""
     run = trainer.compile_run(config, parallel.make_mesh(config.mesh))
-    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.train.keep_checkpoints, every=0)
-    step = checkpointer.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'} to sample from")
-    state, _ = checkpointer.restore(step, run.abstract_state)
-    checkpointer.close()
+    state, _ = trainer.restore_trained_state(config, run, workdir)
     _, rng = trainer.initial_rngs(config)
     results = []
     for name in names:
