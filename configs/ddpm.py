@@ -2,6 +2,8 @@
 
 Variants (`--config=configs/ddpm.py:VARIANT`):
 - `digits` (default): the embedded handwritten digits at 16x16 with a small U-Net that trains in minutes on a CPU.
+  Measured on 2 CPU cores: 5.4 steps/s; after 1000 steps (about 3 minutes) all 64 samples of the grid are
+  recognisable, smooth digits with the DDPM sampler (250 or 50 steps) and with DDIM and Heun (slightly grainier).
 - `digits_guided`: the same, class-conditional with classifier-free guidance (Ho & Salimans 2021): labels are
   dropped to the null class with probability 0.1 in training, samples use guidance scale w = 1 and show the
   classes in order.
