@@ -235,7 +235,17 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def adam_config(learning_rate: float, b1: float = 0.9, b2: float = 0.999) -> ml_collections.ConfigDict:
-    """An `optim` section for `methods.base.adam`."""
+    """An `optim` section for `methods.base.adam`.
+
+    `decay_steps` > 0 decays the learning rate linearly to 0 over that many optimizer updates (0: constant).
+    """
     return ml_collections.ConfigDict(
-        {"learning_rate": learning_rate, "b1": b1, "b2": b2, "weight_decay": 0.0, "grad_clip_norm": 0.0}
+        {
+            "learning_rate": learning_rate,
+            "b1": b1,
+            "b2": b2,
+            "weight_decay": 0.0,
+            "grad_clip_norm": 0.0,
+            "decay_steps": 0,
+        }
     )

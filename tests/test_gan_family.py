@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from genimg_jax import data
-from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.config import ConfigError, adam_config, apply_overrides, load_config
 from genimg_jax.methods import build_method
+from genimg_jax.methods.base import adam
 from genimg_jax.methods.gan import rampup_ema_decay
 from genimg_jax.models import gan_layers
 from genimg_jax.models.resnet_gan import Discriminator
@@ -213,11 +214,14 @@ def test_dcgan_rejects_class_conditioning():
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("dcgan_digits.py:cifar10", {"batch": 128, "d_steps": 1, "lr": (2e-4, 2e-4), "b": (0.5, 0.999)}),
-        ("wgan_gp.py:cifar10", {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9)}),
-        ("sngan.py:cifar10", {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9)}),
-        ("sagan.py:cifar10", {"batch": 64, "d_steps": 1, "lr": (1e-4, 4e-4), "b": (0.0, 0.9)}),
-        ("cgan_projection.py:cifar10", {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9)}),
+        ("dcgan_digits.py:cifar10", {"batch": 128, "d_steps": 1, "lr": (2e-4, 2e-4), "b": (0.5, 0.999), "decay": 0}),
+        ("wgan_gp.py:cifar10", {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9), "decay": 100000}),
+        ("sngan.py:cifar10", {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9), "decay": 50000}),
+        ("sagan.py:cifar10", {"batch": 64, "d_steps": 1, "lr": (1e-4, 4e-4), "b": (0.0, 0.9), "decay": 0}),
+        (
+            "cgan_projection.py:cifar10",
+            {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9), "decay": 50000},
+        ),
     ],
 )
 def test_cifar10_variants_use_the_papers_batch_and_optimiser(spec, expected):
@@ -226,7 +230,24 @@ def test_cifar10_variants_use_the_papers_batch_and_optimiser(spec, expected):
     assert config.train.batch_size == expected["batch"] and config.train.d_steps == expected["d_steps"]
     assert (config.optim.g.learning_rate, config.optim.d.learning_rate) == expected["lr"]
     assert (config.optim.d.b1, config.optim.d.b2) == expected["b"]
+    # Linear decay to 0 over the generator updates, and over the d_steps-times more discriminator updates.
+    assert config.optim.g.decay_steps == expected["decay"]
+    assert config.optim.d.decay_steps == expected["decay"] * expected["d_steps"]
     build_method(config)  # every key validates
+
+
+def test_linear_learning_rate_decay_reaches_zero_at_decay_steps():
+    # With a constant gradient every Adam update is -lr_t * g / (|g| + eps), so the updates trace the schedule.
+    optim_config = adam_config(1e-2)
+    optim_config.decay_steps = 4
+    optimizer = adam(optim_config)
+    params = {"w": jnp.zeros(3)}
+    state = optimizer.init(params)
+    sizes = []
+    for _ in range(5):
+        updates, state = optimizer.update({"w": jnp.ones(3)}, state, params)
+        sizes.append(float(-updates["w"][0]))
+    np.testing.assert_allclose(sizes, [1e-2, 0.75e-2, 0.5e-2, 0.25e-2, 0.0], rtol=1e-5, atol=1e-9)
 
 
 def test_unknown_variant_is_one_config_error():

@@ -40,9 +40,16 @@ class Method(Protocol):
 
 
 def adam(optim_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam (AdamW when weight_decay > 0), optionally after global-norm gradient clipping (0 disables)."""
+    """Adam (AdamW when weight_decay > 0), optionally after global-norm gradient clipping (0 disables).
+
+    The learning rate decays linearly to 0 over `decay_steps` updates when that is positive, as several GAN papers
+    (WGAN-GP, SNGAN, projection cGAN) train.
+    """
+    learning_rate = optim_config.learning_rate
+    if optim_config.decay_steps > 0:
+        learning_rate = optax.linear_schedule(learning_rate, 0.0, optim_config.decay_steps)
     optimizer = optax.adamw(
-        optim_config.learning_rate,
+        learning_rate,
         b1=optim_config.b1,
         b2=optim_config.b2,
         weight_decay=optim_config.weight_decay,

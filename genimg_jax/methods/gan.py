@@ -66,6 +66,15 @@ def gan_config(variant: str = "", variants: Sequence[str] = ("",)) -> ml_collect
     return config
 
 
+def decay_learning_rates_linearly(config: ml_collections.ConfigDict) -> None:
+    """Decay both learning rates linearly to 0 over the run, counting D's `train.d_steps` updates per step.
+
+    Fixed when the config is built: a run that overrides `train.steps` should override `optim.*.decay_steps` too.
+    """
+    config.optim.g.decay_steps = config.train.steps
+    config.optim.d.decay_steps = config.train.steps * config.train.d_steps
+
+
 def rampup_ema_decay(step: jax.Array, batch_size: int, decay: float, rampup: float) -> jax.Array:
     """EMA decay with StyleGAN2-ADA's ramp-up: the half-life in images, batch * log(1/2) / log(decay) at full
     speed, is capped at `rampup` times the number of images seen so far, so early averages forget the
