@@ -101,13 +101,7 @@ def load_split_features(
     """Cached features and logits of every image of `split` of the configured data source."""
     data_config = config.data
     try:
-        source = data.make_source(
-            data_config.source,
-            split=split,
-            resolution=data_config.resolution,
-            channels=data_config.channels,
-            data_dir=data_config.data_dir or None,
-        )
+        source = data.source_from_config(data_config, split)
     except data.DataError as error:
         raise data.DataError(f"config.eval.reference_split / config.data.source: {error}") from None
     key = reference.cache_key(

@@ -112,15 +112,7 @@ def save_resolved_config(config: ml_collections.ConfigDict, workdir: pathlib.Pat
 def make_data_source(config: ml_collections.ConfigDict, split: str) -> data.ImageSource:
     """The source `config.data` names, for `split`; a failure names the config key it came from."""
     try:
-        return data.make_source(
-            config.data.source,
-            split=split,
-            resolution=config.data.resolution,
-            channels=config.data.channels,
-            data_dir=config.data.data_dir or None,
-            bad_images=config.data.bad_images,
-            small_images=config.data.small_images,
-        )
+        return data.source_from_config(config.data, split)
     except data.DataError as error:
         raise data.DataError(f"config.data.source: {error}") from None
 

@@ -9,7 +9,7 @@ from genimg_jax.data.errors import DataError
 from genimg_jax.data.images import from_unit_range, to_unit_range
 from genimg_jax.data.pipeline import TrainStream, iterate_once, make_train_stream
 from genimg_jax.data.sharding import make_global_batch
-from genimg_jax.data.sources import SPEC_FORMS, ImageSource, make_source
+from genimg_jax.data.sources import SPEC_FORMS, ImageSource, make_source, source_from_config
 
 __all__ = [
     "SPEC_FORMS",
@@ -21,5 +21,6 @@ __all__ = [
     "make_global_batch",
     "make_source",
     "make_train_stream",
+    "source_from_config",
     "to_unit_range",
 ]

@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Protocol
 
+import ml_collections
 import numpy as np
 
 from genimg_jax.data.errors import DataError
@@ -91,6 +92,19 @@ def _faces(split: str, resolution: int, channels: int) -> ArraySource:
     keep = _fixed_split("faces", len(faces), 40, split)
     labels = (np.arange(len(faces)) >= 100).astype(np.int32)
     return ArraySource(faces[keep].astype(np.float32) * 255.0, labels[keep], ("face", "non_face"), resolution, channels)
+
+
+def source_from_config(data_config: ml_collections.ConfigDict, split: str) -> ImageSource:
+    """The source a `config.data` section names, for `split`, with every option of that section applied."""
+    return make_source(
+        data_config.source,
+        split=split,
+        resolution=data_config.resolution,
+        channels=data_config.channels,
+        data_dir=data_config.data_dir or None,
+        bad_images=data_config.bad_images,
+        small_images=data_config.small_images,
+    )
 
 
 def make_source(

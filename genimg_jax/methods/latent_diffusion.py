@@ -92,13 +92,7 @@ class LatentDiffusion(Diffusion):
 
     def _measured_latent_scale(self, config: ml_collections.ConfigDict) -> float:
         """1 / std of the encoder means over the first training images (the scale factor of Rombach et al.)."""
-        source = data.make_source(
-            config.data.source,
-            split=config.data.train_split,
-            resolution=config.data.resolution,
-            channels=config.data.channels,
-            data_dir=config.data.data_dir or None,
-        )
+        source = data.source_from_config(config.data, config.data.train_split)
         count = min(len(source), LATENT_SCALE_EXAMPLES)
         images = np.stack([source[index]["image"] for index in range(count)])
         latents = self._encode_mean(self._first_stage, jnp.asarray(images))
