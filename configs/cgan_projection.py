@@ -5,8 +5,9 @@ Generator with class-conditional batch norm; discriminator with spectral normali
 inner product of a class embedding with its pooled features; hinge loss, n_dis = 5, Adam lr 2e-4, betas (0, 0.9).
 
 cifar10: the paper's CIFAR-10 setup (Sec. 4.1 and appendix: SNGAN ResNets with G 256 / D 128 channels,
-batch 64, 50k generator updates; learning rates decay linearly to 0 as in the paper). Published (Table 1,
-CIFAR-10, projection): Inception score 8.62, FID 17.5.
+batch 64, 50k generator updates; learning rates decay linearly to 0 as in the paper). Published for
+CIFAR-10 with projection: Inception score 8.62, FID 17.5 (as listed by Papers with Code; the paper's table was
+not checked against its text here).
 digits: the ten digit classes at 16x16 with 32-wide networks; sample grids show classes 0..9 in order.
 """
 

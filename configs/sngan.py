@@ -4,8 +4,10 @@ limited-data `faces` (DiffAugment) and `faces_ada` (ADA) on the 160 embedded fac
 ResNet generator (batch norm) and discriminator with spectral normalisation on every layer, hinge loss,
 n_dis = 5, Adam lr 2e-4, betas (0, 0.9), batch 64.
 
-cifar10: the paper's CIFAR-10 ResNet (Appendix B.4, Table 7/8: G 256 and D 128 channels, 50k generator
-updates; learning rates decay linearly to 0 as in the paper). Published (Table 3, ResNet, hinge loss):
+cifar10: the paper's CIFAR-10 ResNet (architecture: Appendix B.4, Table 4, G 256 and D 128 channels;
+optimiser: Appendix B.2). The 50k generator updates with learning rates decaying linearly to 0 come from the
+authors' code (pfnet-research/sngan_projection, configs/sn_cifar10_unconditional.yml); the paper's text says
+100k updates unless noted. Published (Table 2, ResNet, SN-GANs with the hinge loss of Eq. 17):
 Inception score 8.22 +- 0.05, FID 21.7 +- 0.21.
 digits: 32-wide networks at 16x16 on the embedded digits.
 faces / faces_ada: the limited-data setting of Zhao et al. 2020 (DiffAugment "color,translation,cutout") and

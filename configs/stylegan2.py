@@ -12,8 +12,9 @@ Variants (`--config=configs/stylegan2.py:VARIANT`):
   `--cfg=cifar`), without augmentation: 512 feature maps at every resolution, 2 mapping layers, batch 64,
   minibatch-stddev group 32, lr 0.0025, R1 gamma 0.01, EMA half-life 500k images with ramp-up 0.05, no style
   mixing, no path-length regularisation, plain ("orig") discriminator, x-flips, class-conditional.
-  Published, CIFAR-10 table of the ADA paper (Table 3), for its StyleGAN2 baseline without augmentation:
-  FID 8.32 / IS 9.21 unconditional, FID 6.96 / IS 9.53 conditional (the tuned setup with ADA is
+  Published in the ADA paper's CIFAR-10 comparison (the official README's "Fig. 11b" models), for its
+  StyleGAN2 baseline without augmentation: FID 8.32 / IS 9.21 unconditional, FID 6.96 / IS 9.53 conditional
+  (numbers as recalled, not yet checked against the paper's text; the tuned setup with ADA is
   configs/stylegan2_ada.py:cifar10). The paper trains for 100M images: 1.5625M steps at batch 64.
 """
 

@@ -9,9 +9,10 @@ Variants (`--config=configs/stylegan2_ada.py:VARIANT`):
   60 non-face crops) at 32x32 grey, with the small CPU networks of configs/stylegan2.py:digits. p can go from
   0 to 1 in 100k images (500k in the paper), so that it adapts within a short run.
 - "cifar10": the paper's tuned CIFAR-10 setup (stylegan2-ada-pytorch `--cfg=cifar --aug=ada`; see
-  configs/stylegan2.py:cifar10 for the hyperparameters), class-conditional. Published in the paper's CIFAR-10
-  table (Table 3), "+ADA +tuning": FID 2.42 / IS 10.14 conditional (FID 2.92 / IS 9.83 unconditional, with
-  `--config.model.num_classes=0`).
+  configs/stylegan2.py:cifar10 for the hyperparameters), class-conditional. Published: conditional FID 2.42
+  (the abstract's "record FID ... 2.42"); the paper's CIFAR-10 comparison (the official README's "Fig. 11b"
+  models) also lists IS 10.14 conditional and FID 2.92 / IS 9.83 unconditional (`--config.model.num_classes=0`),
+  numbers not yet checked against the paper's text.
 """
 
 import pathlib

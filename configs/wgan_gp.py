@@ -1,12 +1,13 @@
 """WGAN-GP (Gulrajani et al. 2017, "Improved Training of Wasserstein GANs"). Variants: `digits`, `cifar10`.
 
 Wasserstein critic loss plus lambda * (||grad D(x_hat)|| - 1)^2 on real/fake interpolates, no batch norm in the
-critic, n_critic = 5 critic steps per generator step, Adam lr 2e-4, betas (0, 0.9), lambda = 10 (Algorithm 1).
-One train step consumes `train.batch_size` = 5 x 64 real images: 64 per critic step, as in the paper.
+critic, n_critic = 5 critic steps per generator step, Adam betas (0, 0.9), lambda = 10 (Algorithm 1's defaults),
+lr 2e-4 (Appendix F). One train step consumes `train.batch_size` = 5 x 64 real images: 64 per critic step, as in
+the paper; the generator step also uses 64 samples (the official code, gan_cifar_resnet.py, uses 128 there).
 
-cifar10: the paper's CIFAR-10 ResNet (Appendix F: 128 feature maps, 100k generator iterations, batch 64;
-the learning rate decays linearly to 0, as in the paper). Published: unsupervised
-Inception score 7.86 +- 0.07 (Table 3); FID 29.3 as measured by Heusel et al. 2017 (Table 1).
+cifar10: the paper's CIFAR-10 ResNet (Appendix F: 128 feature maps, Adam lr 2e-4 decayed linearly to 0 over
+100k generator iterations, batch 64). Published: unsupervised Inception score 7.86 +- 0.07 (Table 3); FID 29.3 as
+measured by Heusel et al. 2017 (Table 1, WGAN-GP, "orig" column).
 digits: the same recipe with 32-wide networks at 16x16 on the embedded digits.
 """
 

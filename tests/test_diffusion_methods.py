@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_configs import TINY_UNET
 
 from genimg_jax import data, trainer
 from genimg_jax.config import ConfigError, apply_overrides, load_config
@@ -17,15 +18,6 @@ from genimg_jax.methods.latent_diffusion import LatentDiffusion
 from genimg_jax.trainer import example_batch
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
-TINY_UNET = [
-    "data.resolution=8",
-    "model.features=8",
-    "model.channel_multipliers=(1, 2)",
-    "model.attention_resolutions=(4,)",
-    "train.batch_size=32",
-    "optim.warmup_steps=5",
-    "sample.steps=4",
-]
 TRAIN_STEPS = 40
 
 

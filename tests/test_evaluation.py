@@ -4,6 +4,7 @@
 import json
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -72,10 +73,25 @@ def test_digits_metrics_order_real_test_images_far_above_noise(digits_net_output
     assert precision_test > 0.8 and recall_test > 0.8 and precision_noise < 0.05
 
 
-def test_digits_net_refuses_other_image_shapes():
-    config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), ["data.resolution=16"])
-    with pytest.raises(ConfigError, match=r"config.eval.feature_net='digits'.*32x32.*not 16x16x1"):
+@pytest.mark.parametrize("override, shape", [("data.resolution=64", "64x64x1"), ("data.channels=3", "32x32x3")])
+def test_digits_net_refuses_larger_or_colour_images(override, shape):
+    config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), [override])
+    with pytest.raises(ConfigError, match=rf"config.eval.feature_net='digits'.*at most 32x32 with 1 .*not {shape}"):
         SampleEvaluator(config, run=None, workdir="unused")  # refused before the run is looked at
+
+
+def test_digits_net_upsamples_smaller_images_bilinearly():
+    """16x16 digits reach the net as their bilinear 32x32 upsampling and are still classified as their digits."""
+    net = features.load_feature_net("digits")
+    net.check_images(16, 1)  # accepted
+    source = data.make_source("digits", split="test", resolution=16, channels=1)
+    images = data.to_unit_range(np.stack([source[i]["image"] for i in range(len(source))]))
+    labels = np.array([source[i]["label"] for i in range(len(source))])
+    logits = np.asarray(net.apply(net.variables, images)["logits"])
+    upsampled = jax.image.resize(images, (len(source), 32, 32, 1), "bilinear", antialias=False)
+    expected = digits_net.DigitsNet().apply(net.variables, upsampled)["logits"]
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    assert np.mean(logits.argmax(axis=1) == labels) > 0.9
 
 
 def test_reference_features_are_cached_by_everything_they_depend_on(tmp_path, monkeypatch):

@@ -84,10 +84,10 @@ def test_equal_conv_runtime_scale():
 
 def _numpy_minibatch_stddev(x, group_size, num_channels):
     n, h, w, c = x.shape
-    groups = n // group_size
     features = np.zeros((n, num_channels))
     for i in range(n):
-        members = x[i % groups :: groups]  # the samples of i's group: same index mod N/G
+        start = i // group_size * group_size
+        members = x[start : start + group_size]  # the samples of i's group: G consecutive samples
         for f in range(num_channels):
             block = members[..., f * (c // num_channels) : (f + 1) * (c // num_channels)]
             features[i, f] = np.sqrt(block.var(axis=0) + 1e-8).mean()
@@ -105,21 +105,39 @@ def test_minibatch_stddev_matches_numpy(group_size, num_channels):
     )
 
 
-def test_fir_resampling_is_the_1331_filter():
-    """Interior pixels: bilinear 2x (= [1, 3, 3, 1] FIR) up and [1, 3, 3, 1] / 8 down; constants are preserved."""
-    impulse = jnp.zeros((1, 8, 8, 1)).at[0, 4, 4, 0].set(1.0)
-    taps = np.array([1.0, 3.0, 3.0, 1.0])
-    down = np.asarray(downsample_2x(impulse))[0, :, :, 0]
-    np.testing.assert_allclose(down[1:3, 1:3], np.outer(taps[:2], taps[:2]) / 64.0)
-    assert down.sum() == pytest.approx(0.25)  # a weighted average of 4x as many pixels
-    up = np.asarray(upsample_2x(impulse))[0, :, :, 0]
-    np.testing.assert_allclose(up[7:11, 7:11], np.outer(taps, taps) / 16.0)
-    assert up.sum() == pytest.approx(4.0)
-    constant = jnp.full((2, 8, 8, 3), 0.7)
-    np.testing.assert_allclose(upsample_2x(constant), 0.7, rtol=1e-6)
-    np.testing.assert_allclose(downsample_2x(constant), 0.7, rtol=1e-6)
-    x = jax.random.normal(jax.random.PRNGKey(7), (2, 8, 8, 3))
-    np.testing.assert_allclose(upsample_2x(x), jax.image.resize(x, (2, 16, 16, 3), "bilinear"), atol=1e-6)
+def _numpy_upfirdn_1d(x: np.ndarray, up: int, down: int, pad: tuple[int, int]) -> np.ndarray:
+    """StyleGAN2's upfirdn along axis 1 of (N, L): insert up-1 zeros, zero-pad, FIR [1, 3, 3, 1], keep every down."""
+    taps = np.array([1.0, 3.0, 3.0, 1.0]) / 8.0 * up
+    stretched = np.zeros((x.shape[0], x.shape[1] * up))
+    stretched[:, ::up] = x
+    padded = np.pad(stretched, ((0, 0), pad))
+    filtered = np.stack([padded[:, k : k + 4] @ taps[::-1] for k in range(padded.shape[1] - 3)], axis=1)
+    return filtered[:, ::down]
+
+
+def _numpy_resample(x: np.ndarray, up: int, down: int, pad: tuple[int, int]) -> np.ndarray:
+    """Separable 2-D upfirdn of NHWC maps: rows, then columns."""
+    n, h, w, c = x.shape
+    rows = _numpy_upfirdn_1d(x.transpose(0, 2, 3, 1).reshape(-1, h), up, down, pad)
+    x = rows.reshape(n, w, c, -1).transpose(0, 3, 1, 2)
+    cols = _numpy_upfirdn_1d(x.transpose(0, 1, 3, 2).reshape(-1, w), up, down, pad)
+    return cols.reshape(n, x.shape[1], c, -1).transpose(0, 1, 3, 2)
+
+
+def test_fir_resampling_matches_zero_padded_upfirdn():
+    """Up: zero insertion, pad (2, 1), [1, 3, 3, 1] x 2 per axis; down: pad (1, 1), [1, 3, 3, 1] / 8, stride 2:
+    stylegan2-ada-pytorch's upsample2d/downsample2d, borders included. Interior pixels equal bilinear 2x."""
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(7), (2, 8, 8, 3)))
+    np.testing.assert_allclose(upsample_2x(jnp.asarray(x)), _numpy_resample(x, 2, 1, (2, 1)), atol=1e-6)
+    np.testing.assert_allclose(downsample_2x(jnp.asarray(x)), _numpy_resample(x, 1, 2, (1, 1)), atol=1e-6)
+    bilinear = np.asarray(jax.image.resize(x, (2, 16, 16, 3), "bilinear"))
+    np.testing.assert_allclose(
+        np.asarray(upsample_2x(jnp.asarray(x)))[:, 1:-1, 1:-1], bilinear[:, 1:-1, 1:-1], atol=1e-6
+    )
+    constant = jnp.full((1, 8, 8, 1), 0.7)
+    np.testing.assert_allclose(upsample_2x(constant)[0, 1:-1, 1:-1, 0], 0.7, rtol=1e-6)
+    np.testing.assert_allclose(upsample_2x(constant)[0, 0, 1:-1, 0], 0.7 * 0.75, rtol=1e-6)  # a zero beyond the edge
+    np.testing.assert_allclose(downsample_2x(constant)[0, 1:-1, 1:-1, 0], 0.7, rtol=1e-6)
 
 
 def test_noise_maps_modes():

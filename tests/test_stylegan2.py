@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from tiny_configs import TINY_STYLEGAN2
 
 from genimg_jax import data
 from genimg_jax.config import ConfigError, apply_overrides, load_config
@@ -19,12 +20,7 @@ CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 STEPS = 6
 R1_INTERVAL, PL_INTERVAL = 2, 3
 TINY = [
-    "data.resolution=8",
-    "model.z_dim=16",
-    "model.w_dim=16",
-    "model.channel_base=64",
-    "model.channel_max=8",
-    "train.batch_size=8",
+    *TINY_STYLEGAN2,
     f"loss.r1_interval={R1_INTERVAL}",
     f"loss.pl_interval={PL_INTERVAL}",
 ]
@@ -59,6 +55,11 @@ def _train(config):
 @pytest.fixture(scope="module")
 def digits_run():
     return _train(_config("stylegan2.py", TINY))
+
+
+@pytest.fixture(scope="module")
+def conditional_run():
+    return _train(_config("stylegan2.py", [*TINY, "model.num_classes=10"]))
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +133,33 @@ def test_truncation(digits_run):
     np.testing.assert_allclose(full, sample(other_centre, rng, 4, truncation_psi=1.0), atol=1e-6)
     half = np.asarray(sample(state, rng, 4, truncation_psi=0.5))
     assert np.abs(half - full).max() > 1e-4 and np.abs(half - centre).max() > 1e-4
+
+
+def test_class_conditional_generator_and_discriminator_use_the_labels(conditional_run):
+    method, _, state, history = conditional_run
+    assert all(np.isfinite(m["g_loss"]) and np.isfinite(m["d_loss"]) for m in history)
+    rng = jax.random.PRNGKey(4)
+    sample = jax.jit(method.sample, static_argnums=2)
+    default = np.asarray(sample(state, rng, 12))
+    np.testing.assert_array_equal(default, sample(state, rng, 12, jnp.arange(12) % 10))  # None: 0, 1, ..., 9, 0, 1
+    sevens = np.asarray(sample(state, rng, 12, jnp.full((12,), 7)))
+    np.testing.assert_allclose(sevens[7], default[7], atol=1e-6)  # same z, same label: same image
+    assert np.abs(sevens[0] - default[0]).max() > 1e-3  # same z, other label: other image
+    # The label enters w: one z maps to a different w under another label.
+    z = jax.random.normal(jax.random.PRNGKey(5), (2, 16))
+    w_by_label = [method._map(state.ema_generator, z, jnp.full((2,), label)) for label in (0, 3)]
+    assert float(jnp.abs(w_by_label[0] - w_by_label[1]).max()) > 1e-3
+    # The projection discriminator scores one image differently under different labels, and only through
+    # its label mapping: zeroing that network's output layer removes the label's effect (and the projection).
+    images = jnp.asarray(default[:2])
+    logits = [method.discriminator.apply({"params": state.discriminator}, images, jnp.full((2,), c)) for c in (0, 3)]
+    assert float(jnp.abs(logits[0] - logits[1]).max()) > 1e-4
+    d_params = jax.tree_util.tree_map_with_path(
+        lambda path, x: jnp.zeros_like(x) if "label_mapping" in jax.tree_util.keystr(path) else x,
+        state.discriminator,
+    )
+    blind = [method.discriminator.apply({"params": d_params}, images, jnp.full((2,), c)) for c in (0, 3)]
+    np.testing.assert_allclose(blind[0], blind[1], atol=1e-6)
 
 
 def test_mix_styles_switches_at_the_cutoff():

@@ -1,4 +1,4 @@
-"""Overrides that shrink the shipped DCGAN config so that tests compile and train in seconds."""
+"""Overrides that shrink the shipped configs so that tests compile and train in seconds."""
 
 TINY_GAN = [
     "data.resolution=16",
@@ -7,6 +7,27 @@ TINY_GAN = [
     "model.latent_dim=16",
     "train.batch_size=16",
     "train.num_sample_images=16",
+]
+
+# configs/stylegan2.py and stylegan2_ada.py: 8x8 images, 8 feature maps.
+TINY_STYLEGAN2 = [
+    "data.resolution=8",
+    "model.z_dim=16",
+    "model.w_dim=16",
+    "model.channel_base=64",
+    "model.channel_max=8",
+    "train.batch_size=8",
+]
+
+# configs/ddpm.py, edm.py and ldm.py: a two-level U-Net at 8x8.
+TINY_UNET = [
+    "data.resolution=8",
+    "model.features=8",
+    "model.channel_multipliers=(1, 2)",
+    "model.attention_resolutions=(4,)",
+    "train.batch_size=32",
+    "optim.warmup_steps=5",
+    "sample.steps=4",
 ]
 
 

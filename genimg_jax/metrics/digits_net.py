@@ -3,6 +3,8 @@
 Inception-v3 needs weights we cannot download here and means little on 8x8 digits; this network is trained on
 the digits train split (`python -m genimg_jax.metrics.train_digits_net`) and ships in the package, so FID, KID,
 IS and precision/recall run anywhere. Its 128-d penultimate activations are the features, its 10 logits give IS.
+Smaller images (the 16x16 digit configs) are upsampled to 32x32 first, so numbers at different resolutions are
+not comparable with each other; the evaluation record names the resolution.
 """
 
 import pathlib
@@ -15,6 +17,15 @@ import jax.numpy as jnp
 RESOLUTION = 32
 CHANNELS = 1
 WEIGHTS_PATH = pathlib.Path(__file__).parent / "weights" / "digits_net.msgpack"
+RESIZE_METHOD = "bilinear up to 32x32, half-pixel centres, no antialias (none at 32x32)"
+
+
+def preprocess(images: jax.Array) -> jax.Array:
+    """[-1, 1] NHWC grayscale images of at most 32x32 -> 32x32 (unchanged when already 32x32)."""
+    if images.shape[1:3] == (RESOLUTION, RESOLUTION):
+        return images
+    shape = (images.shape[0], RESOLUTION, RESOLUTION, images.shape[-1])
+    return jax.image.resize(images.astype(jnp.float32), shape, method="bilinear", antialias=False)
 
 
 class DigitsNet(nn.Module):

@@ -25,15 +25,17 @@ class FeatureNet:
     resize_method: str  # how inputs reach the net's resolution
     variables: Any  # passed to `apply` as an argument, so jitted callers do not bake weights into the program
     apply: Callable[[Any, jax.Array], dict[str, jax.Array]]  # (variables, images) -> outputs; pure and jittable
-    required_shape: tuple[int, int, int] | None = None  # (H, W, C) the net accepts; None: any size, 1 or 3 channels
+    channels: tuple[int, ...] = (1, 3)  # channel counts the net accepts
+    max_resolution: int | None = None  # the net upsamples smaller images, never downsamples larger ones
 
     def check_images(self, resolution: int, channels: int) -> None:
         """Raise ValueError unless images of this resolution and channel count are valid inputs."""
-        if self.required_shape and (resolution, resolution, channels) != self.required_shape:
+        too_large = self.max_resolution is not None and resolution > self.max_resolution
+        if too_large or channels not in self.channels:
+            largest = f"at most {self.max_resolution}x{self.max_resolution}" if self.max_resolution else "any size"
             raise ValueError(
-                f"feature net {self.name!r} takes {self.required_shape[0]}x{self.required_shape[1]} images with "
-                f"{self.required_shape[2]} channel(s), not {resolution}x{resolution}x{channels}; "
-                "use the 'inception' feature net for other data"
+                f"feature net {self.name!r} takes images of {largest} with {' or '.join(map(str, self.channels))} "
+                f"channel(s), not {resolution}x{resolution}x{channels}; use the 'inception' feature net for other data"
             )
 
     def protocol(self) -> dict[str, str]:
@@ -45,13 +47,15 @@ def file_hash(path: pathlib.Path) -> str:
 
 
 def digits_feature_net() -> FeatureNet:
+    model = digits_net.DigitsNet()
     return FeatureNet(
         name="digits",
         weights_hash=file_hash(digits_net.WEIGHTS_PATH),
-        resize_method="none (32x32 grayscale input)",
+        resize_method=digits_net.RESIZE_METHOD,
         variables={"params": digits_net.load_params()},
-        apply=digits_net.DigitsNet().apply,
-        required_shape=(digits_net.RESOLUTION, digits_net.RESOLUTION, digits_net.CHANNELS),
+        apply=lambda variables, images: model.apply(variables, digits_net.preprocess(images)),
+        channels=(digits_net.CHANNELS,),
+        max_resolution=digits_net.RESOLUTION,
     )
 
 

@@ -5,9 +5,9 @@ Equalized learning rate: parameters are stored as N(0, 1/lr_mul^2) and scaled at
 lr_mul / sqrt(fan_in), so that Adam's scale-free updates move every layer at the same relative speed; `lr_mul`
 (0.01 in the mapping network) slows a layer down without changing its function at initialisation.
 
-Resampling uses StyleGAN2's separable [1, 3, 3, 1] FIR filter (= bilinear interpolation for a factor of 2),
-written as shifted sums of slices with replicated edges (the reference zero-pads): cheap to compile and to
-differentiate twice, which R1 and path-length regularisation do. Convolutions that change
+Resampling uses StyleGAN2's separable [1, 3, 3, 1] FIR filter (= bilinear interpolation for a factor of 2 away
+from the borders), zero-padded as the reference's upfirdn2d pads, written as shifted sums of slices: cheap to
+compile and to differentiate twice, which R1 and path-length regularisation do. Convolutions that change
 resolution resample first and then convolve at the new size (no transposed or strided convolutions), which keeps
 the weight gradients ordinary convolutions: the fast case on XLA's CPU backend (see layers.up_conv).
 """
@@ -34,12 +34,15 @@ def normalize_2nd_moment(x: jax.Array, eps: float = 1e-8) -> jax.Array:
     return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
 
 
+def _zero_pad(x: jax.Array, axis: int) -> jax.Array:
+    """One zero on each side of `axis`."""
+    return lax.pad(x, jnp.zeros((), x.dtype), [(1, 1, 0) if a == axis else (0, 0, 0) for a in range(x.ndim)])
+
+
 def _upsample_axis(x: jax.Array, axis: int) -> jax.Array:
-    """out[2i] = (x[i-1] + 3 x[i]) / 4, out[2i+1] = (3 x[i] + x[i+1]) / 4, edges replicated."""
+    """out[2i] = (x[i-1] + 3 x[i]) / 4, out[2i+1] = (3 x[i] + x[i+1]) / 4, with zeros outside x."""
     size = x.shape[axis]
-    padded = jnp.concatenate(
-        [lax.slice_in_dim(x, 0, 1, axis=axis), x, lax.slice_in_dim(x, size - 1, size, axis=axis)], axis
-    )
+    padded = _zero_pad(x, axis)
     previous, following = (lax.slice_in_dim(padded, start, start + size, axis=axis) for start in (0, 2))
     even, odd = 0.25 * previous + 0.75 * x, 0.75 * x + 0.25 * following
     interleaved = jnp.stack([even, odd], axis=axis + 1)
@@ -47,17 +50,13 @@ def _upsample_axis(x: jax.Array, axis: int) -> jax.Array:
 
 
 def _downsample_axis(x: jax.Array, axis: int) -> jax.Array:
-    """out[i] = (x[2i-1] + 3 x[2i] + 3 x[2i+1] + x[2i+2]) / 8, edges replicated."""
+    """out[i] = (x[2i-1] + 3 x[2i] + 3 x[2i+1] + x[2i+2]) / 8, with zeros outside x."""
     size = x.shape[axis]
     pairs = x.reshape(*x.shape[:axis], size // 2, 2, *x.shape[axis + 1 :])
     even, odd = (jnp.take(pairs, index, axis=axis + 1) for index in (0, 1))
     half = size // 2
-    previous_odd = jnp.concatenate(
-        [lax.slice_in_dim(even, 0, 1, axis=axis), lax.slice_in_dim(odd, 0, half - 1, axis=axis)], axis
-    )
-    next_even = jnp.concatenate(
-        [lax.slice_in_dim(even, 1, half, axis=axis), lax.slice_in_dim(odd, half - 1, half, axis=axis)], axis
-    )
+    previous_odd = lax.slice_in_dim(_zero_pad(odd, axis), 0, half, axis=axis)  # x[2i-1]
+    next_even = lax.slice_in_dim(_zero_pad(even, axis), 2, half + 2, axis=axis)  # x[2i+2]
     return (previous_odd + 3.0 * even + 3.0 * odd + next_even) * 0.125
 
 
@@ -179,11 +178,11 @@ def noise_maps(rng: jax.Array, batch: int, resolutions: list[int], noise_mode: s
 
 
 class NoiseInjection(nn.Module):
-    """Adds a per-pixel noise map (or nothing, for None) with a learned per-channel strength initialised to 0."""
+    """Adds a per-pixel noise map (or nothing, for None) times one learned strength per layer, initialised to 0."""
 
     @nn.compact
     def __call__(self, x: jax.Array, noise: jax.Array | None) -> jax.Array:
-        strength = self.param("strength", nn.initializers.zeros_init(), (x.shape[-1],))
+        strength = self.param("strength", nn.initializers.zeros_init(), ())
         if noise is None:
             return x
         return x + noise.astype(x.dtype) * strength.astype(x.dtype)
@@ -192,17 +191,20 @@ class NoiseInjection(nn.Module):
 def minibatch_stddev(x: jax.Array, group_size: int, num_channels: int = 1) -> jax.Array:
     """Append the mean standard deviation over groups of samples as extra feature maps (Karras et al. 2018).
 
-    Sample n belongs to group n mod (N / G) (StyleGAN's layout); channels are split into `num_channels` groups,
-    each giving one feature: the std over the group, averaged over its channels and all pixels.
+    Groups are contiguous runs of G samples (sample n is in group n // G). The reference strides its groups over
+    the batch of one GPU; over a batch-sharded mesh, contiguous groups stay on one device whenever G divides the
+    per-device batch, so the layer needs no communication (strided groups would span every device). With shuffled
+    batches both layouts draw groups alike. Channels are split into `num_channels` groups, each giving one
+    feature: the std over the group, averaged over its channels and all pixels.
     """
     n, h, w, c = x.shape
     g = min(group_size, n)
     if n % g or c % num_channels:
         raise ValueError(f"minibatch stddev: batch {n} / group {g} or channels {c} / {num_channels} do not divide")
-    y = x.astype(jnp.float32).reshape(g, n // g, h, w, num_channels, c // num_channels)
-    y = y - jnp.mean(y, axis=0)
-    y = jnp.sqrt(jnp.mean(jnp.square(y), axis=0) + 1e-8)  # (N/G, H, W, F, C/F)
+    y = x.astype(jnp.float32).reshape(n // g, g, h, w, num_channels, c // num_channels)
+    y = y - jnp.mean(y, axis=1, keepdims=True)
+    y = jnp.sqrt(jnp.mean(jnp.square(y), axis=1) + 1e-8)  # (N/G, H, W, F, C/F)
     y = jnp.mean(y, axis=(1, 2, 4))  # (N/G, F)
-    y = jnp.tile(y, (g, 1))  # row n holds group n mod (N/G)
+    y = jnp.repeat(y, g, axis=0)  # row n holds group n // G
     y = jnp.broadcast_to(y[:, None, None, :], (n, h, w, num_channels))
     return jnp.concatenate([x, y.astype(x.dtype)], axis=-1)

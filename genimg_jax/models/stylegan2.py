@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genimg_jax import parallel
 from genimg_jax.models.layers import num_doublings
 from genimg_jax.models.style_layers import (
     EqualConv,
@@ -234,7 +235,9 @@ class Discriminator(nn.Module):
         features = self._features(4)
         x = minibatch_stddev(x, self.mbstd_group_size, self.mbstd_channels)
         x = lrelu(EqualConv(features, 3, dtype=self.dtype, name="b4_conv")(x)).astype(jnp.float32)
-        x = lrelu(EqualDense(features, name="b4_fc")(x.reshape(x.shape[0], -1)))
+        # Keep the flattened maps split like the batch only: an FSDP-split kernel would otherwise pull its split
+        # into the 4x4 map and make XLA regather the activations (see parallel.constrain_batch).
+        x = lrelu(EqualDense(features, name="b4_fc")(parallel.constrain_batch(x.reshape(x.shape[0], -1))))
         if not self.num_classes:
             return EqualDense(1, name="out")(x)[:, 0]
         # Projection discriminator: features . embedding(label) / sqrt(dim).
