@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genimg_jax.losses.penalties import gradient_norm_penalty, wgan_gradient_penalty
+from genimg_jax.losses.penalties import gradient_norm_penalty, wgan_gradient_penalty, when_due
 
 SHAPE = (6, 4, 4, 2)
 
@@ -66,3 +66,22 @@ def test_zero_centred_penalty_of_linear_and_quadratic_critics():
     quadratic = gradient_norm_penalty(lambda x: 0.5 * jnp.sum(x**2, axis=(1, 2, 3)), images)
     expected = np.mean(np.sum(np.asarray(images) ** 2, axis=(1, 2, 3)))
     assert float(quadratic) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("interval", [1, 4])
+def test_when_due_regularises_only_on_due_steps_and_masks_gradients(interval):
+    """Due: the regulariser's value and gradient; not due: the skip value and a zero gradient (interval 1: always)."""
+    w = jnp.array([3.0, -2.0])
+
+    def loss(w, due):
+        return when_due(due, interval, lambda v: jnp.sum(v**2), lambda v: jnp.zeros(()), w)
+
+    for due in (True, False):
+        value, grad = jax.value_and_grad(loss)(w, jnp.array(due))
+        regularised = due or interval == 1
+        assert float(value) == (13.0 if regularised else 0.0)
+        np.testing.assert_array_equal(grad, 2 * w if regularised else jnp.zeros(2))
+    # Pytrees of results are selected leaf by leaf.
+    state = (jnp.ones(3), jnp.zeros(()))
+    stepped = when_due(jnp.array(False), interval, lambda s: (s[0] + 1, s[1] + 1), lambda s: s, state)
+    np.testing.assert_array_equal(stepped[0], 2.0 if interval == 1 else 1.0)

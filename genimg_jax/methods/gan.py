@@ -21,6 +21,7 @@ from genimg_jax import data, parallel
 from genimg_jax.augment.ada import AdaState, ada_observe, init_ada_state
 from genimg_jax.config import ConfigError, adam_config, base_config, require, require_choice
 from genimg_jax.losses.adversarial import LOSSES
+from genimg_jax.losses.penalties import when_due
 from genimg_jax.methods.base import Batch, Metrics, adam, ema_update
 from genimg_jax.methods.gan_components import ARCHITECTURES, DTYPES, PENALTIES, build_augment, build_networks
 
@@ -199,8 +200,11 @@ class GAN:
             logits, _ = self._discriminate(d_vars, self.augment(augment_rng, x, ada_p), labels)
             return jnp.sum(logits.reshape(x.shape[0], -1), axis=1)
 
-        return jax.lax.cond(
-            due, lambda: self.penalty(critic, real, fake, penalty_rng), lambda: jnp.zeros((), jnp.float32)
+        return when_due(
+            due,
+            self.config.model.penalty_interval,
+            lambda: self.penalty(critic, real, fake, penalty_rng),
+            lambda: jnp.zeros((), jnp.float32),
         )
 
     def _discriminator_step(self, g_vars: Any, carry: tuple, inputs: tuple) -> tuple[tuple, Metrics]:

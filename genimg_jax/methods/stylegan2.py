@@ -7,8 +7,9 @@ One train step runs the reference's four phases in order, on one global batch:
   D reg   R1 penalty gamma/2 E||grad D(x_real)||^2, every `loss.r1_interval` steps, scaled by the interval.
 Each phase is its own Adam update, so on regularisation steps a network takes two optimizer steps; as in the
 paper, Adam's lr and betas are raised to the power c = k / (k + 1) to keep their effective values. The lazy
-phases are `jax.lax.cond` branches of the one compiled step: only the taken branch runs, so ordinary steps pay
-nothing for the regularisers, and there is still a single executable (masking would compute them every step).
+phases are `jax.lax.cond` branches of the one compiled step (`penalties.when_due`): only the taken branch runs,
+so ordinary steps pay nothing for the regularisers. On the CPU backend, which runs backward convolutions inside
+conditionals about 30x slower, they are computed on every step and selected instead.
 
 The state also holds the EMA generator (StyleGAN's half-life in images, with ramp-up), the running average w_avg
 used for truncation, the path-length running mean and the ADA state (p and its r_t sums), so all are checkpointed.
@@ -28,7 +29,7 @@ from genimg_jax.augment.ada import ADA_OPS, DEFAULT_ADA_OPS
 from genimg_jax.config import base_config, require, require_choice
 from genimg_jax.losses.adversarial import non_saturating_discriminator_loss, non_saturating_generator_loss
 from genimg_jax.losses.path_length import path_length_noise, path_length_penalty, path_lengths
-from genimg_jax.losses.penalties import gradient_norm_penalty
+from genimg_jax.losses.penalties import gradient_norm_penalty, when_due
 from genimg_jax.methods.base import Batch, Metrics
 from genimg_jax.methods.gan import rampup_ema_decay
 from genimg_jax.models.style_layers import NOISE_MODES
@@ -301,8 +302,8 @@ class StyleGAN2:
         pl_mean = state.pl_mean
         if self.use_pl:
             due = state.step % loss.pl_interval == 0
-            g_params, g_opt_state, pl_mean, pl_penalty = jax.lax.cond(
-                due, g_reg, lambda ops: (*ops, pl_penalty), (g_params, g_opt_state, pl_mean)
+            g_params, g_opt_state, pl_mean, pl_penalty = when_due(
+                due, loss.pl_interval, g_reg, lambda ops: (*ops, pl_penalty), (g_params, g_opt_state, pl_mean)
             )
 
         # D main, against the updated generator.
@@ -336,8 +337,8 @@ class StyleGAN2:
         r1_penalty = jnp.zeros((), jnp.float32)
         if self.use_r1:
             due = state.step % loss.r1_interval == 0
-            d_params, d_opt_state, r1_penalty = jax.lax.cond(
-                due, d_reg, lambda ops: (*ops, r1_penalty), (d_params, d_opt_state)
+            d_params, d_opt_state, r1_penalty = when_due(
+                due, loss.r1_interval, d_reg, lambda ops: (*ops, r1_penalty), (d_params, d_opt_state)
             )
 
         ada = state.ada
