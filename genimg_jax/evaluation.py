@@ -1,4 +1,5 @@
-"""Sample-quality evaluation of a train state: FID, KID, IS and precision/recall, each with its protocol.
+"""Sample-quality evaluation of a train state: FID, KID, IS, precision/recall and, for class-conditional models
+with a classifier of the dataset's classes as feature net (digits), label accuracy; each with its protocol.
 
 N images are generated in batches sharded over the mesh (`method.sample` fused with the feature net in one
 jitted function, so images never leave the devices), their features stream into float64 moments, and the
@@ -22,7 +23,7 @@ from genimg_jax.checkpoint import Checkpointer
 from genimg_jax.config import ConfigError, require, require_choice
 from genimg_jax.metrics import features, fid, inception_score, kid, precision_recall, reference
 
-METRICS = ("fid", "kid", "is", "pr")
+METRICS = ("fid", "kid", "is", "pr", "label_accuracy")
 # Values the best checkpoint can be chosen by: value -> (the metric that produces it, whether larger is better).
 BEST_METRICS = {
     "fid": ("fid", False),
@@ -30,7 +31,10 @@ BEST_METRICS = {
     "is_mean": ("is", True),
     "precision": ("pr", True),
     "recall": ("pr", True),
+    "label_accuracy": ("label_accuracy", True),
 }
+# Feature nets whose logits are the classes of the data they were trained on (Inception's are ImageNet's).
+DATASET_CLASSIFIERS = ("digits",)
 EVAL_SEED_SALT = 0xE7A1
 
 
@@ -55,6 +59,19 @@ def validate_eval_config(config: ml_collections.ConfigDict) -> None:
             "eval.num_samples",
             evaluation.num_samples,
             f"must be at least eval.is_splits={evaluation.is_splits}",
+        )
+    if "label_accuracy" in names:
+        require(
+            config.model.get("num_classes", 0) > 0,
+            "eval.metrics",
+            evaluation.metrics,
+            "asks for label_accuracy, which needs a class-conditional model (model.num_classes > 0)",
+        )
+        require(
+            evaluation.feature_net in DATASET_CLASSIFIERS,
+            "eval.metrics",
+            evaluation.metrics,
+            f"asks for label_accuracy, which needs a feature net that classifies the data: {list(DATASET_CLASSIFIERS)}",
         )
     if evaluation.best_metric:
         produced = [value for value, (metric, _) in BEST_METRICS.items() if metric in names]
@@ -92,6 +109,9 @@ def compute_metrics(
         values["precision"], values["recall"] = precision_recall.precision_recall(
             real["features"], generated["features"], eval_config.pr_neighbours
         )
+    if "label_accuracy" in names:
+        # Fraction of samples the feature net classifies as the class they were drawn for.
+        values["label_accuracy"] = float(np.mean(np.argmax(generated["logits"], axis=-1) == generated["labels"]))
     return values
 
 
@@ -146,9 +166,11 @@ class SampleEvaluator:
         )
 
     def generate(self, state: Any, keep_images: bool = False) -> tuple[dict[str, np.ndarray], fid.FeatureMoments]:
-        """Features and logits (and uint8 images if asked) of `eval.num_samples` samples, plus feature moments."""
+        """Features, logits, the labels drawn for (conditional models; `Method.sample` cycles the classes), and
+        uint8 images if asked, of `eval.num_samples` samples, plus feature moments."""
         num_samples, batch_size = self.config.eval.num_samples, self.config.eval.batch_size
-        moments, outputs = None, {"features": [], "logits": [], "images": []}
+        num_classes = self.config.model.get("num_classes", 0)
+        moments, outputs = None, {"features": [], "logits": [], "images": [], "labels": []}
         for index in range(-(-num_samples // batch_size)):
             images, net_outputs = self._generate(state, self.net.variables, jax.random.fold_in(self.rng, index))
             keep = min(batch_size, num_samples - index * batch_size)
@@ -159,6 +181,8 @@ class SampleEvaluator:
                 outputs[name].append(value)
             if keep_images:
                 outputs["images"].append(data.from_unit_range(jax.device_get(images))[:keep])
+            if num_classes:
+                outputs["labels"].append(np.arange(keep) % num_classes)
         return {name: np.concatenate(values) for name, values in outputs.items() if values}, moments
 
     def evaluate(self, state: Any) -> dict[str, float]:

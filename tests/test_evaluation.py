@@ -3,8 +3,10 @@
 
 import json
 import pathlib
+import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -92,6 +94,47 @@ def test_digits_net_upsamples_smaller_images_bilinearly():
     expected = digits_net.DigitsNet().apply(net.variables, upsampled)["logits"]
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
     assert np.mean(logits.argmax(axis=1) == labels) > 0.9
+
+
+class _PrototypeSampler:
+    """A class-conditional "generator" whose sample for class c is the prototype of class (c + shift) mod 10."""
+
+    def __init__(self, shift: int):
+        self.shift = shift
+
+    def sample(self, prototypes, rng, num, labels=None):
+        labels = jnp.arange(num) % 10 if labels is None else labels  # the Method protocol's default
+        return prototypes[(labels + self.shift) % 10]
+
+
+@pytest.mark.parametrize(("shift", "expected"), [(0, 1.0), (1, 0.0)])
+def test_label_accuracy_checks_each_sample_against_the_class_it_was_drawn_for(shift, expected, tmp_path):
+    """Prototypes the digits net classifies correctly: drawn for their own class, every sample counts; drawn for
+    the next class, none does. 50 samples in batches of 16 also check that labels stay aligned across batches."""
+    net = features.load_feature_net("digits")
+    source = data.make_source("digits", split="test", resolution=32, channels=1)
+    images = data.to_unit_range(np.stack([source[i]["image"] for i in range(200)]))
+    labels = np.array([source[i]["label"] for i in range(200)])
+    correct = np.argmax(net.apply(net.variables, images)["logits"], axis=-1) == labels
+    prototypes = jnp.stack([images[np.flatnonzero(correct & (labels == c))[0]] for c in range(10)])
+    overrides = ["model.num_classes=10", "eval.metrics=label_accuracy", "eval.num_samples=50", "eval.batch_size=16"]
+    config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), overrides)
+    mesh = parallel.make_mesh(config.mesh)
+    run = types.SimpleNamespace(method=_PrototypeSampler(shift), mesh=mesh, state_sharding=parallel.replicated(mesh))
+    assert SampleEvaluator(config, run, tmp_path).evaluate(prototypes) == {"label_accuracy": expected}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["eval.metrics=label_accuracy"], r"needs a class-conditional model"),
+        (["eval.metrics=label_accuracy", "model.num_classes=10", "eval.feature_net=inception"], r"classifies the data"),
+    ],
+)
+def test_label_accuracy_needs_a_conditional_model_and_a_dataset_classifier(overrides, message):
+    config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), overrides)
+    with pytest.raises(ConfigError, match=rf"config.eval.metrics='label_accuracy'.*{message}"):
+        SampleEvaluator(config, run=None, workdir="unused")
 
 
 def test_reference_features_are_cached_by_everything_they_depend_on(tmp_path, monkeypatch):
