@@ -8,7 +8,9 @@ cifar10: the paper's CIFAR-10 setup (Sec. 4.1 and appendix: SNGAN ResNets with G
 batch 64, 50k generator updates; learning rates decay linearly to 0 as in the paper). Published for
 CIFAR-10 with projection: Inception score 8.62, FID 17.5 (as listed by Papers with Code; the paper's table was
 not checked against its text here).
-digits: the ten digit classes at 16x16 with 32-wide networks; sample grids show classes 0..9 in order.
+digits: the ten digit classes at 16x16 with 32-wide networks; sample grids show classes 0..9 in order. Class
+conditioning takes hold late: at 1500 steps 28% of samples are classified as their class by the digits net
+(`eval.metrics=label_accuracy`), at the default 4500 steps (about 8 minutes on 2 CPU cores) 90%, with FID 29.
 """
 
 import ml_collections
@@ -34,5 +36,5 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     else:
         config.data.resolution = 16
         config.model.update({"g_features": 32, "d_features": 32, "latent_dim": 64})
-        config.train.update({"steps": 1500, "batch_size": 5 * 32, "sample_every": 250, "num_sample_images": 100})
+        config.train.update({"steps": 4500, "batch_size": 5 * 32, "sample_every": 500, "num_sample_images": 100})
     return config

@@ -32,5 +32,6 @@ def get_config(variant: str = "faces") -> ml_collections.ConfigDict:
     config.augment.mode = "ada"
     if variant == "faces":
         config.data.source = "faces"
+        config.model.output_activation = "linear"  # StyleGAN2's; the tanh of the digits variant is not needed
         config.augment.adjust_kimg = 100.0
     return config

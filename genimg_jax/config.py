@@ -200,8 +200,9 @@ def base_config() -> ml_collections.ConfigDict:
         {
             "every": 0,
             "batch_size": 256,
-            # Sample metrics (genimg_jax/evaluation.py), any of fid,kid,is,pr,label_accuracy ('' = none, the default: the
-            # feature net must suit the data), from `num_samples` generated images against `reference_split`.
+            # Sample metrics (genimg_jax/evaluation.py), any of fid,kid,is,pr,label_accuracy ('' = none, the
+            # default: the feature net must suit the data), from `num_samples` generated images against
+            # `reference_split`.
             "metrics": "",
             "num_samples": 2000,
             "reference_split": "train",

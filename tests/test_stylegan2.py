@@ -239,6 +239,19 @@ def test_cifar10_variants_use_the_papers_setup():
     assert (plain.augment.mode, ada.augment.mode) == ("none", "ada")
     faces = _config("stylegan2_ada.py", [])
     assert faces.data.source == "faces" and faces.augment.mode == "ada"
+    assert faces.model.output_activation == "linear" and _config("stylegan2.py", []).model.output_activation == "tanh"
+
+
+def test_tanh_output_is_the_squashed_linear_output(digits_run):
+    """The digits variant's tanh output equals tanh of the linear synthesis with the same parameters."""
+    method, _, state, _ = digits_run
+    linear = build_method(_config("stylegan2.py", [*TINY, "model.output_activation=linear"]))
+    z = jax.random.normal(jax.random.PRNGKey(9), (4, 16))
+    ws = jnp.repeat(method._map(state.generator, z, None)[:, None], num_ws(8), axis=1)
+    key = jax.random.PRNGKey(10)
+    squashed = method._synthesize(state.generator, ws, key)
+    np.testing.assert_allclose(squashed, jnp.tanh(linear._synthesize(state.generator, ws, key)), atol=1e-6)
+    assert float(jnp.max(jnp.abs(squashed))) < 1.0
 
 
 @pytest.mark.parametrize(
@@ -249,6 +262,7 @@ def test_cifar10_variants_use_the_papers_setup():
         ("model.mbstd_group_size=5", "model.mbstd_group_size"),
         ("loss.r1_interval=0", "loss.r1_interval"),
         ("model.dtype=float16", "model.dtype"),
+        ("model.output_activation=sigmoid", "model.output_activation"),
     ],
 )
 def test_bad_values_name_their_key(override, key):

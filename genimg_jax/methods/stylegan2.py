@@ -33,7 +33,14 @@ from genimg_jax.losses.penalties import gradient_norm_penalty, when_due
 from genimg_jax.methods.base import Batch, Metrics
 from genimg_jax.methods.gan import rampup_ema_decay
 from genimg_jax.models.style_layers import NOISE_MODES
-from genimg_jax.models.stylegan2 import D_ARCHITECTURES, Discriminator, Generator, mix_styles, truncate
+from genimg_jax.models.stylegan2 import (
+    D_ARCHITECTURES,
+    OUTPUT_ACTIVATIONS,
+    Discriminator,
+    Generator,
+    mix_styles,
+    truncate,
+)
 
 W_AVG_BETA = 0.995  # decay of the running average of w, as in stylegan2-ada-pytorch
 AUGMENT_MODES = ("none", "ada", "fixed")
@@ -87,6 +94,7 @@ def stylegan2_config() -> ml_collections.ConfigDict:
             "channel_base": 32768,  # feature maps at resolution r: min(channel_base / r, channel_max)
             "channel_max": 512,
             "num_classes": 0,  # > 0: labels condition the mapping network and a projection discriminator
+            "output_activation": "linear",  # linear (StyleGAN2) | tanh, for data saturated at -1/1 (digits)
             "d_architecture": "resnet",  # resnet | orig
             "mbstd_group_size": 4,
             "mbstd_channels": 1,
@@ -130,6 +138,7 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     require(model.mapping_layers >= 1, "model.mapping_layers", model.mapping_layers, "must be >= 1")
     require(model.num_classes >= 0, "model.num_classes", model.num_classes, "must be >= 0 (0 = unconditional)")
     require_choice(config, "model.d_architecture", D_ARCHITECTURES)
+    require_choice(config, "model.output_activation", OUTPUT_ACTIVATIONS)
     require_choice(config, "model.dtype", DTYPES)
     for key in ("r1_gamma", "pl_weight"):
         require(loss[key] >= 0, f"loss.{key}", loss[key], "must be >= 0 (0 disables)")
@@ -170,6 +179,7 @@ class StyleGAN2:
             num_classes=model.num_classes,
             mapping_lr_mul=model.mapping_lr_mul,
             dtype=dtype,
+            output_activation=model.output_activation,
         )
         self.discriminator = Discriminator(
             channel_base=model.channel_base,

@@ -31,6 +31,7 @@ from genimg_jax.models.style_layers import (
     upsample_2x,
 )
 
+OUTPUT_ACTIVATIONS = ("linear", "tanh")
 D_ARCHITECTURES = ("resnet", "orig")
 
 
@@ -109,13 +110,19 @@ class ToRGB(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-    """ws (N, num_ws, w_dim) -> images (N, R, R, channels), skip architecture."""
+    """ws (N, num_ws, w_dim) -> images (N, R, R, channels), skip architecture.
+
+    The output is linear, as in StyleGAN2, or squashed by tanh (`output_activation`): data whose pixels sit at
+    the ends of the range (the embedded digits' background is exactly -1) are out of reach of a linear output,
+    and D then tells fakes by their background alone.
+    """
 
     resolution: int
     channels: int
     channel_base: int
     channel_max: int
     dtype: jnp.dtype = jnp.float32
+    output_activation: str = "linear"
 
     def _features(self, resolution: int) -> int:
         return channels_at(resolution, self.channel_base, self.channel_max)
@@ -145,7 +152,7 @@ class SynthesisNetwork(nn.Module):
             rgb = ToRGB(self.channels, dtype=self.dtype, name=f"b{resolution}_torgb")(x, ws[:, index + 2])
             images = upsample_2x(images) + rgb.astype(jnp.float32)
             index, resolution = index + 2, resolution * 2
-        return images
+        return jnp.tanh(images) if self.output_activation == "tanh" else images
 
 
 class Generator(nn.Module):
@@ -161,11 +168,12 @@ class Generator(nn.Module):
     num_classes: int = 0
     mapping_lr_mul: float = 0.01
     dtype: jnp.dtype = jnp.float32
+    output_activation: str = "linear"
 
     def setup(self):
         self.mapping = MappingNetwork(self.w_dim, self.mapping_layers, self.num_classes, self.mapping_lr_mul)
         self.synthesis = SynthesisNetwork(
-            self.resolution, self.channels, self.channel_base, self.channel_max, self.dtype
+            self.resolution, self.channels, self.channel_base, self.channel_max, self.dtype, self.output_activation
         )
 
     @property
