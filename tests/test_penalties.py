@@ -68,14 +68,18 @@ def test_zero_centred_penalty_of_linear_and_quadratic_critics():
     assert float(quadratic) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])  # "gpu": the lax.cond path, run here on the CPU
 @pytest.mark.parametrize("interval", [1, 4])
-def test_when_due_regularises_only_on_due_steps_and_masks_gradients(interval):
+def test_when_due_regularises_only_on_due_steps_and_masks_gradients(interval, backend, monkeypatch):
     """Due: the regulariser's value and gradient; not due: the skip value and a zero gradient (interval 1: always)."""
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
     w = jnp.array([3.0, -2.0])
 
     def loss(w, due):
         return when_due(due, interval, lambda v: jnp.sum(v**2), lambda v: jnp.zeros(()), w)
 
+    uses_cond = "cond" in str(jax.make_jaxpr(loss)(w, jnp.array(True)))
+    assert uses_cond == (backend == "gpu" and interval > 1)
     for due in (True, False):
         value, grad = jax.value_and_grad(loss)(w, jnp.array(due))
         regularised = due or interval == 1
