@@ -21,6 +21,7 @@ import numpy as np
 from genimg_jax import data, parallel
 from genimg_jax.checkpoint import Checkpointer
 from genimg_jax.config import ConfigError, require, require_choice
+from genimg_jax.methods.base import sample_labels
 from genimg_jax.metrics import features, fid, inception_score, kid, precision_recall, reference
 
 METRICS = ("fid", "kid", "is", "pr", "label_accuracy")
@@ -182,7 +183,7 @@ class SampleEvaluator:
             if keep_images:
                 outputs["images"].append(data.from_unit_range(jax.device_get(images))[:keep])
             if num_classes:
-                outputs["labels"].append(np.arange(keep) % num_classes)
+                outputs["labels"].append(np.asarray(sample_labels(None, keep, num_classes)))
         return {name: np.concatenate(values) for name, values in outputs.items() if values}, moments
 
     def evaluate(self, state: Any) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from typing import Any, Protocol
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -37,6 +38,14 @@ class Method(Protocol):
 
         Methods without a held-out metric return an empty dict.
         """
+
+
+def sample_labels(labels: jax.Array | None, num: int, num_classes: int) -> jax.Array | None:
+    """The classes `Method.sample` draws for: none for unconditional methods, `labels` when given, else 0, 1, ...
+    cycling. Evaluation's label accuracy relies on this default, so every method takes it from here."""
+    if not num_classes:
+        return None
+    return jnp.arange(num) % num_classes if labels is None else labels
 
 
 def adam(optim_config: ml_collections.ConfigDict) -> optax.GradientTransformation:

@@ -21,7 +21,7 @@ import optax
 from genimg_jax import data, parallel
 from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.diffusion import edm, guidance, samplers, schedules
-from genimg_jax.methods.base import Batch, Metrics, adam, ema_update
+from genimg_jax.methods.base import Batch, Metrics, adam, ema_update, sample_labels
 from genimg_jax.models import unet
 
 PARAMETERIZATIONS = ("ddpm_eps", "edm")
@@ -275,12 +275,9 @@ class Diffusion:
         denoise = self.denoiser(state.ema_params)
         if sample.clip_denoised:
             denoise = clipped(denoise)
-        if model.num_classes:
-            labels = jnp.arange(num) % model.num_classes if labels is None else labels
-            if sample.guidance_scale:
-                denoise = guidance.guided(denoise, sample.guidance_scale, null_label=model.num_classes)
-        else:
-            labels = None
+        labels = sample_labels(labels, num, model.num_classes)
+        if labels is not None and sample.guidance_scale:
+            denoise = guidance.guided(denoise, sample.guidance_scale, null_label=model.num_classes)
         x0 = samplers.run(sampler or sample.sampler, denoise, x, sigmas, labels, sampler_rng, sample.eta)
         return self.decode(state.first_stage, x0)
 

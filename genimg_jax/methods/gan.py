@@ -22,7 +22,7 @@ from genimg_jax.augment.ada import AdaState, ada_observe, init_ada_state
 from genimg_jax.config import ConfigError, adam_config, base_config, require, require_choice
 from genimg_jax.losses.adversarial import LOSSES
 from genimg_jax.losses.penalties import when_due
-from genimg_jax.methods.base import Batch, Metrics, adam, ema_update
+from genimg_jax.methods.base import Batch, Metrics, adam, ema_update, sample_labels
 from genimg_jax.methods.gan_components import ARCHITECTURES, DTYPES, PENALTIES, build_augment, build_networks
 
 CIFAR10_DATA = {"source": "tfds:cifar10", "resolution": 32, "channels": 3}
@@ -306,10 +306,7 @@ class GAN:
 
     def sample(self, state: GANState, rng: jax.Array, num: int, labels: jax.Array | None = None) -> jax.Array:
         """`num` images from the EMA generator; conditional models default to labels 0, 1, ... cycling."""
-        num_classes = self.config.model.num_classes
-        if num_classes and labels is None:
-            labels = jnp.arange(num) % num_classes
-        labels = labels if num_classes else None
+        labels = sample_labels(labels, num, self.config.model.num_classes)
         return self.generator.apply(state.ema_generator, self._latents(rng, num), labels, train=False)
 
     def evaluate_batch(self, state: GANState, batch: Batch, rng: jax.Array) -> Metrics:

@@ -30,7 +30,7 @@ from genimg_jax.config import base_config, require, require_choice
 from genimg_jax.losses.adversarial import non_saturating_discriminator_loss, non_saturating_generator_loss
 from genimg_jax.losses.path_length import path_length_noise, path_length_penalty, path_lengths
 from genimg_jax.losses.penalties import gradient_norm_penalty, when_due
-from genimg_jax.methods.base import Batch, Metrics
+from genimg_jax.methods.base import Batch, Metrics, sample_labels
 from genimg_jax.methods.gan import rampup_ema_decay
 from genimg_jax.models.style_layers import NOISE_MODES
 from genimg_jax.models.stylegan2 import (
@@ -199,9 +199,7 @@ class StyleGAN2:
     # Networks as functions of their parameters.
 
     def _labels(self, labels: jax.Array | None, num: int) -> jax.Array | None:
-        if not self.config.model.num_classes:
-            return None
-        return jnp.arange(num) % self.config.model.num_classes if labels is None else labels
+        return sample_labels(labels, num, self.config.model.num_classes)
 
     def _map(self, params: Any, z: jax.Array, labels: jax.Array | None) -> jax.Array:
         return self.generator.apply({"params": params}, z, labels, method="map")
