@@ -31,8 +31,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
-	$(BIN)/python -m genimg_jax.benchmark --config=configs/dcgan_digits.py
-	$(BIN)/python -m genimg_jax.benchmark --config=configs/vae_digits.py
+	$(BIN)/python -m genimg_jax.tools.benchmark --config=configs/dcgan_digits.py
+	$(BIN)/python -m genimg_jax.tools.benchmark --config=configs/vae_digits.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

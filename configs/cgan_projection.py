@@ -15,8 +15,8 @@ conditioning takes hold late: at 1500 steps 28% of samples are classified as the
 
 import ml_collections
 
-from genimg_jax.config import adam_config
-from genimg_jax.methods.gan import CIFAR10_DATA, decay_learning_rates_linearly, gan_config
+from genimg_jax.config import CIFAR10_DATA, adam_config
+from genimg_jax.methods.gan.gan import decay_learning_rates_linearly, gan_config
 
 VARIANTS = ("digits", "cifar10")
 

@@ -12,7 +12,8 @@ Table 1, DCGAN, "orig" column: lr 1e-4, 100k updates).
 
 import ml_collections
 
-from genimg_jax.methods.gan import CIFAR10_DATA, gan_config
+from genimg_jax.config import CIFAR10_DATA
+from genimg_jax.methods.gan.gan import gan_config
 
 VARIANTS = ("digits", "cifar10")
 

@@ -12,8 +12,8 @@ digits: 32-wide networks at 16x16 with attention on the 8x8 maps.
 
 import ml_collections
 
-from genimg_jax.config import adam_config
-from genimg_jax.methods.gan import CIFAR10_DATA, gan_config
+from genimg_jax.config import CIFAR10_DATA, adam_config
+from genimg_jax.methods.gan.gan import gan_config
 
 VARIANTS = ("digits", "cifar10")
 

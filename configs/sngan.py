@@ -16,8 +16,8 @@ Karras et al. 2020 (ADA, target r_t = 0.6), on 160 grey 32x32 faces, with one D 
 
 import ml_collections
 
-from genimg_jax.config import adam_config
-from genimg_jax.methods.gan import CIFAR10_DATA, decay_learning_rates_linearly, gan_config
+from genimg_jax.config import CIFAR10_DATA, adam_config
+from genimg_jax.methods.gan.gan import decay_learning_rates_linearly, gan_config
 
 VARIANTS = ("digits", "cifar10", "faces", "faces_ada")
 

@@ -25,9 +25,8 @@ Variants (`--config=configs/stylegan2.py:VARIANT`):
 
 import ml_collections
 
-from genimg_jax.config import ConfigError
-from genimg_jax.methods.gan import CIFAR10_DATA
-from genimg_jax.methods.stylegan2 import stylegan2_config
+from genimg_jax.config import CIFAR10_DATA, ConfigError
+from genimg_jax.methods.gan.stylegan2 import stylegan2_config
 
 VARIANTS = ("digits", "cifar10")
 

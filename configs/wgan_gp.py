@@ -13,8 +13,8 @@ digits: the same recipe with 32-wide networks at 16x16 on the embedded digits.
 
 import ml_collections
 
-from genimg_jax.config import adam_config
-from genimg_jax.methods.gan import CIFAR10_DATA, decay_learning_rates_linearly, gan_config
+from genimg_jax.config import CIFAR10_DATA, adam_config
+from genimg_jax.methods.gan.gan import decay_learning_rates_linearly, gan_config
 
 VARIANTS = ("digits", "cifar10")
 

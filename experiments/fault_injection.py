@@ -32,7 +32,7 @@ import time
 import jax
 import numpy as np
 
-from genimg_jax.checkpoint import CORRUPT_MARK, Checkpointer
+from genimg_jax.training.checkpoint import CORRUPT_MARK, Checkpointer
 
 # Small enough that a run takes seconds; checkpoints every 2 steps so that kills often hit a save in flight.
 DEFAULT_OVERRIDES = (

@@ -16,6 +16,9 @@ from typing import Any
 
 import ml_collections
 
+# The data section of every CIFAR-10 paper setup (prepared offline as a tfds dataset; see the README).
+CIFAR10_DATA = {"source": "tfds:cifar10", "resolution": 32, "channels": 3}
+
 
 class ConfigError(ValueError):
     """A config file, key or value that cannot be used; the message names which and where."""
@@ -200,7 +203,7 @@ def base_config() -> ml_collections.ConfigDict:
         {
             "every": 0,
             "batch_size": 256,
-            # Sample metrics (genimg_jax/evaluation.py), any of fid,kid,is,pr,label_accuracy ('' = none, the
+            # Sample metrics (genimg_jax/evaluation/samples.py), any of fid,kid,is,pr,label_accuracy ('' = none, the
             # default: the feature net must suit the data), from `num_samples` generated images against
             # `reference_split`.
             "metrics": "",
@@ -217,7 +220,7 @@ def base_config() -> ml_collections.ConfigDict:
         }
     )
     # Mesh axis sizes; -1 takes the remaining devices. Both axes split the batch; `fsdp` also splits large
-    # train-state leaves (see genimg_jax/parallel.py). Default: pure data parallelism over every device.
+    # train-state leaves (see genimg_jax/parallel/sharding.py). Default: pure data parallelism over every device.
     config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
     # Which train-state leaves `fsdp` splits: (regex over the leaf path, "replicate" | "fsdp"), first match wins.
     config.sharding = ml_collections.ConfigDict(
@@ -226,7 +229,7 @@ def base_config() -> ml_collections.ConfigDict:
             "min_size": 2**14,  # leaves with fewer elements stay replicated: splitting them costs more than it saves
         }
     )
-    # Multi-process start-up (genimg_jax/distributed.py). init: auto = the explicit coordinator below if given,
+    # Multi-process start-up (genimg_jax/parallel/distributed.py). init: auto = the explicit coordinator below if given,
     # else jax's own detection in an srun step of several tasks or on a multi-host TPU VM; cluster = always
     # jax.distributed.initialize() with no arguments; off = one process.
     config.distributed = ml_collections.ConfigDict(

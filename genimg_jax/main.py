@@ -11,50 +11,44 @@ from collections.abc import Sequence
 import jax
 from absl import flags
 
-from genimg_jax import distributed, posthoc, trainer
-from genimg_jax.checkpoint import CheckpointError
-from genimg_jax.config import ConfigError, apply_overrides, load_config, split_override_args
-from genimg_jax.data import DataError
+from genimg_jax.cli import parse_with_overrides, run_command
+from genimg_jax.config import apply_overrides, load_config
+from genimg_jax.evaluation import from_checkpoint
+from genimg_jax.parallel import distributed
+from genimg_jax.training import trainer
 
 MODES = ("train", "sample", "eval", "audit")
 
 
-def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    overrides, rest = split_override_args(argv)
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m genimg_jax.main", description=__doc__)
     parser.add_argument("--config", required=True, help="configs/X.py, or configs/X.py:ARG for a variant")
     parser.add_argument("--workdir", required=True, help="directory for checkpoints, logs and samples")
     parser.add_argument("--mode", choices=MODES, default="train")
-    return parser.parse_args(rest), overrides
+    return parser
+
+
+def run(args: argparse.Namespace, overrides: list[str]) -> None:
+    config = apply_overrides(load_config(args.config), overrides)
+    config.lock()  # a later typo in code reading the config is an error, not a silent new key
+    flags.FLAGS.mark_as_parsed()  # libraries used here (grain, tfds) may read absl flags; argv is ours
+    distributed.initialize(config.distributed)  # before anything touches a device
+    if args.mode == "train":
+        state = trainer.train(config, args.workdir)
+        if jax.process_count() > 1:  # every process reports; equal fingerprints show the hosts agree
+            fingerprint = distributed.state_fingerprint(state)
+            print(f"process {jax.process_index()}/{jax.process_count()}: final state fingerprint {fingerprint}")
+    elif args.mode == "sample":
+        for path in from_checkpoint.sample(config, args.workdir):
+            print(f"wrote {path}")
+    elif args.mode == "eval":
+        print(f"wrote {from_checkpoint.evaluate(config, args.workdir)}")
+    else:
+        print(f"wrote {from_checkpoint.memorization_audit(config, args.workdir)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        args, overrides = parse_args(argv)
-        config = apply_overrides(load_config(args.config), overrides)
-        config.lock()  # a later typo in code reading the config is an error, not a silent new key
-        flags.FLAGS.mark_as_parsed()  # libraries used here (grain, tfds) may read absl flags; argv is ours
-        distributed.initialize(config.distributed)  # before anything touches a device
-        if args.mode == "train":
-            state = trainer.train(config, args.workdir)
-            if jax.process_count() > 1:  # every process reports; equal fingerprints show the hosts agree
-                fingerprint = distributed.state_fingerprint(state)
-                print(f"process {jax.process_index()}/{jax.process_count()}: final state fingerprint {fingerprint}")
-        elif args.mode == "sample":
-            for path in trainer.sample(config, args.workdir):
-                print(f"wrote {path}")
-        elif args.mode == "eval":
-            print(f"wrote {posthoc.evaluate(config, args.workdir)}")
-        else:
-            print(f"wrote {posthoc.memorization_audit(config, args.workdir)}")
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except FloatingPointError as error:  # training diverged; the last good checkpoint is kept
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(lambda: run(*parse_with_overrides(parser(), argv)))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ import pytest
 from PIL import Image
 from tiny_configs import TINY_GAN
 
-from genimg_jax import data, run_identity, trainer
+from genimg_jax import data
 from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.training import trainer
+from genimg_jax.training import workdir as workdirs
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 
@@ -98,16 +100,16 @@ def _gan_config(*overrides):
 def test_identity_differences_ignore_run_length_and_logging():
     saved = json.loads(_gan_config().to_json_best_effort())
     longer = json.loads(_gan_config("train.steps=99999", "train.log_every=7", "eval.every=3").to_json_best_effort())
-    assert run_identity.identity_differences(saved, longer) == {}
+    assert workdirs.identity_differences(saved, longer) == {}
     other = json.loads(_gan_config("model.g_features=16", "optim.g.learning_rate=0.1").to_json_best_effort())
-    assert run_identity.identity_differences(saved, other) == {
+    assert workdirs.identity_differences(saved, other) == {
         "model.g_features": (8, 16),
         "optim.g.learning_rate": (saved["optim"]["g"]["learning_rate"], 0.1),
     }
 
 
 def test_workdir_of_another_model_is_refused_and_left_as_it_was(tmp_path):
-    trainer.save_resolved_config(_gan_config(), tmp_path)
+    workdirs.save_resolved_config(_gan_config(), tmp_path)
     (tmp_path / "checkpoints" / "4" / "state").mkdir(parents=True)  # a step folder, as Orbax names them
     saved = (tmp_path / "config.json").read_text()
     with pytest.raises(ConfigError) as error:

@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 from tiny_configs import TINY_UNET
 
-from genimg_jax import data, trainer
+from genimg_jax import data
 from genimg_jax.config import ConfigError, apply_overrides, load_config
-from genimg_jax.diffusion import compare_samplers, edm
+from genimg_jax.diffusion import edm
 from genimg_jax.methods import build_method
 from genimg_jax.methods.latent_diffusion import LatentDiffusion
-from genimg_jax.trainer import example_batch
+from genimg_jax.tools import compare_samplers
+from genimg_jax.training import trainer
+from genimg_jax.training.compiled_run import example_batch
+from genimg_jax.training.pretrained import load_pretrained
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 TRAIN_STEPS = 40
@@ -29,7 +32,7 @@ def digits_batches(config, num_batches, batch_size):
 
 def train_and_probe(config):
     """Train TRAIN_STEPS steps; the evaluation loss of the live weights before and after, on fixed data and noise."""
-    method = build_method(config)
+    method = build_method(config, load_pretrained(config))
     batches = digits_batches(config, TRAIN_STEPS, config.train.batch_size)
     probe_batch = digits_batches(config, 1, 256)[0]
     evaluate = jax.jit(method.evaluate_batch)
@@ -185,10 +188,10 @@ def test_latent_diffusion_on_a_vae_trained_here(tmp_path):
 
 def test_latent_diffusion_needs_a_trained_vae_workdir(tmp_path):
     with pytest.raises(ConfigError, match=r"config\.model\.first_stage_workdir=''"):
-        build_method(ldm_config(""))
+        load_pretrained(ldm_config(""))
     with pytest.raises(ConfigError, match=r"config\.model\.first_stage_workdir=.*config\.json does not exist"):
-        build_method(ldm_config(tmp_path / "missing"))
+        load_pretrained(ldm_config(tmp_path / "missing"))
     (tmp_path / "gan").mkdir()
     (tmp_path / "gan" / "config.json").write_text(json.dumps({"method": "gan"}))
     with pytest.raises(ConfigError, match=r"config\.model\.first_stage_workdir=.*not a 'vae' run"):
-        build_method(ldm_config(tmp_path / "gan"))
+        load_pretrained(ldm_config(tmp_path / "gan"))

@@ -12,11 +12,13 @@ import pytest
 from PIL import Image
 from tiny_configs import as_flags
 
-from genimg_jax import audit, data, main, parallel, trainer
-from genimg_jax.checkpoint import Checkpointer
+from genimg_jax import data, main, parallel
 from genimg_jax.config import ConfigError, apply_overrides, load_config
-from genimg_jax.evaluation import SampleEvaluator
+from genimg_jax.evaluation import audit
+from genimg_jax.evaluation.samples import SampleEvaluator
 from genimg_jax.metrics import digits_net, features, fid, kid, precision_recall, reference
+from genimg_jax.training import trainer
+from genimg_jax.training.checkpoint import Checkpointer
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 # A tiny DCGAN at the digits net's 32x32, evaluated on 40 samples (not a multiple of the eval batch).

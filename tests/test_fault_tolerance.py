@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from tiny_configs import TINY_GAN
 
-from genimg_jax import data, nonfinite, parallel, trainer
-from genimg_jax.checkpoint import Checkpointer, CheckpointError
+from genimg_jax import data, parallel
 from genimg_jax.config import apply_overrides, load_config
-from genimg_jax.methods.gan import GAN
-from genimg_jax.preemption import PreemptionGuard
+from genimg_jax.methods.gan.gan import GAN
+from genimg_jax.training import compiled_run, nonfinite, trainer
+from genimg_jax.training.checkpoint import Checkpointer, CheckpointError
+from genimg_jax.training.preemption import PreemptionGuard
 
 ROOT = pathlib.Path(__file__).parent.parent
 TINY = [*TINY_GAN, "train.log_every=2", "train.sample_every=0", "train.checkpoint_every=2"]
@@ -130,7 +131,7 @@ def test_skip_mode_drops_every_diverged_update_and_counts_it(tmp_path, monkeypat
     assert int(final.step) == 4
     checkpointer = Checkpointer(tmp_path / "checkpoints", keep=3, every=0)
     config = _tiny_gan()
-    run = trainer.compile_run(config, parallel.make_mesh(config.mesh))
+    run = compiled_run.compile_run(config, parallel.make_mesh(config.mesh))
     kept, data_state = checkpointer.restore(4, run.abstract_state)
     assert data_state["step"] == 4
     for a, b in zip(_leaves(kept), _leaves(final), strict=True):

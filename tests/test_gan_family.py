@@ -13,7 +13,7 @@ from genimg_jax import data
 from genimg_jax.config import ConfigError, adam_config, apply_overrides, load_config
 from genimg_jax.methods import build_method
 from genimg_jax.methods.base import adam
-from genimg_jax.methods.gan import rampup_ema_decay
+from genimg_jax.methods.gan.common import rampup_ema_decay
 from genimg_jax.models import gan_layers
 from genimg_jax.models.resnet_gan import Discriminator
 

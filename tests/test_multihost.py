@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from tiny_configs import TINY_GAN, as_flags
 
-from genimg_jax import distributed, parallel, trainer
-from genimg_jax.checkpoint import Checkpointer
+from genimg_jax import parallel
 from genimg_jax.config import ConfigError, apply_overrides, base_config, load_config
+from genimg_jax.parallel import distributed
+from genimg_jax.training import compiled_run, trainer
+from genimg_jax.training.checkpoint import Checkpointer
 
 ROOT = pathlib.Path(__file__).parent.parent
 CONFIG = ROOT / "configs" / "dcgan_digits.py"
@@ -125,7 +127,7 @@ def test_two_processes_train_checkpoint_resume_and_match_one_process(tmp_path):
     ):
         np.testing.assert_allclose([d_loss, g_loss], [d_ref, g_ref], rtol=1e-4, err_msg=f"step {step}")
     # And its final state equals the 2-process checkpoint, restored here onto 8 devices of one process.
-    run = trainer.compile_run(config, parallel.make_mesh(config.mesh))
+    run = compiled_run.compile_run(config, parallel.make_mesh(config.mesh))
     checkpointer = Checkpointer(workdir / "checkpoints", keep=3, every=0)
     restored, data_state = checkpointer.restore(4, run.abstract_state)
     checkpointer.close()

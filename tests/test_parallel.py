@@ -11,9 +11,11 @@ import pytest
 from jax.sharding import PartitionSpec as P
 from tiny_configs import TINY_GAN, TINY_STYLEGAN2, TINY_UNET
 
-from genimg_jax import benchmark, data, parallel, trainer
-from genimg_jax.checkpoint import Checkpointer
+from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.tools import benchmark
+from genimg_jax.training import compiled_run
+from genimg_jax.training.checkpoint import Checkpointer
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 # Tiny configs; most tests use the DCGAN. StyleGAN2 adds labels, w split like the batch, minibatch stddev across
@@ -50,10 +52,10 @@ def _named_leaves(tree):
 def _compiled(layout: str, num_devices: int = 8, family: str = "dcgan"):
     """(run, AOT-compiled train step) for a layout on the first `num_devices` devices; compiled once per module."""
     config = _config(*LAYOUTS[layout], family=family)
-    run = trainer.compile_run(config, parallel.make_mesh(config.mesh, jax.devices()[:num_devices]))
+    run = compiled_run.compile_run(config, parallel.make_mesh(config.mesh, jax.devices()[:num_devices]))
     batch = {
         name: jax.ShapeDtypeStruct(zeros.shape, zeros.dtype, sharding=run.batch_sharding)
-        for name, zeros in trainer.example_batch(config, config.train.batch_size).items()
+        for name, zeros in compiled_run.example_batch(config, config.train.batch_size).items()
     }
     return run, run.train_step.lower(run.abstract_state, batch).compile()
 

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genimg_jax.losses.penalties import gradient_norm_penalty, wgan_gradient_penalty, when_due
+from genimg_jax.losses.penalties import gradient_norm_penalty, wgan_gradient_penalty
+from genimg_jax.methods.gan.common import when_due
 
 SHAPE = (6, 4, 4, 2)
 

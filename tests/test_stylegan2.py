@@ -13,7 +13,7 @@ from genimg_jax import data
 from genimg_jax.config import ConfigError, apply_overrides, load_config
 from genimg_jax.losses.path_length import path_length_penalty, path_lengths
 from genimg_jax.methods import build_method
-from genimg_jax.methods.stylegan2 import ema_beta, lazy_adam
+from genimg_jax.methods.gan.stylegan2 import ema_beta, lazy_adam
 from genimg_jax.models.stylegan2 import mix_styles, num_ws
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"

@@ -10,10 +10,12 @@ import pytest
 from PIL import Image
 from tiny_configs import TINY_GAN as TINY
 
-from genimg_jax import data, parallel, trainer
-from genimg_jax.checkpoint import Checkpointer
+from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, apply_overrides, load_config
-from genimg_jax.methods.gan import GAN
+from genimg_jax.evaluation import from_checkpoint
+from genimg_jax.methods.gan.gan import GAN
+from genimg_jax.training import compiled_run, trainer
+from genimg_jax.training.checkpoint import Checkpointer
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 TINY_GAN = [*TINY, "train.log_every=2", "train.sample_every=3", "train.checkpoint_every=2"]
@@ -84,7 +86,7 @@ def test_one_device_and_eight_devices_give_the_same_step(config_name):
     local_batch = next(data.make_train_stream(source, global_batch_size=16, seed=0))
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
-        run = trainer.compile_run(config, parallel.make_mesh(config.mesh, devices))
+        run = compiled_run.compile_run(config, parallel.make_mesh(config.mesh, devices))
         state = run.init(jax.random.PRNGKey(0))
         batch = data.make_global_batch(local_batch, run.batch_sharding)
         assert len(batch["image"].addressable_shards) == len(devices)
@@ -105,7 +107,7 @@ def test_one_device_and_eight_devices_give_the_same_step(config_name):
 def test_batch_not_divisible_by_devices_is_a_config_error():
     config = _tiny_gan("train.batch_size=12")
     with pytest.raises(ConfigError, match=r"config.train.batch_size=12 must be a multiple of the 8 batch shards"):
-        trainer.compile_run(config, parallel.make_mesh(config.mesh))
+        compiled_run.compile_run(config, parallel.make_mesh(config.mesh))
 
 
 def test_vae_run_reports_test_split_elbo_and_sample_mode(tmp_path):
@@ -135,7 +137,7 @@ def test_vae_run_reports_test_split_elbo_and_sample_mode(tmp_path):
     assert Image.open(pictures["reconstructions_step_0000004.png"]).size == (16 * 18 + 2, 2 * 18 + 2)
     # Interpolations: 8 rows of 8 steps; small grids are scaled up (here 2x) to about 256 pixels across.
     assert Image.open(pictures["interpolations_step_0000004.png"]).size == (2 * (8 * 18 + 2), 2 * (8 * 18 + 2))
-    paths = trainer.sample(config, tmp_path)
+    paths = from_checkpoint.sample(config, tmp_path)
     names = ["sample_step_0000004_0.png", "interpolations_step_0000004.png", "reconstructions_step_0000004.png"]
     assert [p.name for p in paths] == names
     assert all(p.exists() for p in paths)
@@ -143,7 +145,7 @@ def test_vae_run_reports_test_split_elbo_and_sample_mode(tmp_path):
 
 def test_sample_mode_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
-        trainer.sample(_tiny_gan(), tmp_path)
+        from_checkpoint.sample(_tiny_gan(), tmp_path)
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
@@ -160,7 +162,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
         trainer.train(_tiny_gan("train.steps=10"), tmp_path)
     checkpointer = Checkpointer(tmp_path / "checkpoints", keep=3, every=0)
     assert checkpointer.all_steps() == [2, 4]
-    run = trainer.compile_run(_tiny_gan(), parallel.make_mesh(_tiny_gan().mesh))
+    run = compiled_run.compile_run(_tiny_gan(), parallel.make_mesh(_tiny_gan().mesh))
     state, data_state = checkpointer.restore(4, run.abstract_state)
     assert int(state.step) == 4 and data_state["step"] == 4
     assert all(np.isfinite(leaf).all() for leaf in _leaves(state))

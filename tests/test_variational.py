@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from genimg_jax.losses import likelihood, variational
+from genimg_jax.losses import elbo, likelihood
 from genimg_jax.methods.vae import slerp
 
 # A linear Gaussian model p(z) = N(0, I), p(x|z) = N(Wz + b, s²I) has log p(x) = log N(x; b, WWᵀ + s²I) and a
@@ -42,7 +42,7 @@ def _data(num):
 
 @functools.partial(jax.jit, static_argnums=3)
 def _iwae(x, mean, log_variance, k):
-    return variational.importance_weighted_log_likelihood(
+    return elbo.importance_weighted_log_likelihood(
         _log_likelihood(x.astype(jnp.float32)), mean, log_variance, jax.random.PRNGKey(0), k, chunk_size=16
     )
 
@@ -88,17 +88,17 @@ def test_iwae_with_a_poor_posterior_rises_with_k_towards_log_p_x():
 
 def test_free_bits_clamps_each_dimension_of_the_batch_mean_kl():
     kl = jnp.array([[0.1, 2.0, 0.0], [0.3, 1.0, 0.6]])  # batch means per dimension: 0.2, 1.5, 0.3
-    assert float(variational.free_bits_kl(kl, 0.0)) == pytest.approx(2.0)
-    assert float(variational.free_bits_kl(kl, 0.25)) == pytest.approx(0.25 + 1.5 + 0.3)
-    gradient = jax.grad(lambda values: variational.free_bits_kl(values, 0.25))(kl)
+    assert float(elbo.free_bits_kl(kl, 0.0)) == pytest.approx(2.0)
+    assert float(elbo.free_bits_kl(kl, 0.25)) == pytest.approx(0.25 + 1.5 + 0.3)
+    gradient = jax.grad(lambda values: elbo.free_bits_kl(values, 0.25))(kl)
     # The dimension under its free bits gets no gradient; the others get that of a batch mean.
     np.testing.assert_allclose(gradient, [[0.0, 0.5, 0.5], [0.0, 0.5, 0.5]])
 
 
 def test_kl_weight_ramps_linearly_to_beta():
-    weights = [float(variational.kl_weight(jnp.array(step), 4.0, 100)) for step in (0, 25, 100, 500)]
+    weights = [float(elbo.kl_weight(jnp.array(step), 4.0, 100)) for step in (0, 25, 100, 500)]
     assert weights == pytest.approx([0.0, 1.0, 4.0, 4.0])
-    assert float(variational.kl_weight(jnp.array(0), 2.0, 0)) == 2.0
+    assert float(elbo.kl_weight(jnp.array(0), 2.0, 0)) == 2.0
 
 
 def test_slerp_ends_at_its_endpoints_and_follows_the_circle():

@@ -95,16 +95,20 @@ def _faces(split: str, resolution: int, channels: int) -> ArraySource:
 
 
 def source_from_config(data_config: ml_collections.ConfigDict, split: str) -> ImageSource:
-    """The source a `config.data` section names, for `split`, with every option of that section applied."""
-    return make_source(
-        data_config.source,
-        split=split,
-        resolution=data_config.resolution,
-        channels=data_config.channels,
-        data_dir=data_config.data_dir or None,
-        bad_images=data_config.bad_images,
-        small_images=data_config.small_images,
-    )
+    """The source a `config.data` section names, for `split`, with every option of that section applied; a
+    failure names the config key it came from."""
+    try:
+        return make_source(
+            data_config.source,
+            split=split,
+            resolution=data_config.resolution,
+            channels=data_config.channels,
+            data_dir=data_config.data_dir or None,
+            bad_images=data_config.bad_images,
+            small_images=data_config.small_images,
+        )
+    except DataError as error:
+        raise DataError(f"config.data.source: {error}") from None
 
 
 def make_source(

@@ -5,27 +5,11 @@ callers apply the weight (gamma / 2 for R1/R2, lambda for WGAN-GP) and, for lazy
 """
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 CriticFn = Callable[[jax.Array], jax.Array]
-
-
-def when_due(due: jax.Array, interval: int, regularize: Callable[..., Any], skip: Callable[..., Any], *operands):
-    """`regularize(*operands)` on steps where `due`, else `skip(*operands)`: lazy regularisation every `interval`.
-
-    Interval 1 calls `regularize` with no conditional. Otherwise a `lax.cond`, so that other steps pay nothing,
-    except on the CPU backend: XLA:CPU runs backward convolutions inside a conditional about 30x slower than
-    outside (jax-ml/jax#12868), so there the regulariser runs on every step and its result is selected.
-    """
-    if interval == 1:
-        return regularize(*operands)
-    if jax.default_backend() != "cpu":
-        return jax.lax.cond(due, regularize, skip, *operands)
-    done, skipped = regularize(*operands), skip(*operands)
-    return jax.tree.map(lambda a, b: jnp.where(due, a, b), done, skipped)
 
 
 def _input_gradients(critic_fn: CriticFn, images: jax.Array) -> jax.Array:

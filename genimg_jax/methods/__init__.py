@@ -1,14 +1,16 @@
 """Model families, each a set of pure functions over its train state, chosen by `config.method`."""
 
+from typing import Any
+
 import ml_collections
 
 from genimg_jax.config import ConfigError
 from genimg_jax.methods.base import Method
 from genimg_jax.methods.diffusion import Diffusion
 from genimg_jax.methods.draw import DRAW
-from genimg_jax.methods.gan import GAN
+from genimg_jax.methods.gan.gan import GAN
+from genimg_jax.methods.gan.stylegan2 import StyleGAN2
 from genimg_jax.methods.latent_diffusion import LatentDiffusion
-from genimg_jax.methods.stylegan2 import StyleGAN2
 from genimg_jax.methods.vae import VAE
 
 METHODS: dict[str, type] = {
@@ -21,8 +23,18 @@ METHODS: dict[str, type] = {
 }
 
 
-def build_method(config: ml_collections.ConfigDict) -> Method:
-    """The method named by `config.method`, validated against its config."""
+def method_class(config: ml_collections.ConfigDict) -> type:
+    """The class of `config.method`; a method lists in `PRETRAINED` the parts it needs loaded from disk."""
     if config.method not in METHODS:
         raise ConfigError(f"config.method={config.method!r} is unknown; choose one of {sorted(METHODS)}")
-    return METHODS[config.method](config)
+    return METHODS[config.method]
+
+
+def build_method(config: ml_collections.ConfigDict, pretrained: dict[str, Any] | None = None) -> Method:
+    """The method named by `config.method`, validated against its config, given its loaded `pretrained` parts
+    (`training.pretrained.load_pretrained`)."""
+    cls = method_class(config)
+    missing = [name for name in getattr(cls, "PRETRAINED", ()) if name not in (pretrained or {})]
+    if missing:
+        raise TypeError(f"{cls.__name__} needs its pretrained parts {missing}: see training.pretrained")
+    return cls(config, **(pretrained or {}))

@@ -8,6 +8,8 @@ import ml_collections
 import optax
 
 Batch = dict[str, jax.Array]
+# Computation dtypes a model section may name (`model.dtype`); parameters stay float32.
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 Metrics = dict[str, jax.Array]
 
 

@@ -14,7 +14,7 @@ import ml_collections
 
 from genimg_jax import data
 from genimg_jax.config import require, require_choice
-from genimg_jax.losses import likelihood, variational
+from genimg_jax.losses import elbo, likelihood
 from genimg_jax.losses.likelihood import binarize
 from genimg_jax.methods.base import Batch, Metrics
 from genimg_jax.methods.variational import VAEState, VariationalMethod
@@ -86,7 +86,7 @@ class VAE(VariationalMethod):
         if num_samples:
             images = data.to_unit_range(batch["image"])
             mean, log_variance = self._encode(state.params, images)
-            nll = -variational.importance_weighted_log_likelihood(
+            nll = -elbo.importance_weighted_log_likelihood(
                 lambda z: self._log_likelihood(state.params, self._decode(state.params, z), images),
                 mean,
                 log_variance,

@@ -15,7 +15,7 @@ import optax
 
 from genimg_jax import data
 from genimg_jax.config import require
-from genimg_jax.losses import likelihood, variational
+from genimg_jax.losses import elbo, likelihood
 from genimg_jax.methods.base import Batch, Metrics, adam
 
 
@@ -55,11 +55,11 @@ class VariationalMethod:
         model = self.config.model
         images = data.to_unit_range(batch["image"])
         rng = jax.random.fold_in(state.rng, state.step)
-        weight = variational.kl_weight(state.step, model.beta, model.kl_warmup_steps)
+        weight = elbo.kl_weight(state.step, model.beta, model.kl_warmup_steps)
 
         def loss_fn(params):
             log_likelihood, kl_per_dimension = self.elbo_terms(params, images, rng)
-            kl_penalty = variational.free_bits_kl(kl_per_dimension, model.free_bits)
+            kl_penalty = elbo.free_bits_kl(kl_per_dimension, model.free_bits)
             return jnp.mean(-log_likelihood) + weight * kl_penalty, (log_likelihood, kl_per_dimension)
 
         (loss, (log_likelihood, kl_per_dimension)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

@@ -1,7 +1,7 @@
 """A small CNN classifier of 32x32 grayscale digits, trained by the project, as an offline feature network.
 
 Inception-v3 needs weights we cannot download here and means little on 8x8 digits; this network is trained on
-the digits train split (`python -m genimg_jax.metrics.train_digits_net`) and ships in the package, so FID, KID,
+the digits train split (`python -m genimg_jax.tools.train_digits_net`) and ships in the package, so FID, KID,
 IS and precision/recall run anywhere. Its 128-d penultimate activations are the features, its 10 logits give IS.
 Smaller images (the 16x16 digit configs) are upsampled to 32x32 first, so numbers at different resolutions are
 not comparable with each other; the evaluation record names the resolution.
@@ -57,6 +57,6 @@ def load_params(path: pathlib.Path = WEIGHTS_PATH) -> dict:
     if not path.is_file():
         raise FileNotFoundError(
             f"digits feature-network weights {path} are missing; recreate them with "
-            "`python -m genimg_jax.metrics.train_digits_net`"
+            "`python -m genimg_jax.tools.train_digits_net`"
         )
     return flax.serialization.from_bytes(init_params(jax.random.PRNGKey(0)), path.read_bytes())

@@ -1,6 +1,6 @@
 """Train the digits feature network on the digits train split and write its weights into the package.
 
-    python -m genimg_jax.metrics.train_digits_net [--steps 1500] [--output PATH]
+    python -m genimg_jax.tools.train_digits_net [--steps 1500] [--output PATH]
 
 Prints the test-split accuracy. Augmentation (random shifts of up to 2 pixels) keeps 1500 training images
 from being memorised. Deterministic: same arguments, same weights file.

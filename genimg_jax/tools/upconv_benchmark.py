@@ -1,6 +1,6 @@
 """Measures forward+backward time of UpConv against flax.linen.ConvTranspose computing the same function.
 
-    python -m genimg_jax.models.upconv_benchmark [--repeats 3] [--plain]
+    python -m genimg_jax.tools.upconv_benchmark [--repeats 3] [--plain]
 
 The adjoint formulation exists only for speed, so the claim is measured here rather than asserted in tests.
 ``--plain`` adds UpConv's forward under plain autodiff (no custom vjp), to show where the gain comes from.

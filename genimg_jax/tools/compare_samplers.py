@@ -1,6 +1,6 @@
 """Sample grids of one trained diffusion run with each sampler, with network evaluations (NFE) per sample.
 
-    python -m genimg_jax.diffusion.compare_samplers --workdir=runs/ddpm_digits [--samplers=ddpm,ddim,heun]
+    python -m genimg_jax.tools.compare_samplers --workdir=runs/ddpm_digits [--samplers=ddpm,ddim,heun]
         [--steps=50] [--num=64] [--config.sample.eta=0.5 ...]
 
 Reads the run's config.json, restores its latest checkpoint, and writes `samples/compare_<sampler>_<steps>.png`
@@ -8,7 +8,6 @@ into the workdir; prints NFE and seconds per grid (after compilation) for each s
 """
 
 import argparse
-import json
 import pathlib
 import sys
 import time
@@ -17,17 +16,20 @@ from collections.abc import Sequence
 import jax
 import ml_collections
 
-from genimg_jax import data, parallel, trainer
-from genimg_jax.config import ConfigError, apply_overrides, split_override_args
+from genimg_jax import data
+from genimg_jax.cli import parse_with_overrides, run_command
+from genimg_jax.config import ConfigError, apply_overrides
 from genimg_jax.diffusion import samplers
-from genimg_jax.images import save_grid
+from genimg_jax.evaluation.grids import save_grid
+from genimg_jax.training.compiled_run import compile_run, initial_rngs, restore_trained_state
+from genimg_jax.training.workdir import read_saved_config
 
 
 def compare(workdir: pathlib.Path, config: ml_collections.ConfigDict, names: Sequence[str], num: int) -> list[dict]:
     """One grid per sampler from the latest checkpoint in `workdir`; returns what was measured."""
-    run = trainer.compile_run(config, parallel.make_mesh(config.mesh))
-    state, _ = trainer.restore_trained_state(config, run, workdir)
-    _, rng = trainer.initial_rngs(config)
+    run = compile_run(config)
+    state, _ = restore_trained_state(config, run, workdir)
+    _, rng = initial_rngs(config)
     results = []
     for name in names:
         sample = jax.jit(lambda state, rng, name=name: run.method.sample(state, rng, num, sampler=name))
@@ -45,19 +47,16 @@ def compare(workdir: pathlib.Path, config: ml_collections.ConfigDict, names: Seq
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    overrides, rest = split_override_args(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m genimg_jax.diffusion.compare_samplers", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m genimg_jax.tools.compare_samplers", description=__doc__)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--samplers", default=",".join(samplers.SAMPLERS))
     parser.add_argument("--steps", type=int, default=0, help="sampler steps (default: the run's sample.steps)")
     parser.add_argument("--num", type=int, default=64)
-    args = parser.parse_args(rest)
-    workdir = pathlib.Path(args.workdir)
-    try:
-        config_path = workdir / "config.json"
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path} does not exist; is {workdir} the workdir of a training run?")
-        config = apply_overrides(ml_collections.ConfigDict(json.loads(config_path.read_text())), overrides)
+
+    def run() -> None:
+        args, overrides = parse_with_overrides(parser, argv)
+        workdir = pathlib.Path(args.workdir)
+        config = apply_overrides(read_saved_config(workdir), overrides)
         if args.steps:
             config.sample.steps = args.steps
         names = args.samplers.split(",")
@@ -69,10 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{result['sampler']:5s} steps {result['steps']:4d}  NFE/sample {result['nfe']:4d}  "
                 f"{result['seconds']:.2f} s per grid of {args.num}  -> {result['path']}"
             )
-    except (ConfigError, data.DataError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_command(run)
 
 
 if __name__ == "__main__":

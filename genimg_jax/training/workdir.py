@@ -1,4 +1,5 @@
-"""Refuse to resume a workdir whose checkpoints belong to a different model or data layout.
+"""A workdir's identity: the resolved config it saves and reads back (`config.json`), and the refusal to resume
+a workdir whose checkpoints belong to a different model or data layout.
 
 Restoring the checkpoints of another config either fails deep inside Orbax (other shapes) or, worse, succeeds and
 silently mixes two runs (same shapes, other loss or data). The config a run used is saved as `config.json` in its
@@ -54,15 +55,29 @@ def identity_differences(saved: dict[str, Any], new: dict[str, Any]) -> dict[str
     return {k: (saved_flat.get(k), new_flat.get(k)) for k in keys if saved_flat.get(k) != new_flat.get(k)}
 
 
+def save_resolved_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+
+def read_saved_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+    """The config a run saved in `workdir`; FileNotFoundError if there is none, ConfigError if it is not JSON."""
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; is {workdir} the workdir of a training run?")
+    try:
+        return ml_collections.ConfigDict(json.loads(path.read_text()))
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not valid JSON ({error})") from None
+
+
 def check_resumable(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
     """Raise ConfigError if `workdir/config.json` describes another model/data layout than `config`."""
-    path = workdir / "config.json"
-    if not path.exists():
+    if not (workdir / "config.json").exists():
         return
     try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{path} is not valid JSON ({error}); cannot tell which run its checkpoints are") from None
+        saved = read_saved_config(workdir).to_dict()
+    except ConfigError as error:
+        raise ConfigError(f"{error}; cannot tell which run its checkpoints are") from None
     differences = identity_differences(saved, json.loads(config.to_json_best_effort()))
     if differences:
         listed = "; ".join(f"config.{k}: saved {old!r}, now {new!r}" for k, (old, new) in differences.items())

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from genimg_jax import images as image_grids
+from genimg_jax.evaluation import grids
 from genimg_jax.metrics.precision_recall import pairwise_squared_distances
 
 _ROWS = 1024
@@ -50,7 +50,7 @@ def memorization_summary(sample_distances: np.ndarray, test_distances: np.ndarra
 def neighbour_picture(samples: np.ndarray, train_image: Callable[[int], np.ndarray], indices: np.ndarray) -> np.ndarray:
     """uint8 grid: each row is one sample followed by its nearest training images (`indices[row]`)."""
     tiles = [np.stack([samples[row], *(train_image(int(j)) for j in indices[row])]) for row in range(len(samples))]
-    return image_grids.make_grid(np.concatenate(tiles), columns=1 + indices.shape[1])
+    return grids.make_grid(np.concatenate(tiles), columns=1 + indices.shape[1])
 
 
 def histogram_picture(

@@ -6,6 +6,8 @@ import pathlib
 import numpy as np
 from PIL import Image
 
+DISPLAY_SIZE = 256  # grids of small images are enlarged by whole pixels to about this width
+
 
 def make_grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
     """Tile uint8 NHWC images into one HWC image, row-major, with `padding` pixels of black between tiles."""
@@ -22,10 +24,20 @@ def make_grid(images: np.ndarray, columns: int | None = None, padding: int = 2) 
     return grid
 
 
-def save_grid(images: np.ndarray, path: str | pathlib.Path, columns: int | None = None, scale: int = 1) -> None:
-    """Write a grid of uint8 NHWC images to `path`, each pixel repeated `scale` times for small images."""
+def display_scale(images: np.ndarray, columns: int | None = None) -> int:
+    """The whole-pixel enlargement that makes a grid of `images` about `DISPLAY_SIZE` wide (at least 1)."""
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    return max(1, DISPLAY_SIZE // (images.shape[2] * columns))
+
+
+def save_grid(
+    images: np.ndarray, path: str | pathlib.Path, columns: int | None = None, scale: int | None = None
+) -> np.ndarray:
+    """Write a grid of uint8 NHWC images to `path`, each pixel repeated `scale` times (default `display_scale`);
+    returns the grid at its own size."""
     grid = make_grid(images, columns)
-    if scale > 1:
-        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    scale = display_scale(images, columns) if scale is None else scale
+    pixels = grid.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else grid
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
+    return grid

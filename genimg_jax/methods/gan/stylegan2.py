@@ -7,7 +7,7 @@ One train step runs the reference's four phases in order, on one global batch:
   D reg   R1 penalty gamma/2 E||grad D(x_real)||^2, every `loss.r1_interval` steps, scaled by the interval.
 Each phase is its own Adam update, so on regularisation steps a network takes two optimizer steps; as in the
 paper, Adam's lr and betas are raised to the power c = k / (k + 1) to keep their effective values. The lazy
-phases are `jax.lax.cond` branches of the one compiled step (`penalties.when_due`): only the taken branch runs,
+phases are `jax.lax.cond` branches of the one compiled step (`gan.common.when_due`): only the taken branch runs,
 so ordinary steps pay nothing for the regularisers. On the CPU backend, which runs backward convolutions inside
 conditionals about 30x slower, they are computed on every step and selected instead.
 
@@ -29,9 +29,9 @@ from genimg_jax.augment.ada import ADA_OPS, DEFAULT_ADA_OPS
 from genimg_jax.config import base_config, require, require_choice
 from genimg_jax.losses.adversarial import non_saturating_discriminator_loss, non_saturating_generator_loss
 from genimg_jax.losses.path_length import path_length_noise, path_length_penalty, path_lengths
-from genimg_jax.losses.penalties import gradient_norm_penalty, when_due
-from genimg_jax.methods.base import Batch, Metrics, sample_labels
-from genimg_jax.methods.gan import rampup_ema_decay
+from genimg_jax.losses.penalties import gradient_norm_penalty
+from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, sample_labels
+from genimg_jax.methods.gan.common import rampup_ema_decay, when_due
 from genimg_jax.models.style_layers import NOISE_MODES
 from genimg_jax.models.stylegan2 import (
     D_ARCHITECTURES,
@@ -44,7 +44,6 @@ from genimg_jax.models.stylegan2 import (
 
 W_AVG_BETA = 0.995  # decay of the running average of w, as in stylegan2-ada-pytorch
 AUGMENT_MODES = ("none", "ada", "fixed")
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 CONST_NOISE_KEY = 0  # the fixed key of noise_mode="const"
 
 
@@ -139,7 +138,7 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     require(model.num_classes >= 0, "model.num_classes", model.num_classes, "must be >= 0 (0 = unconditional)")
     require_choice(config, "model.d_architecture", D_ARCHITECTURES)
     require_choice(config, "model.output_activation", OUTPUT_ACTIVATIONS)
-    require_choice(config, "model.dtype", DTYPES)
+    require_choice(config, "model.dtype", COMPUTE_DTYPES)
     for key in ("r1_gamma", "pl_weight"):
         require(loss[key] >= 0, f"loss.{key}", loss[key], "must be >= 0 (0 disables)")
     for key in ("r1_interval", "pl_interval", "pl_batch_shrink"):
@@ -167,7 +166,7 @@ class StyleGAN2:
         _validate(config)
         self.config = config
         model, loss = config.model, config.loss
-        dtype = DTYPES[model.dtype]
+        dtype = COMPUTE_DTYPES[model.dtype]
         self.generator = Generator(
             resolution=config.data.resolution,
             channels=config.data.channels,
@@ -217,7 +216,7 @@ class StyleGAN2:
         """
         num, num_ws = latents.shape[1], self.generator.num_ws
         both_labels = None if labels is None else jnp.concatenate([labels, labels])
-        # Split like the batch: otherwise every device runs the synthesis on all N latents (see parallel.py).
+        # Split like the batch: otherwise every device runs the synthesis on all N latents (see parallel/mesh.py).
         mapped = self._map(params, latents.reshape(2 * num, -1), both_labels)
         w, w2 = map(parallel.constrain_batch, jnp.split(mapped, 2))
         cutoff = 1 + jnp.floor(mixing[1] * (num_ws - 1)).astype(jnp.int32)

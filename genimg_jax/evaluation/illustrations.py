@@ -16,7 +16,8 @@ import ml_collections
 import numpy as np
 
 from genimg_jax import data, parallel
-from genimg_jax.images import save_grid
+from genimg_jax.evaluation.grids import save_grid
+from genimg_jax.training.compiled_run import CompiledRun
 
 
 def fixed_batch(source: data.ImageSource, count: int) -> dict[str, np.ndarray]:
@@ -26,10 +27,10 @@ def fixed_batch(source: data.ImageSource, count: int) -> dict[str, np.ndarray]:
 
 
 def compile_illustrations(
-    run: Any, config: ml_collections.ConfigDict, source: data.ImageSource, rng: jax.Array
+    run: CompiledRun, config: ml_collections.ConfigDict, source: data.ImageSource, rng: jax.Array
 ) -> Callable[[Any], dict[str, np.ndarray]]:
     """state -> {name: uint8 images} on a fixed batch of `config.train.num_sample_images` examples of `source`,
-    jit-compiled once. `run` is a `trainer.CompiledRun` whose method has `illustrations`."""
+    jit-compiled once. `run`'s method has `illustrations`."""
     replicated = parallel.replicated(run.mesh)
     batch = {
         key: jax.make_array_from_process_local_data(replicated, value, value.shape)
@@ -51,9 +52,7 @@ def write_illustrations(pictures: dict[str, np.ndarray], step: int, directory: p
     paths = []
     for name, images in pictures.items():
         columns = images.shape[1] if images.ndim == 5 else None
-        tiles = images.reshape(-1, *images.shape[-3:])
-        tiles_across = columns or int(np.ceil(np.sqrt(len(tiles))))
         path = directory / f"{name}_step_{step:07d}.png"
-        save_grid(tiles, path, columns=columns, scale=max(1, 256 // (tiles.shape[1] * tiles_across)))
+        save_grid(images.reshape(-1, *images.shape[-3:]), path, columns=columns)
         paths.append(path)
     return paths

@@ -9,17 +9,15 @@ from collections.abc import Callable
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from genimg_jax.augment import ada_augment, diff_augment, parse_policy
 from genimg_jax.augment.ada import ADA_OPS
 from genimg_jax.config import ConfigError, require
 from genimg_jax.losses.penalties import CriticFn, gradient_norm_penalty, wgan_gradient_penalty
+from genimg_jax.methods.base import COMPUTE_DTYPES
 from genimg_jax.models import dcgan, resnet_gan
 from genimg_jax.models.multiscale import MultiScaleDiscriminator
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def _dcgan(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
@@ -28,7 +26,7 @@ def _dcgan(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
         require(model[key] == 0, f"model.{key}", model[key], "must be 0 for the dcgan architecture")
     for key in ("g_spectral_norm", "d_spectral_norm"):
         require(not model[key], f"model.{key}", model[key], "is not supported by the dcgan architecture")
-    dtype = DTYPES[model.dtype]
+    dtype = COMPUTE_DTYPES[model.dtype]
     generator = dcgan.Generator(config.data.resolution, config.data.channels, model.g_features, dtype=dtype)
     return generator, dcgan.Discriminator(model.d_features, dtype=dtype)
 
@@ -36,7 +34,9 @@ def _dcgan(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
 def _resnet(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
     model = config.model
     shared = dict(
-        num_classes=model.num_classes, attention_resolution=model.attention_resolution, dtype=DTYPES[model.dtype]
+        num_classes=model.num_classes,
+        attention_resolution=model.attention_resolution,
+        dtype=COMPUTE_DTYPES[model.dtype],
     )
     generator = resnet_gan.Generator(
         config.data.resolution,

@@ -6,7 +6,6 @@ D sees, real and fake, pass through the configured differentiable augmentation; 
 from sign(D(real)) and lives in the state.
 """
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,11 +20,9 @@ from genimg_jax import data, parallel
 from genimg_jax.augment.ada import AdaState, ada_observe, init_ada_state
 from genimg_jax.config import ConfigError, adam_config, base_config, require, require_choice
 from genimg_jax.losses.adversarial import LOSSES
-from genimg_jax.losses.penalties import when_due
-from genimg_jax.methods.base import Batch, Metrics, adam, ema_update, sample_labels
-from genimg_jax.methods.gan_components import ARCHITECTURES, DTYPES, PENALTIES, build_augment, build_networks
-
-CIFAR10_DATA = {"source": "tfds:cifar10", "resolution": 32, "channels": 3}
+from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam, ema_update, sample_labels
+from genimg_jax.methods.gan.common import rampup_ema_decay, when_due
+from genimg_jax.methods.gan.components import ARCHITECTURES, PENALTIES, build_augment, build_networks
 
 
 def gan_config(variant: str = "", variants: Sequence[str] = ("",)) -> ml_collections.ConfigDict:
@@ -39,7 +36,7 @@ def gan_config(variant: str = "", variants: Sequence[str] = ("",)) -> ml_collect
     config.method = "gan"
     config.model = ml_collections.ConfigDict(
         {
-            "architecture": "dcgan",  # see methods.gan_components.ARCHITECTURES
+            "architecture": "dcgan",  # see methods.gan.components.ARCHITECTURES
             "loss": "non_saturating",  # see losses.adversarial.LOSSES
             "latent_dim": 100,
             "g_features": 64,
@@ -76,15 +73,6 @@ def decay_learning_rates_linearly(config: ml_collections.ConfigDict) -> None:
     config.optim.d.decay_steps = config.train.steps * config.train.d_steps
 
 
-def rampup_ema_decay(step: jax.Array, batch_size: int, decay: float, rampup: float) -> jax.Array:
-    """EMA decay with StyleGAN2-ADA's ramp-up: the half-life in images, batch * log(1/2) / log(decay) at full
-    speed, is capped at `rampup` times the number of images seen so far, so early averages forget the
-    initialisation quickly."""
-    half_life = batch_size * math.log(0.5) / math.log(decay)
-    seen = step.astype(jnp.float32) * batch_size
-    return 0.5 ** (batch_size / jnp.maximum(jnp.minimum(half_life, seen * rampup), 1e-8))
-
-
 @flax.struct.dataclass
 class GANState:
     step: jax.Array
@@ -109,7 +97,7 @@ class GAN:
         require_choice(config, "model.architecture", ARCHITECTURES)
         require_choice(config, "model.loss", LOSSES)
         require_choice(config, "model.penalty", PENALTIES)
-        require_choice(config, "model.dtype", DTYPES)
+        require_choice(config, "model.dtype", COMPUTE_DTYPES)
         require(model.latent_dim > 0, "model.latent_dim", model.latent_dim, "must be positive")
         require(model.num_classes >= 0, "model.num_classes", model.num_classes, "must be >= 0 (0 = unconditional)")
         require(model.d_scales >= 1, "model.d_scales", model.d_scales, "must be >= 1")

@@ -1,4 +1,4 @@
-"""Where a run's numbers go: `metrics.jsonl`, TensorBoard events (clu), sample grids, and a progress line.
+"""Where a run's numbers go: `metrics.jsonl`, TensorBoard events (clu, scalars and sample grids), a progress line.
 
 Only the main process writes; the others get a logger whose methods do nothing, so call sites need no checks.
 """
@@ -11,8 +11,6 @@ import time
 
 import numpy as np
 from clu import metric_writers
-
-from genimg_jax import images as image_grids
 
 
 def format_duration(seconds: float) -> str:
@@ -49,7 +47,7 @@ def _set_aside_records_after(path: pathlib.Path, step: int) -> None:
 
 
 class RunLogger:
-    """Writes scalars to `metrics.jsonl` and TensorBoard, sample grids to PNG, and progress to stdout."""
+    """Writes scalars to `metrics.jsonl` and TensorBoard, pictures to TensorBoard, and progress to stdout."""
 
     def __init__(self, workdir: pathlib.Path, total_steps: int, enabled: bool, resume_step: int = 0):
         """`resume_step`: the checkpoint a resumed run starts from; later records are moved out of
@@ -96,16 +94,10 @@ class RunLogger:
         if self.enabled:
             print(text, flush=True)
 
-    def sample_grid(self, step: int, images: np.ndarray, directory: pathlib.Path) -> pathlib.Path | None:
-        """Save uint8 NHWC samples as `directory/step_<step>.png` and to TensorBoard."""
-        if not self.enabled:
-            return None
-        path = directory / f"step_{step:07d}.png"
-        scale = max(1, 256 // (images.shape[1] * math.ceil(math.sqrt(len(images)))))
-        image_grids.save_grid(images, path, scale=scale)
-        grid = image_grids.make_grid(images)
-        self._writer.write_images(step, {"samples": grid[None]})
-        return path
+    def images(self, step: int, name: str, grid: np.ndarray) -> None:
+        """A uint8 HWC picture (a sample grid) to TensorBoard."""
+        if self.enabled:
+            self._writer.write_images(step, {name: grid[None]})
 
     def close(self) -> None:
         if self.enabled:

@@ -1,4 +1,4 @@
-"""Train-step benchmark: `python -m genimg_jax.benchmark --config=configs/X.py [--config.a.b=v ...]`.
+"""Train-step benchmark: `python -m genimg_jax.tools.benchmark --config=configs/X.py [--config.a.b=v ...]`.
 
 Prints compile time, steps/s and images/s (median over repeats after warm-up), peak memory, and FLOPs per step
 from XLA's cost analysis with the achieved FLOP/s. Numbers are printed, never asserted: they depend on the machine.
@@ -13,8 +13,10 @@ from collections.abc import Sequence
 
 import jax
 
-from genimg_jax import data, parallel, trainer
-from genimg_jax.config import ConfigError, apply_overrides, load_config, split_override_args
+from genimg_jax import data
+from genimg_jax.cli import parse_with_overrides, run_command
+from genimg_jax.config import apply_overrides, load_config
+from genimg_jax.training.compiled_run import compile_run
 
 
 def _flops(compiled: jax.stages.Compiled) -> float:
@@ -39,8 +41,8 @@ def _device_memory_bytes(compiled: jax.stages.Compiled) -> int | None:
 
 def benchmark(config, repeats: int, steps_per_repeat: int, warmup: int) -> dict[str, float]:
     """Measure the jitted train step of `config` on a real batch of its training data."""
-    run = trainer.compile_run(config, parallel.make_mesh(config.mesh))
-    source = trainer.make_data_source(config, config.data.train_split)
+    run = compile_run(config)
+    source = data.source_from_config(config.data, config.data.train_split)
     stream = data.make_train_stream(
         source,
         global_batch_size=config.train.batch_size,
@@ -85,23 +87,21 @@ def benchmark(config, repeats: int, steps_per_repeat: int, warmup: int) -> dict[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    overrides, rest = split_override_args(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m genimg_jax.benchmark", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m genimg_jax.tools.benchmark", description=__doc__)
     parser.add_argument("--config", required=True)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps_per_repeat", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    args = parser.parse_args(rest)
-    try:
+
+    def run() -> None:
+        args, overrides = parse_with_overrides(parser, argv)
         config = apply_overrides(load_config(args.config), overrides)
         results = benchmark(config, args.repeats, args.steps_per_repeat, args.warmup)
-    except (ConfigError, data.DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"benchmark of {args.config} ({jax.devices()[0].platform}, jax {jax.__version__})")
-    for name, value in results.items():
-        print(f"  {name:22s} {value:.4g}" if isinstance(value, float) else f"  {name:22s} {value}")
-    return 0
+        print(f"benchmark of {args.config} ({jax.devices()[0].platform}, jax {jax.__version__})")
+        for name, value in results.items():
+            print(f"  {name:22s} {value:.4g}" if isinstance(value, float) else f"  {name:22s} {value}")
+
+    return run_command(run)
 
 
 if __name__ == "__main__":

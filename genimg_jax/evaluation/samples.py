@@ -19,10 +19,10 @@ import ml_collections
 import numpy as np
 
 from genimg_jax import data, parallel
-from genimg_jax.checkpoint import Checkpointer
 from genimg_jax.config import ConfigError, require, require_choice
 from genimg_jax.methods.base import sample_labels
 from genimg_jax.metrics import features, fid, inception_score, kid, precision_recall, reference
+from genimg_jax.training.compiled_run import CompiledRun
 
 METRICS = ("fid", "kid", "is", "pr", "label_accuracy")
 # Values the best checkpoint can be chosen by: value -> (the metric that produces it, whether larger is better).
@@ -124,7 +124,7 @@ def load_split_features(
     try:
         source = data.source_from_config(data_config, split)
     except data.DataError as error:
-        raise data.DataError(f"config.eval.reference_split / config.data.source: {error}") from None
+        raise data.DataError(f"config.eval.reference_split / {error}") from None
     key = reference.cache_key(
         data_config.source, data_config.data_dir, split, data_config.resolution, data_config.channels, net
     )
@@ -134,8 +134,7 @@ def load_split_features(
 class SampleEvaluator:
     """Sample metrics of train states of one compiled run (see the module docstring)."""
 
-    def __init__(self, config: ml_collections.ConfigDict, run: Any, workdir: str | pathlib.Path):
-        """`run`: a `trainer.CompiledRun` (method, mesh, state sharding)."""
+    def __init__(self, config: ml_collections.ConfigDict, run: CompiledRun, workdir: str | pathlib.Path):
         validate_eval_config(config)
         self.config, self.names = config, requested_metrics(config)
         try:
@@ -221,7 +220,7 @@ class SampleEvaluator:
 
 
 def optional_sample_evaluator(
-    config: ml_collections.ConfigDict, run: Any, workdir: str | pathlib.Path
+    config: ml_collections.ConfigDict, run: CompiledRun, workdir: str | pathlib.Path
 ) -> SampleEvaluator | None:
     """A SampleEvaluator if `eval.metrics` asks for any metric (only then must the feature net suit the data)."""
     return SampleEvaluator(config, run, workdir) if requested_metrics(config) else None
@@ -231,51 +230,3 @@ def write_results(path: pathlib.Path, step: int, values: dict[str, float], proto
     if jax.process_index() == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"step": step, "values": values, "protocol": protocol}, indent=2) + "\n")
-
-
-class BestCheckpoint:
-    """Keeps the checkpoint with the best `metric` so far in `directory`, with `best.json` saying which."""
-
-    def __init__(self, directory: pathlib.Path, metric: str):
-        self.metric, self.directory = metric, directory
-        self._checkpointer = Checkpointer(directory, keep=1, every=0)
-        record = directory / "best.json"
-        self.best = json.loads(record.read_text())["values"][metric] if record.is_file() else None
-
-    def update(self, step: int, values: dict[str, float], protocol: dict, state: Any, data_state: dict) -> bool:
-        value = values[self.metric]
-        larger_is_better = BEST_METRICS[self.metric][1]
-        better = self.best is None or (value > self.best if larger_is_better else value < self.best)
-        if better:
-            self.best = value
-            self._checkpointer.save(step, state, data_state)
-            write_results(self.directory / "best.json", step, values, {"best_metric": self.metric, **protocol})
-        return better
-
-    def close(self) -> None:
-        self._checkpointer.wait()
-        self._checkpointer.close()
-
-
-class TrainingEvaluation:
-    """What the trainer runs every `eval.every` steps beside its likelihood evaluation: sample metrics, an
-    `eval_<step>.json` with values and protocol, and the best checkpoint by `eval.best_metric`."""
-
-    def __init__(self, config: ml_collections.ConfigDict, run: Any, workdir: pathlib.Path):
-        validate_eval_config(config)
-        self.workdir = workdir
-        self.samples = optional_sample_evaluator(config, run, workdir)
-        self.best = BestCheckpoint(workdir / "best", config.eval.best_metric) if config.eval.best_metric else None
-
-    def sample_metrics(self, state: Any) -> dict[str, float]:
-        return self.samples.evaluate(state) if self.samples else {}
-
-    def record(self, step: int, values: dict[str, float], state: Any, data_state: dict) -> None:
-        protocol = self.samples.protocol() if self.samples else {}
-        write_results(self.workdir / f"eval_{step:07d}.json", step, values, protocol)
-        if self.best:
-            self.best.update(step, values, protocol, state, data_state)
-
-    def close(self) -> None:
-        if self.best:
-            self.best.close()

@@ -1,0 +1,34 @@
+"""What every command shares: `--config.a.b=v` overrides beside its own flags, and one line on stderr with an
+exit status for each kind of mistake, instead of a traceback."""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from genimg_jax.config import ConfigError, split_override_args
+from genimg_jax.data import DataError
+from genimg_jax.training.checkpoint import CheckpointError
+
+BAD_INPUT = 2  # a config, data, checkpoint or workdir that cannot be used
+DIVERGED = 1  # training stopped on non-finite values; the last good checkpoint is kept
+
+
+def parse_with_overrides(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, list[str]]:
+    """(the command's own arguments, the `a.b=v` config overrides) of `argv` (default: sys.argv[1:])."""
+    overrides, rest = split_override_args(sys.argv[1:] if argv is None else argv)
+    return parser.parse_args(rest), overrides
+
+
+def run_command(body: Callable[[], None]) -> int:
+    """Run `body`; bad input ends it with one `error: ...` line and status 2, divergence with status 1."""
+    try:
+        body()
+    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return BAD_INPUT
+    except FloatingPointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return DIVERGED
+    return 0

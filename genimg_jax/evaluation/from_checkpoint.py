@@ -1,0 +1,89 @@
+"""What a trained workdir's latest checkpoint is used for after training: `--mode=sample` (grids and
+illustrations), `--mode=eval` (all metrics) and `--mode=audit` (memorization).
+
+Each restores the newest checkpoint that restores onto the current mesh and writes its results beside it:
+`samples/sample_step_<step>_<i>.png`, `eval_<step>.json` (values and protocol) and `audit_<step>/`
+(report.json, neighbours.png, distances.png).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import ml_collections
+
+from genimg_jax import data
+from genimg_jax.evaluation import audit, grids
+from genimg_jax.evaluation.held_out import evaluate_split
+from genimg_jax.evaluation.illustrations import compile_illustrations, write_illustrations
+from genimg_jax.evaluation.samples import SampleEvaluator, optional_sample_evaluator, write_results
+from genimg_jax.training.compiled_run import compile_run, initial_rngs, restore_trained_state
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_grids: int = 1) -> list[pathlib.Path]:
+    """Write sample grids (and the method's illustrations) from the latest checkpoint; returns their paths."""
+    workdir = pathlib.Path(workdir)
+    run = compile_run(config)
+    state, step = restore_trained_state(config, run, workdir)
+    _, sample_rng = initial_rngs(config)
+    paths = []
+    for index in range(num_grids):
+        images = data.from_unit_range(jax.device_get(run.sample(state, jax.random.fold_in(sample_rng, index))))
+        if jax.process_index() == 0:
+            path = workdir / "samples" / f"sample_step_{step:07d}_{index}.png"
+            grids.save_grid(images, path)
+            paths.append(path)
+    if hasattr(run.method, "illustrations"):
+        eval_source = data.source_from_config(config.data, config.data.eval_split)
+        pictures = compile_illustrations(run, config, eval_source, sample_rng)(state)
+        if jax.process_index() == 0:
+            paths += write_illustrations(pictures, step, workdir / "samples")
+    return paths
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
+    """The method's likelihood metrics on `data.eval_split` and the sample metrics; returns eval_<step>.json."""
+    workdir = pathlib.Path(workdir)
+    run = compile_run(config)
+    samples = optional_sample_evaluator(config, run, workdir)
+    state, step = restore_trained_state(config, run, workdir)
+    eval_source = data.source_from_config(config.data, config.data.eval_split)
+    eval_rng = jax.random.fold_in(initial_rngs(config)[0], step)
+    values = evaluate_split(run, state, eval_source, config.eval.batch_size, eval_rng)
+    protocol = {"likelihood_split": config.data.eval_split}
+    if samples:
+        values.update(samples.evaluate(state))
+        protocol.update(samples.protocol())
+    path = workdir / f"eval_{step:07d}.json"
+    write_results(path, step, values, protocol)
+    return path
+
+
+def memorization_audit(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
+    """Nearest training neighbours of `eval.num_samples` samples in feature space; returns the report folder."""
+    workdir = pathlib.Path(workdir)
+    run = compile_run(config)
+    samples = SampleEvaluator(config, run, workdir)  # a bad `config.eval` fails before heavy work
+    state, step = restore_trained_state(config, run, workdir)
+    train = samples.split_features(config.data.train_split)
+    test = samples.split_features(config.data.eval_split)
+    generated, _ = samples.generate(state, keep_images=True)
+    train_source = data.source_from_config(config.data, config.data.train_split)
+    directory = workdir / f"audit_{step:07d}"
+    protocol = {
+        **samples.protocol(),
+        "reference": {"dataset": config.data.source, "train_split": config.data.train_split},
+        "typical_distance_split": config.data.eval_split,
+    }
+    if jax.process_index() == 0:
+        audit.write_report(
+            directory,
+            generated["images"],
+            generated["features"],
+            lambda index: train_source[index]["image"],
+            train["features"],
+            test["features"],
+            protocol,
+        )
+    return directory

@@ -1,0 +1,1 @@
+"""Commands other than `genimg_jax.main`, each run as `python -m genimg_jax.tools.NAME`."""

@@ -1,0 +1,123 @@
+"""A method bound to a mesh (`CompiledRun`): its state shardings and its jit-compiled functions, the one thing
+training, post-hoc evaluation, sampling and the tools all build from a config; and the state of a trained run."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jax.sharding import Mesh, NamedSharding
+
+from genimg_jax import parallel
+from genimg_jax.config import ConfigError, validate_common
+from genimg_jax.methods import Method, build_method
+from genimg_jax.training import nonfinite
+from genimg_jax.training.checkpoint import Checkpointer
+from genimg_jax.training.pretrained import load_pretrained
+
+SAMPLE_SEED_SALT = 0x5A3D  # sample grids use one fixed key per run, so grids from different steps compare
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledRun:
+    """A method bound to a mesh: its state shardings and jit-compiled functions."""
+
+    method: Method
+    mesh: Mesh
+    state_sharding: Any
+    abstract_state: Any  # ShapeDtypeStructs with shardings: the restore target of checkpoints
+    batch_sharding: NamedSharding
+    init: Any  # rng -> state
+    train_step: Any  # (state, batch) -> (state, metrics); donates state; guarded against NaN/Inf (nonfinite.py)
+    sample: Any  # (state, rng) -> images, replicated
+    evaluate: Any  # (state, batch, rng) -> ({name: masked sum}, count)
+
+
+def example_batch(config: ml_collections.ConfigDict, batch_size: int) -> dict[str, jax.Array]:
+    """Zeros shaped like a global batch, for tracing shapes."""
+    resolution, channels = config.data.resolution, config.data.channels
+    return {
+        "image": jnp.zeros((batch_size, resolution, resolution, channels), jnp.uint8),
+        "label": jnp.zeros((batch_size,), jnp.int32),
+    }
+
+
+def compile_run(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> CompiledRun:
+    """Build the method and jit its functions with explicit shardings over `mesh` (default: `config.mesh`)."""
+    validate_common(config)
+    mesh = parallel.make_mesh(config.mesh) if mesh is None else mesh
+    shards = parallel.batch_axis_size(mesh)
+    for key in ("train.batch_size", "eval.batch_size"):
+        section, name = key.split(".")
+        size = config[section][name]
+        if size % shards:
+            raise ConfigError(f"config.{key}={size} must be a multiple of the {shards} batch shards of the mesh")
+    method = build_method(config, load_pretrained(config))
+    batch_sharding = parallel.batch_sharding(mesh)
+    replicated = parallel.replicated(mesh)
+    example = example_batch(config, config.train.batch_size)
+    abstract_state = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), example)
+    state_sharding = parallel.state_shardings(abstract_state, mesh, config.sharding)
+
+    def evaluate(state, batch, rng):
+        values = method.evaluate_batch(state, batch, rng)
+        mask = batch["mask"].astype(jnp.float32)
+        return {name: jnp.sum(value * mask) for name, value in values.items()}, jnp.sum(mask)
+
+    num_samples = config.train.num_sample_images
+    init = jax.jit(lambda rng: method.init_state(rng, example), out_shardings=state_sharding)
+    return CompiledRun(
+        method=method,
+        mesh=mesh,
+        state_sharding=state_sharding,
+        abstract_state=jax.eval_shape(init, jax.random.PRNGKey(0)),
+        batch_sharding=batch_sharding,
+        init=init,
+        train_step=jax.jit(
+            parallel.traced_on(mesh, nonfinite.guard(method.train_step, config.train.nonfinite)),
+            in_shardings=(state_sharding, batch_sharding),
+            out_shardings=(state_sharding, replicated),
+            donate_argnums=0,
+        ),
+        sample=jax.jit(
+            parallel.traced_on(mesh, lambda state, rng: method.sample(state, rng, num_samples)),
+            out_shardings=replicated,
+        ),
+        evaluate=jax.jit(
+            parallel.traced_on(mesh, evaluate),
+            in_shardings=(state_sharding, batch_sharding, replicated),
+            out_shardings=replicated,
+        ),
+    )
+
+
+def initial_rngs(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
+    """(init key, sample-grid key) derived from `config.seed` alone: same config and seed, same run."""
+    root = jax.random.PRNGKey(config.seed)
+    return root, jax.random.fold_in(root, SAMPLE_SEED_SALT)
+
+
+def restore_trained_state(
+    config: ml_collections.ConfigDict, run: CompiledRun, workdir: pathlib.Path
+) -> tuple[Any, int]:
+    """(state, step) of the newest checkpoint in `workdir` that restores, for sampling and evaluation.
+
+    Damaged steps are set aside as in training; no checkpoint at all is a FileNotFoundError naming the folder.
+    """
+    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.train.keep_checkpoints, every=0)
+    restored = checkpointer.restore_latest(run.abstract_state, report=main_process_report)
+    checkpointer.close()
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
+    step, state, _ = restored
+    return state, step
+
+
+def main_process_report(text: str) -> None:
+    """Print `text` on process 0 only (set-aside checkpoints, progress that every process would repeat)."""
+    if jax.process_index() == 0:
+        print(text)

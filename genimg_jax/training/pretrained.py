@@ -1,0 +1,84 @@
+"""Parts of a method that come from disk (latent diffusion's first-stage VAE), loaded here and handed to the
+method's constructor: methods do no I/O.
+
+A method class lists the parts it needs in `PRETRAINED`; each name has one loader below, which reads the config
+keys that locate it and fails with a ConfigError naming them.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from genimg_jax import data
+from genimg_jax.config import ConfigError, require
+from genimg_jax.methods import build_method, method_class
+from genimg_jax.methods.latent_diffusion import FirstStage, encoder_means
+from genimg_jax.training.checkpoint import Checkpointer
+from genimg_jax.training.workdir import read_saved_config
+
+FIRST_STAGE_KEY = "model.first_stage_workdir"
+LATENT_SCALE_EXAMPLES = 1024  # training images whose latents set the scale when model.latent_scale = 0
+
+
+def _first_stage_error(workdir: str, problem: str) -> ConfigError:
+    return ConfigError(f"config.{FIRST_STAGE_KEY}={workdir!r} is invalid: {problem}")
+
+
+def trained_params(workdir: str, expected_method: str) -> tuple[Any, Any]:
+    """(method, params at the latest checkpoint) of the finished `expected_method` run in `workdir`, restored onto
+    this process's first device; problems are ConfigErrors naming `FIRST_STAGE_KEY`."""
+    if not workdir:
+        raise _first_stage_error(workdir, "name the workdir of a trained VAE run (e.g. one of configs/vae_digits.py)")
+    try:
+        saved = read_saved_config(workdir)
+    except (FileNotFoundError, ConfigError) as error:
+        raise _first_stage_error(workdir, str(error)) from None
+    if saved.get("method") != expected_method:
+        raise _first_stage_error(workdir, f"it is a {saved.get('method')!r} run, not a {expected_method!r} run")
+    checkpoint_dir = f"{workdir}/checkpoints"
+    checkpointer = Checkpointer(checkpoint_dir, keep=saved.train.keep_checkpoints, every=0)
+    try:
+        step = checkpointer.latest_step()
+        if step is None:
+            raise _first_stage_error(workdir, f"{checkpoint_dir} holds no checkpoint; train the VAE first")
+        method = build_method(saved)
+        resolution, channels = saved.data.resolution, saved.data.channels
+        example = {
+            "image": jnp.zeros((1, resolution, resolution, channels), jnp.uint8),
+            "label": jnp.zeros((1,), jnp.int32),
+        }
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract_state = jax.tree.map(
+            lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+            jax.eval_shape(method.init_state, jax.random.PRNGKey(0), example),
+        )
+        state, _ = checkpointer.restore(step, abstract_state)
+    finally:
+        checkpointer.close()
+    return method, state.params
+
+
+def load_first_stage(config: ml_collections.ConfigDict) -> FirstStage:
+    """The VAE of `model.first_stage_workdir`, with `model.latent_scale` or, if 0, 1 / std of the encoder means of
+    the first `LATENT_SCALE_EXAMPLES` training images (the scale factor of Rombach et al.)."""
+    scale = config.model.latent_scale
+    require(scale >= 0, "model.latent_scale", scale, "must be >= 0 (0 = measure)")
+    vae, params = trained_params(str(config.model.first_stage_workdir), "vae")
+    if not scale:
+        source = data.source_from_config(config.data, config.data.train_split)
+        count = min(len(source), LATENT_SCALE_EXAMPLES)
+        images = np.stack([source[index]["image"] for index in range(count)])
+        scale = float(1.0 / jnp.std(encoder_means(vae, params, jnp.asarray(images))))
+    return FirstStage(vae=vae, params=params, latent_scale=scale)
+
+
+LOADERS: dict[str, Callable[[ml_collections.ConfigDict], Any]] = {"first_stage": load_first_stage}
+
+
+def load_pretrained(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """{part name: loaded part} for every part `config.method` lists in its `PRETRAINED`."""
+    return {name: LOADERS[name](config) for name in getattr(method_class(config), "PRETRAINED", ())}

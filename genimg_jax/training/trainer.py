@@ -1,0 +1,140 @@
+"""The one training loop: data, jit-compiled steps over a mesh, checkpoints, evaluation, samples, logs.
+
+Methods know nothing of devices, files or time; this module owns all of it, so every model family trains,
+resumes and reports the same way.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+
+from genimg_jax import data
+from genimg_jax.evaluation import grids
+from genimg_jax.evaluation.held_out import evaluate_split
+from genimg_jax.evaluation.illustrations import compile_illustrations, write_illustrations
+from genimg_jax.evaluation.periodic import TrainingEvaluation
+from genimg_jax.training import nonfinite
+from genimg_jax.training import workdir as workdirs
+from genimg_jax.training.checkpoint import Checkpointer
+from genimg_jax.training.compiled_run import compile_run, initial_rngs, main_process_report
+from genimg_jax.training.preemption import PreemptionGuard
+from genimg_jax.training.reporting import RunLogger
+
+
+def _due(step: int, every: int, last_step: int) -> bool:
+    """Whether a periodic action (every `every` steps, 0 = never) runs at `step`; all run at the last step."""
+    return every > 0 and (step % every == 0 or step == last_step)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any:
+    """Train `config` in `workdir`, resuming from its latest checkpoint if there is one; returns the final state."""
+    workdir = pathlib.Path(workdir)
+    is_main = jax.process_index() == 0
+    run = compile_run(config)
+    train_config = config.train
+    stream = data.make_train_stream(
+        data.source_from_config(config.data, config.data.train_split),
+        global_batch_size=train_config.batch_size,
+        seed=config.seed,
+        random_flip=config.data.random_flip,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    draws_illustrations = hasattr(run.method, "illustrations") and train_config.sample_every > 0
+    eval_source = (
+        data.source_from_config(config.data, config.data.eval_split)
+        if config.eval.every or draws_illustrations
+        else None
+    )
+    sample_evaluation = TrainingEvaluation(config, run, workdir) if config.eval.every else None
+    workdir.mkdir(parents=True, exist_ok=True)
+    checkpointer = Checkpointer(
+        workdir / "checkpoints", keep=train_config.keep_checkpoints, every=train_config.checkpoint_every
+    )
+    if checkpointer.all_steps():
+        workdirs.check_resumable(workdir, config)  # before config.json is replaced by the new config
+    if is_main:
+        workdirs.save_resolved_config(config, workdir)
+    init_rng, sample_rng = initial_rngs(config)
+    illustrate = compile_illustrations(run, config, eval_source, sample_rng) if draws_illustrations else None
+    restored = checkpointer.restore_latest(run.abstract_state, report=main_process_report)
+    start_step = restored[0] if restored else 0
+    logger = RunLogger(workdir, train_config.steps, enabled=is_main, resume_step=start_step)
+    if restored is None:
+        state = run.init(init_rng)
+        logger.message(f"starting a new run in {workdir}")
+    else:
+        _, state, data_state = restored
+        stream.set_state(data_state)
+        logger.message(f"resuming {workdir} from the checkpoint of step {start_step}")
+
+    last_checkpoint = start_step if restored else None
+    sums: dict[str, jax.Array] = {}
+    logger.start(start_step)
+    step = last_logged = start_step
+    stop = False
+    preemption = PreemptionGuard()  # SIGTERM/SIGINT: checkpoint this step and stop (preemption.py)
+    try:
+        preemption.install()
+        for step in range(start_step + 1, train_config.steps + 1):
+            batch = data.make_global_batch(next(stream), run.batch_sharding)
+            state, metrics = run.train_step(state, batch)
+            sums = {name: sums.get(name, 0.0) + value for name, value in metrics.items()}
+
+            if _due(step, train_config.log_every, train_config.steps):
+                means = nonfinite.interval_means(jax.device_get(sums), step - last_logged, train_config.nonfinite)
+                nonfinite.check(step, means, train_config.nonfinite, last_checkpoint)
+                if skipped := means[nonfinite.NONFINITE_STEPS]:
+                    logger.message(f"skipped {skipped:.0f} of steps {last_logged + 1}-{step}: non-finite values")
+                sums, last_logged = {}, step
+                rate = logger.steps_per_second(step)
+                logger.scalars(step, "train", {**means, "steps_per_second": rate})
+                logger.progress(step, means, rate)
+            if _due(step, train_config.sample_every, train_config.steps):
+                images = data.from_unit_range(jax.device_get(run.sample(state, sample_rng)))
+                if is_main:
+                    grid = grids.save_grid(images, workdir / "samples" / f"step_{step:07d}.png")
+                    logger.images(step, "samples", grid)
+                if illustrate:
+                    pictures = illustrate(state)
+                    if is_main:
+                        write_illustrations(pictures, step, workdir / "samples")
+            if _due(step, config.eval.every, train_config.steps):
+                eval_rng = jax.random.fold_in(init_rng, step)
+                results = evaluate_split(run, state, eval_source, config.eval.batch_size, eval_rng)
+                results.update(sample_evaluation.sample_metrics(state))
+                sample_evaluation.record(step, results, state, stream.get_state())
+                logger.scalars(step, config.data.eval_split, results)
+                logger.message(f"eval at step {step} on {config.data.eval_split}: {_format(results)}")
+            stop = preemption.stop_requested()
+            if checkpointer.should_save(step) or step == train_config.steps or stop:
+                # Never save a diverged state, even between log steps.
+                pending = nonfinite.interval_means(jax.device_get(sums), step - last_logged, train_config.nonfinite)
+                nonfinite.check(step, pending, train_config.nonfinite, last_checkpoint)
+                checkpointer.save(step, state, stream.get_state())
+                last_checkpoint = step
+            if stop:
+                break
+    finally:  # whatever stops the loop, a save in flight is committed and the logs are flushed
+        preemption.uninstall()
+        checkpointer.wait()
+        checkpointer.close()
+        if sample_evaluation:
+            sample_evaluation.close()
+        logger.close()
+    if stop:
+        logger.message(
+            f"received {preemption.signal_name} at step {step}: its checkpoint is committed; "
+            f"run the same command again to continue"
+        )
+    else:
+        logger.message(f"done at step {step}; everything is in {workdir.absolute()}")
+    return state
+
+
+def _format(values: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in values.items())
