@@ -1,13 +1,13 @@
 """DCGAN (Radford, Metz & Chintala 2016). Variants: `digits` (default demo) and `cifar10`.
 
-digits: the embedded handwritten digits at 32x32; trains in about 3 minutes on 2 CPU cores (about 18 steps/s).
-Architecture and optimiser follow the paper (Adam, lr 2e-4, beta1 0.5, batch norm, non-saturating loss); the
-widths are reduced from 64 to 32 so that the demo is quick on a CPU.
+digits: the embedded handwritten digits at 32x32. Architecture and optimiser follow the paper (Adam, lr 2e-4,
+beta1 0.5, batch norm, non-saturating loss); the widths are reduced from 64 to 32 so that the demo is quick on a
+CPU (its measured speed and results: experiments/records/embedded_configs.md).
 
 cifar10: the paper's setup (Sec. 4: batch 128, Adam lr 2e-4, beta1 0.5, N(0, 0.02) init, ngf = ndf = 64,
 latent 100) on `tfds:cifar10`. The paper reports no FID/IS for CIFAR-10 generation; published numbers for DCGAN
 on CIFAR-10 are IS 6.16 +- 0.07 (as listed in Gulrajani et al. 2017, Table 3) and FID 37.7 (Heusel et al. 2017,
-Table 1, DCGAN, "orig" column: lr 1e-4, 100k updates).
+Table 1, DCGAN, "orig" column: lr 1e-4, 100k updates); sample counts and reference split not recorded here.
 """
 
 import ml_collections

@@ -1,16 +1,16 @@
 """DDPM (Ho et al. 2020): eps-prediction on a linear schedule of T = 1000 steps, ancestral sampling.
 
 Variants (`--config=configs/ddpm.py:VARIANT`):
-- `digits` (default): the embedded handwritten digits at 16x16 with a small U-Net that trains in minutes on a CPU.
-  Measured on 2 CPU cores: 5.4 steps/s; after 1000 steps (about 3 minutes) all 64 samples of the grid are
-  recognisable, smooth digits with the DDPM sampler (250 or 50 steps) and with DDIM and Heun (slightly grainier).
+- `digits` (default): the embedded handwritten digits at 16x16 with a small U-Net sized to train in minutes on a
+  CPU (its measured speed and samples: experiments/records/embedded_configs.md).
 - `digits_guided`: the same, class-conditional with classifier-free guidance (Ho & Salimans 2021): labels are
   dropped to the null class with probability 0.1 in training, samples use guidance scale w = 1 and show the
   classes in order.
 - `cifar10`: the paper's CIFAR-10 model (35.7M parameters: channels 128, multipliers (1, 2, 2, 2), 2 residual
   blocks per level, attention at 16x16, dropout 0.1), Adam lr 2e-4 with 5000 warm-up steps, gradient clipping
   at 1, batch 128, EMA 0.9999, random flips, 800k steps. Published: FID 3.17, Inception score 9.46 (unconditional,
-  L_simple) and NLL <= 3.70 bits/dim (Ho et al. 2020, Table 1); 1000 network evaluations per sample.
+  L_simple) and NLL <= 3.70 bits/dim (Ho et al. 2020, Table 1); 1000 network evaluations per sample (FID/IS
+  sample count and reference split not recorded here).
 Any sampler works with the trained model: `--config.sample.sampler=ddim --config.sample.steps=50`.
 """
 

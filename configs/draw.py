@@ -2,16 +2,15 @@
 
 Variants (`--config=configs/draw.py:VARIANT`):
 - `digits` (default): the embedded 8x8 digits upsampled to 32x32; T = 8 steps, 3x3 read, 5x5 write, 128 LSTM
-  units, 8-d z per step: trains in a few minutes on two CPU cores.
+  units, 8-d z per step: small settings chosen to train in minutes on a CPU, not tuned (measured test bound:
+  experiments/records/embedded_configs.md).
 - `mnist`: `tfds:mnist` with the paper's MNIST generation settings (Table 3): T = 64, 2x2 read, 5x5 write,
   256 LSTM units, 100-d z per step. The paper reports -log p(x) ≤ 80.97 nats on binarised MNIST (Table 2;
   87.40 without attention). The trainer needs power-of-two resolutions, so MNIST is resized to 32x32 here and
   binarised at mid-grey rather than the paper's fixed binarisation: the numbers are close in kind, not comparable.
 
 On `digits` the reported test ELBO is in nats per 32x32 binarised image: a different, much smaller data set than
-MNIST, so it is not comparable with the paper's number either. Measured at step 1500 of `digits` (seed 0): test
--ELBO 159.5 nats (0.225 bits/dim), well behind the convolutional VAE's 119.8: these small settings are chosen to
-train in minutes, not tuned.
+MNIST, so it is not comparable with the paper's number either.
 """
 
 import ml_collections

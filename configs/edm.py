@@ -10,7 +10,8 @@ Variants (`--config=configs/edm.py:VARIANT`):
   dropout 0.13, random flips, 200M images (390k steps). The network is this project's DDPM U-Net at the widths of
   EDM's DDPM++ (channels 128, multipliers (2, 2, 2), 4 blocks per level, attention at 16x16), without DDPM++'s
   FIR resampling, skip rescaling and augmentation pipeline. Published: FID 1.97 unconditional (VP, DDPM++),
-  1.79 class-conditional, 35 NFE (Karras et al. 2022, Table 2).
+  1.79 class-conditional, 35 NFE (Karras et al. 2022, Table 2; sample count and reference split
+  not recorded here).
 """
 
 import ml_collections

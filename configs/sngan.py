@@ -8,7 +8,7 @@ cifar10: the paper's CIFAR-10 ResNet (architecture: Appendix B.4, Table 4, G 256
 optimiser: Appendix B.2). The 50k generator updates with learning rates decaying linearly to 0 come from the
 authors' code (pfnet-research/sngan_projection, configs/sn_cifar10_unconditional.yml); the paper's text says
 100k updates unless noted. Published (Table 2, ResNet, SN-GANs with the hinge loss of Eq. 17):
-Inception score 8.22 +- 0.05, FID 21.7 +- 0.21.
+Inception score 8.22 +- 0.05, FID 21.7 +- 0.21 (sample count and reference split not recorded here).
 digits: 32-wide networks at 16x16 on the embedded digits.
 faces / faces_ada: the limited-data setting of Zhao et al. 2020 (DiffAugment "color,translation,cutout") and
 Karras et al. 2020 (ADA, target r_t = 0.6), on 160 grey 32x32 faces, with one D step per G step.

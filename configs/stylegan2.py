@@ -2,16 +2,15 @@
 
 Variants (`--config=configs/stylegan2.py:VARIANT`):
 - "digits" (default): the embedded handwritten digits at 32x32, small enough to train usefully in minutes on
-  2 CPU cores: z = w = 128 dimensions, 2 mapping layers instead of 8 (the ADA paper's CIFAR-10 choice),
+  a CPU: z = w = 128 dimensions, 2 mapping layers instead of 8 (the ADA paper's CIFAR-10 choice),
   feature maps 32 up to 16x16 and 16 at 32x32 instead of 512, batch 16, R1 gamma 0.01 (StyleGAN2-ADA's
   heuristic 0.0002 res^2 / batch gives 0.013 here), learning rate 0.0025, EMA with ramp-up. All other
   StyleGAN2 features stay on: style mixing 0.9, path-length regularisation (weight 2, every 4 steps), lazy R1
   every 16 steps, residual D with minibatch stddev, equalized learning rate, noise inputs. One deviation: the
   generator's output goes through tanh (`model.output_activation`). Most pixels of the upscaled 8x8 digits are
-  exactly -1, which StyleGAN2's linear output does not reach; D then separates fakes by their background, and
-  with a linear output every setting tried here (R1 gamma 0.01-1, no path length or mixing, lr 1e-3, batch 32,
-  ADA) collapsed to a single digit by step 1000 (FID 800-1100 with the digits net, recall 0.01), while tanh
-  gave FID 176 and recall 0.59 at step 1000. The faces, without saturated pixels, train with the linear output.
+  exactly -1, which StyleGAN2's linear output does not reach, so D separates fakes by their background and G
+  collapses (the runs: experiments/records/stylegan2_digits.md). The faces, without saturated pixels, train with
+  the linear output.
 - "cifar10": `tfds:cifar10` with the tuned CIFAR-10 setup of the StyleGAN2-ADA paper (Karras et al., "Training
   Generative Adversarial Networks with Limited Data", NeurIPS 2020, appendix; stylegan2-ada-pytorch
   `--cfg=cifar`), without augmentation: 512 feature maps at every resolution, 2 mapping layers, batch 64,
@@ -19,8 +18,9 @@ Variants (`--config=configs/stylegan2.py:VARIANT`):
   mixing, no path-length regularisation, plain ("orig") discriminator, x-flips, class-conditional.
   Published in the ADA paper's CIFAR-10 comparison (the official README's "Fig. 11b" models), for its
   StyleGAN2 baseline without augmentation: FID 8.32 / IS 9.21 unconditional, FID 6.96 / IS 9.53 conditional
-  (numbers as recalled, not yet checked against the paper's text; the tuned setup with ADA is
-  configs/stylegan2_ada.py:cifar10). The paper trains for 100M images: 1.5625M steps at batch 64.
+  (numbers as recalled, not yet checked against the paper's text; sample count and reference split not recorded
+  here; the tuned setup with ADA is configs/stylegan2_ada.py:cifar10). The paper trains for 100M images:
+  1.5625M steps at batch 64.
 """
 
 import ml_collections

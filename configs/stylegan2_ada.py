@@ -12,7 +12,7 @@ Variants (`--config=configs/stylegan2_ada.py:VARIANT`):
   configs/stylegan2.py:cifar10 for the hyperparameters), class-conditional. Published: conditional FID 2.42
   (the abstract's "record FID ... 2.42"); the paper's CIFAR-10 comparison (the official README's "Fig. 11b"
   models) also lists IS 10.14 conditional and FID 2.92 / IS 9.83 unconditional (`--config.model.num_classes=0`),
-  numbers not yet checked against the paper's text.
+  numbers not yet checked against the paper's text (sample count and reference split not recorded here).
 """
 
 import pathlib

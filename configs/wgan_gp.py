@@ -7,7 +7,8 @@ the paper; the generator step also uses 64 samples (the official code, gan_cifar
 
 cifar10: the paper's CIFAR-10 ResNet (Appendix F: 128 feature maps, Adam lr 2e-4 decayed linearly to 0 over
 100k generator iterations, batch 64). Published: unsupervised Inception score 7.86 +- 0.07 (Table 3); FID 29.3 as
-measured by Heusel et al. 2017 (Table 1, WGAN-GP, "orig" column).
+measured by Heusel et al. 2017 (Table 1, WGAN-GP, "orig" column); sample counts and reference split not
+recorded here.
 digits: the same recipe with 32-wide networks at 16x16 on the embedded digits.
 """
 
