@@ -17,7 +17,7 @@ SMALL = [
     "data.resolution=16",
     "train.batch_size=32",
     "model.features=8",
-    "optim.learning_rate=0.005",
+    "optim.vae.learning_rate=0.005",
     "eval.iwae_chunk_size=8",
 ]
 
