@@ -75,7 +75,7 @@ def test_reconstructions_and_interpolations(trained_beta_vae):
 
 
 def test_unknown_variant_and_negative_free_bits_are_config_errors():
-    with pytest.raises(ConfigError, match="unknown variant 'gamma' of vae_digits"):
+    with pytest.raises(ConfigError, match="config variant 'gamma' is unknown"):
         load_config(f"{CONFIGS / 'vae_digits.py'}:gamma")
     config = apply_overrides(load_config(str(CONFIGS / "vae_digits.py")), ["model.free_bits=-1"])
     with pytest.raises(ConfigError, match=r"config.model.free_bits=-1.0 is invalid"):
