@@ -12,15 +12,17 @@ Table 1, DCGAN, "orig" column: lr 1e-4, 100k updates); sample counts and referen
 
 import ml_collections
 
-from genimg_jax.config import CIFAR10_DATA
+from genimg_jax.config import CIFAR10_DATA, check_variant
 from genimg_jax.methods.gan.gan import gan_config
 
 VARIANTS = ("digits", "cifar10")
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-    config = gan_config(variant, VARIANTS)
-    config.model.update({"architecture": "dcgan", "loss": "non_saturating", "latent_dim": 100})
+    check_variant(variant, VARIANTS)
+    config = gan_config()
+    config.model.update({"architecture": "dcgan", "latent_dim": 100})
+    config.loss.adversarial = "non_saturating"
     config.train.ema_decay = 0.999
     if variant == "digits":
         config.model.update({"g_features": 32, "d_features": 32})

@@ -16,7 +16,7 @@ Any sampler works with the trained model: `--config.sample.sampler=ddim --config
 
 import ml_collections
 
-from genimg_jax.config import ConfigError
+from genimg_jax.config import check_variant
 from genimg_jax.methods.diffusion import default_config
 
 VARIANTS = ("digits", "digits_guided", "cifar10")
@@ -28,8 +28,7 @@ def digits(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.model.update(
         features=16, channel_multipliers=(1, 2), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0
     )
-    config.optim.learning_rate = 1e-3
-    config.optim.warmup_steps = 100
+    config.optim.denoiser.update(learning_rate=1e-3, warmup_steps=100)
     config.train.update(steps=3000, batch_size=64, ema_decay=0.999, sample_every=1000, checkpoint_every=1000)
     config.sample.steps = 250
     config.eval.every = 1000
@@ -37,8 +36,7 @@ def digits(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown variant {variant!r} of configs/ddpm.py; choose one of {VARIANTS}")
+    check_variant(variant, VARIANTS)
     config = default_config()
     if variant == "cifar10":
         config.data.update(source="tfds:cifar10", resolution=32, channels=3, random_flip=True)

@@ -15,7 +15,8 @@ MNIST, so it is not comparable with the paper's number either.
 
 import ml_collections
 
-from genimg_jax.config import ConfigError, adam_config, base_config
+from genimg_jax.config import check_variant
+from genimg_jax.methods.draw import draw_config
 
 VARIANTS = {
     "digits": {
@@ -32,15 +33,11 @@ VARIANTS = {
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown variant {variant!r} of draw; choose one of {sorted(VARIANTS)}")
+    check_variant(variant, VARIANTS)
     settings = VARIANTS[variant]
-    config = base_config()
-    config.method = "draw"
+    config = draw_config()
     config.data.update(settings["data"])
-    config.model = ml_collections.ConfigDict({**settings["model"], "beta": 1.0, "kl_warmup_steps": 0, "free_bits": 0.0})
-    config.optim = adam_config(1e-3)
-    config.optim.grad_clip_norm = 10.0  # LSTMs over T steps: an occasional large gradient is clipped
+    config.model.update(settings["model"])
     config.train.update(settings["train"])
     config.eval.every = 500
     return config

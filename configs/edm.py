@@ -16,22 +16,21 @@ Variants (`--config=configs/edm.py:VARIANT`):
 
 import ml_collections
 
-from genimg_jax.config import ConfigError
+from genimg_jax.config import check_variant
 from genimg_jax.methods.diffusion import default_config
 
 VARIANTS = ("digits", "cifar10")
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown variant {variant!r} of configs/edm.py; choose one of {VARIANTS}")
+    check_variant(variant, VARIANTS)
     config = default_config("edm")
     if variant == "digits":
         config.data.resolution = 16
         config.model.update(
             features=16, channel_multipliers=(1, 2), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0
         )
-        config.optim.update(learning_rate=1e-3, warmup_steps=100, grad_clip_norm=0.0)
+        config.optim.denoiser.update(learning_rate=1e-3, warmup_steps=100, grad_clip_norm=0.0)
         config.train.update(steps=3000, batch_size=64, ema_decay=0.999, sample_every=1000, checkpoint_every=1000)
         config.eval.every = 1000
         return config
@@ -39,7 +38,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     config.model.update(
         features=128, channel_multipliers=(2, 2, 2), num_res_blocks=4, attention_resolutions=(16,), dropout=0.13
     )
-    config.optim.update(learning_rate=1e-3, warmup_steps=19_531, grad_clip_norm=0.0)
+    config.optim.denoiser.update(learning_rate=1e-3, warmup_steps=19_531, grad_clip_norm=0.0)
     config.train.update(
         steps=390_625,
         batch_size=512,

@@ -26,7 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.sample.clip_denoised = False  # latents are unbounded
     config.model.first_stage_workdir = ""
     config.model.latent_scale = 0.0
-    config.optim.update(learning_rate=1e-3, warmup_steps=100, grad_clip_norm=0.0)
+    config.optim.denoiser.update(learning_rate=1e-3, warmup_steps=100, grad_clip_norm=0.0)
     config.train.update(steps=3000, batch_size=64, ema_decay=0.999, sample_every=1000, checkpoint_every=1000)
     config.eval.every = 1000
     return config

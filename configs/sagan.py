@@ -12,17 +12,17 @@ digits: 32-wide networks at 16x16 with attention on the 8x8 maps.
 
 import ml_collections
 
-from genimg_jax.config import CIFAR10_DATA, adam_config
+from genimg_jax.config import CIFAR10_DATA, adam_config, check_variant
 from genimg_jax.methods.gan.gan import gan_config
 
 VARIANTS = ("digits", "cifar10")
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-    config = gan_config(variant, VARIANTS)
-    config.model.update(
-        {"architecture": "resnet", "loss": "hinge", "latent_dim": 128, "d_spectral_norm": True, "g_spectral_norm": True}
-    )
+    check_variant(variant, VARIANTS)
+    config = gan_config()
+    config.model.update({"architecture": "resnet", "latent_dim": 128, "d_spectral_norm": True, "g_spectral_norm": True})
+    config.loss.adversarial = "hinge"
     config.optim = ml_collections.ConfigDict({"g": adam_config(1e-4, 0.0, 0.9), "d": adam_config(4e-4, 0.0, 0.9)})
     config.train.update({"d_steps": 1, "ema_decay": 0.9999})
     if variant == "cifar10":

@@ -16,23 +16,19 @@ Karras et al. 2020 (ADA, target r_t = 0.6), on 160 grey 32x32 faces, with one D 
 
 import ml_collections
 
-from genimg_jax.config import CIFAR10_DATA, adam_config
+from genimg_jax.config import CIFAR10_DATA, adam_config, check_variant
 from genimg_jax.methods.gan.gan import decay_learning_rates_linearly, gan_config
 
 VARIANTS = ("digits", "cifar10", "faces", "faces_ada")
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-    config = gan_config(variant, VARIANTS)
+    check_variant(variant, VARIANTS)
+    config = gan_config()
     config.model.update(
-        {
-            "architecture": "resnet",
-            "loss": "hinge",
-            "latent_dim": 128,
-            "d_spectral_norm": True,
-            "g_spectral_norm": False,
-        }
+        {"architecture": "resnet", "latent_dim": 128, "d_spectral_norm": True, "g_spectral_norm": False}
     )
+    config.loss.adversarial = "hinge"
     config.optim = ml_collections.ConfigDict({"g": adam_config(2e-4, 0.0, 0.9), "d": adam_config(2e-4, 0.0, 0.9)})
     config.train.update({"d_steps": 5, "batch_size": 5 * 64, "ema_decay": 0.999})
     if variant == "cifar10":
@@ -47,7 +43,8 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     else:
         config.data.update({"source": "faces", "resolution": 32, "channels": 1})
         config.model.update({"g_features": 32, "d_features": 32, "latent_dim": 64})
-        config.model.augment = "diffaugment:color,translation,cutout" if variant == "faces" else "ada"
-        config.model.ada_kimg = 20.0  # 160 images: p must be able to move within a short run
+        config.augment.mode = "diffaugment" if variant == "faces" else "ada"
+        config.augment.policy = "color,translation,cutout"  # DiffAugment's (mode diffaugment)
+        config.augment.adjust_kimg = 20.0  # 160 images: p must be able to move within a short run (mode ada)
         config.train.update({"steps": 2000, "batch_size": 32, "d_steps": 1, "sample_every": 250})
     return config

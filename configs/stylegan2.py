@@ -25,7 +25,7 @@ Variants (`--config=configs/stylegan2.py:VARIANT`):
 
 import ml_collections
 
-from genimg_jax.config import CIFAR10_DATA, ConfigError
+from genimg_jax.config import CIFAR10_DATA, check_variant
 from genimg_jax.methods.gan.stylegan2 import stylegan2_config
 
 VARIANTS = ("digits", "cifar10")
@@ -74,8 +74,7 @@ def cifar10_setup(config: ml_collections.ConfigDict) -> None:
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown variant {variant!r} of configs/stylegan2.py; choose one of {VARIANTS}")
+    check_variant(variant, VARIANTS)
     config = stylegan2_config()
     if variant == "digits":
         small_cpu_model(config)

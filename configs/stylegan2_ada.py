@@ -19,14 +19,13 @@ import pathlib
 
 import ml_collections
 
-from genimg_jax.config import ConfigError, load_config
+from genimg_jax.config import check_variant, load_config
 
 VARIANTS = ("faces", "cifar10")
 
 
 def get_config(variant: str = "faces") -> ml_collections.ConfigDict:
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown variant {variant!r} of configs/stylegan2_ada.py; choose one of {VARIANTS}")
+    check_variant(variant, VARIANTS)
     base_variant = "digits" if variant == "faces" else "cifar10"
     config = load_config(f"{pathlib.Path(__file__).with_name('stylegan2.py')}:{base_variant}")
     config.augment.mode = "ada"

@@ -18,7 +18,8 @@ much smaller data set, so the numbers are not comparable.
 
 import ml_collections
 
-from genimg_jax.config import ConfigError, adam_config, base_config
+from genimg_jax.config import check_variant
+from genimg_jax.methods.vae import vae_config
 
 VARIANTS = {
     "digits": {"beta": 1.0, "kl_warmup_steps": 0, "free_bits": 0.0},
@@ -27,17 +28,10 @@ VARIANTS = {
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown variant {variant!r} of vae_digits; choose one of {sorted(VARIANTS)}")
-    config = base_config()
-    config.method = "vae"
-    config.model = ml_collections.ConfigDict(
-        {"latent_dim": 16, "features": 32, "likelihood": "bernoulli", **VARIANTS[variant]}
-    )
-    config.optim = adam_config(1e-3)
+    check_variant(variant, VARIANTS)
+    config = vae_config()
+    config.model.update(VARIANTS[variant])
     config.train.steps = 800
     config.train.batch_size = 64
     config.eval.every = 200
-    config.eval.iwae_samples = 64  # 0 skips the importance-weighted bound
-    config.eval.iwae_chunk_size = 16  # samples decoded at once: bounds evaluation memory
     return config

@@ -14,24 +14,17 @@ digits: the same recipe with 32-wide networks at 16x16 on the embedded digits.
 
 import ml_collections
 
-from genimg_jax.config import CIFAR10_DATA, adam_config
+from genimg_jax.config import CIFAR10_DATA, adam_config, check_variant
 from genimg_jax.methods.gan.gan import decay_learning_rates_linearly, gan_config
 
 VARIANTS = ("digits", "cifar10")
 
 
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
-    config = gan_config(variant, VARIANTS)
-    config.model.update(
-        {
-            "architecture": "resnet",
-            "loss": "wasserstein",
-            "penalty": "wgan_gp",
-            "penalty_weight": 10.0,
-            "latent_dim": 128,
-            "d_spectral_norm": False,
-        }
-    )
+    check_variant(variant, VARIANTS)
+    config = gan_config()
+    config.model.update({"architecture": "resnet", "latent_dim": 128, "d_spectral_norm": False})
+    config.loss.update({"adversarial": "wasserstein", "penalty": "wgan_gp", "penalty_weight": 10.0})
     config.optim = ml_collections.ConfigDict({"g": adam_config(2e-4, 0.0, 0.9), "d": adam_config(2e-4, 0.0, 0.9)})
     config.train.update({"d_steps": 5, "batch_size": 5 * 64, "ema_decay": 0.999})
     if variant == "cifar10":

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ast
 import difflib
+import fnmatch
 import importlib.util
 import pathlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import ml_collections
@@ -53,10 +54,46 @@ def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
     return keys
 
 
-def _unknown_key_error(config: ml_collections.ConfigDict, dotted: str) -> ConfigError:
-    close = difflib.get_close_matches(dotted, flat_keys(config), n=3, cutoff=0.8)
+def check_variant(variant: str, variants: Collection[str]) -> None:
+    """Raise a ConfigError unless `variant` (the `:ARG` of `--config=configs/X.py:ARG`) is one of `variants`."""
+    if variant not in variants:
+        raise ConfigError(f"config variant {variant!r} is unknown; choose one of {list(variants)}")
+
+
+# Keys that moved to another place, as {old dotted key: patterns of its replacements}; a pattern's `*` stands for
+# the network of an `optim.<net>` section. An override of an old key names those replacements the config has.
+_ADAM_KEYS = ("learning_rate", "b1", "b2", "eps", "weight_decay", "grad_clip_norm", "warmup_steps", "decay_steps")
+MOVED_KEYS: dict[str, tuple[str, ...]] = {
+    "model.augment": ("augment.mode", "augment.policy"),
+    "model.ada_target": ("augment.target",),
+    "model.ada_interval": ("augment.interval",),
+    "model.ada_kimg": ("augment.adjust_kimg",),
+    "model.ada_ops": ("augment.ops",),
+    "model.loss": ("loss.adversarial",),
+    "model.penalty": ("loss.penalty",),
+    "model.penalty_weight": ("loss.penalty_weight",),
+    "model.penalty_interval": ("loss.penalty_interval",),
+    **{f"optim.{key}": (f"optim.*.{key}",) for key in _ADAM_KEYS},
+}
+
+
+def _moved_key_error(config: ml_collections.ConfigDict, dotted: str) -> ConfigError | None:
+    patterns = MOVED_KEYS.get(dotted, ())
+    keys = flat_keys(config)
+    replacements = [key for pattern in patterns for key in keys if fnmatch.fnmatchcase(key, pattern)]
+    if not replacements:
+        return None
+    return ConfigError(f"config.{dotted} was moved: use {', '.join('config.' + key for key in replacements)}")
+
+
+def _unknown_key_error(config: ml_collections.ConfigDict, dotted: str, missing: str) -> ConfigError:
+    """The error for override key `dotted`, of which `missing` (its first missing section, or itself) is absent."""
+    moved = _moved_key_error(config, dotted)
+    if moved is not None:
+        return moved
+    close = difflib.get_close_matches(missing, flat_keys(config), n=3, cutoff=0.8)
     hint = f"; did you mean {', '.join('config.' + c for c in close)}?" if close else ""
-    return ConfigError(f"unknown config key config.{dotted}{hint}")
+    return ConfigError(f"unknown config key config.{missing}{hint}")
 
 
 def _parse_value(text: str, current: Any, field_type: type | None, dotted: str) -> Any:
@@ -95,10 +132,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
         node = config
         for depth, name in enumerate(parents):
             if name not in node or not isinstance(node[name], ml_collections.ConfigDict):
-                raise _unknown_key_error(config, ".".join([*parents[: depth + 1], leaf]))
+                raise _unknown_key_error(config, dotted, ".".join([*parents[: depth + 1], leaf]))
             node = node[name]
         if leaf not in node:
-            raise _unknown_key_error(config, dotted)
+            raise _unknown_key_error(config, dotted, dotted)
         if isinstance(node[leaf], ml_collections.ConfigDict):
             raise ConfigError(f"config.{dotted} is a section; override one of its keys instead")
         node[leaf] = _parse_value(text, node[leaf], node.get_type(leaf), dotted)
@@ -238,18 +275,23 @@ def base_config() -> ml_collections.ConfigDict:
     return config
 
 
-def adam_config(learning_rate: float, b1: float = 0.9, b2: float = 0.999) -> ml_collections.ConfigDict:
-    """An `optim` section for `methods.base.adam`.
+def adam_config(
+    learning_rate: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> ml_collections.ConfigDict:
+    """An `optim.<net>` section for `methods.base.adam`; every method's optimisers are made from one of these.
 
-    `decay_steps` > 0 decays the learning rate linearly to 0 over that many optimizer updates (0: constant).
+    The learning rate ramps up linearly over the first `warmup_steps` optimizer updates and, when `decay_steps` > 0,
+    decays linearly to 0 over that many updates (0 disables either). `grad_clip_norm` > 0 clips the global norm.
     """
     return ml_collections.ConfigDict(
         {
             "learning_rate": learning_rate,
             "b1": b1,
             "b2": b2,
+            "eps": eps,
             "weight_decay": 0.0,
             "grad_clip_norm": 0.0,
+            "warmup_steps": 0,
             "decay_steps": 0,
         }
     )

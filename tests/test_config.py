@@ -6,7 +6,16 @@ import re
 import pytest
 
 from genimg_jax import main as cli
-from genimg_jax.config import ConfigError, apply_overrides, load_config, split_override_args, validate_common
+from genimg_jax.config import (
+    MOVED_KEYS,
+    ConfigError,
+    apply_overrides,
+    check_variant,
+    flat_keys,
+    load_config,
+    split_override_args,
+    validate_common,
+)
 from genimg_jax.methods import build_method
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
@@ -84,7 +93,7 @@ def test_missing_config_file_and_variant_argument(tmp_path):
         ("data.resolution=12", "config.data.resolution=12 is invalid: must be a power of two"),
         ("data.channels=2", "config.data.channels=2 is invalid"),
         ("train.steps=0", "config.train.steps=0 is invalid"),
-        ("model.loss=softplus", "config.model.loss='softplus' is invalid"),
+        ("loss.adversarial=softplus", "config.loss.adversarial='softplus' is invalid"),
         ("method=flow", "config.method='flow' is unknown"),
     ],
 )
@@ -109,3 +118,67 @@ def test_command_line_error_is_one_line_and_writes_nothing(tmp_path, capsys):
     expected = "error: unknown config key config.train.stpes; did you mean config.train.steps, config.train.d_steps?"
     assert error == expected
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize(
+    ("spec", "override", "message"),
+    [
+        ("dcgan_digits.py", "model.penalty=r1", "config.model.penalty was moved: use config.loss.penalty"),
+        ("dcgan_digits.py", "model.loss=hinge", "config.model.loss was moved: use config.loss.adversarial"),
+        ("sngan.py:faces_ada", "model.ada_ops=xflip", "config.model.ada_ops was moved: use config.augment.ops"),
+        (
+            "sngan.py:faces",
+            "model.augment=diffaugment:color",
+            "config.model.augment was moved: use config.augment.mode, config.augment.policy",
+        ),
+        (
+            "ddpm.py",
+            "optim.warmup_steps=5",
+            "config.optim.warmup_steps was moved: use config.optim.denoiser.warmup_steps",
+        ),
+        (
+            "vae_digits.py",
+            "optim.learning_rate=1",
+            "config.optim.learning_rate was moved: use config.optim.vae.learning_rate",
+        ),
+        (
+            "stylegan2.py",
+            "optim.b1=0.5",
+            "config.optim.b1 was moved: use config.optim.d.b1, config.optim.g.b1",
+        ),
+    ],
+)
+def test_moved_key_names_its_replacement(spec, override, message):
+    with pytest.raises(ConfigError) as error:
+        apply_overrides(load_config(str(CONFIGS / spec)), [override])
+    assert str(error.value) == message
+
+
+def test_every_moved_key_is_gone_and_has_a_replacement_in_some_shipped_config():
+    keys = set()
+    for spec in ("dcgan_digits.py", "sngan.py:faces", "ddpm.py", "vae_digits.py", "draw.py", "stylegan2.py"):
+        keys.update(flat_keys(load_config(str(CONFIGS / spec))))
+    for old, patterns in MOVED_KEYS.items():
+        assert old not in keys
+        assert any(
+            re.fullmatch(pattern.replace(".", r"\.").replace("*", "[^.]+"), key) for pattern in patterns for key in keys
+        ), old
+
+
+def test_a_moved_key_without_its_replacement_in_this_config_is_unknown():
+    # StyleGAN2 has a loss section but no adversarial-loss choice: nothing to point to.
+    with pytest.raises(ConfigError, match=r"^unknown config key config\.model\.loss$"):
+        apply_overrides(load_config(str(CONFIGS / "stylegan2.py")), ["model.loss=hinge"])
+
+
+@pytest.mark.parametrize("spec", ["dcgan_digits.py:cifar", "ddpm.py:mnist", "edm.py:x", "draw.py:x", "vae_digits.py:x"])
+def test_unknown_variant_has_one_message_everywhere(spec):
+    name = spec.partition(":")[2]
+    with pytest.raises(ConfigError, match=rf"^config variant '{name}' is unknown; choose one of \["):
+        load_config(str(CONFIGS / spec))
+
+
+def test_check_variant_lists_the_choices():
+    check_variant("b", ("a", "b"))
+    with pytest.raises(ConfigError, match=re.escape("config variant 'c' is unknown; choose one of ['a', 'b']")):
+        check_variant("c", ("a", "b"))

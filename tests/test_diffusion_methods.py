@@ -117,11 +117,11 @@ def test_cifar10_configs_have_the_published_setup():
     method = build_method(ddpm)
     params = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), example_batch(ddpm, 1)).params
     assert sum(leaf.size for leaf in jax.tree.leaves(params)) == pytest.approx(35.7e6, rel=0.002)  # Ho et al.
-    assert (ddpm.optim.learning_rate, ddpm.train.batch_size, ddpm.train.ema_decay) == (2e-4, 128, 0.9999)
+    assert (ddpm.optim.denoiser.learning_rate, ddpm.train.batch_size, ddpm.train.ema_decay) == (2e-4, 128, 0.9999)
     assert ddpm.data.source == "tfds:cifar10" and ddpm.model.dropout == 0.1
     edm = load_config(str(CONFIGS / "edm.py") + ":cifar10")
     assert (edm.model.parameterization, edm.sample.sampler, edm.sample.steps) == ("edm", "heun", 18)
-    assert (edm.train.batch_size, edm.optim.learning_rate, edm.model.dropout) == (512, 1e-3, 0.13)
+    assert (edm.train.batch_size, edm.optim.denoiser.learning_rate, edm.model.dropout) == (512, 1e-3, 0.13)
 
 
 def tiny_vae(workdir):
@@ -149,7 +149,7 @@ def ldm_config(first_stage_workdir, *extra):
         f"model.first_stage_workdir={first_stage_workdir}",
         "train.batch_size=32",
         "sample.steps=4",
-        "optim.warmup_steps=5",
+        "optim.denoiser.warmup_steps=5",
         *extra,
     ]
     return apply_overrides(load_config(str(CONFIGS / "ldm.py")), overrides)

@@ -20,7 +20,7 @@ TINY_DRAW = [
     "model.latent_dim=4",
     "model.write_size=3",
     "train.batch_size=32",
-    "optim.learning_rate=0.003",
+    "optim.draw.learning_rate=0.003",
 ]
 
 

@@ -63,7 +63,7 @@ def _train(config, steps=2):
 
 
 # ADA adjusts p after every D step by batch * interval / (kimg * 1000) = 4 / 4 = 1, so its sign shows at once.
-SHRINK = {"sngan.py:faces_ada": ["model.ada_interval=1", "model.ada_kimg=0.004"]}
+SHRINK = {"sngan.py:faces_ada": ["augment.interval=1", "augment.adjust_kimg=0.004"]}
 _RUNS = {}
 
 
@@ -105,11 +105,11 @@ def test_spectral_norm_power_iteration_state_is_carried_and_updated():
     assert any(not np.allclose(b, a) for b, a in zip(before, after, strict=True))
 
 
-def test_ada_probability_lives_in_the_state_and_follows_the_sign_of_rt():
+def test_ada_probability_lives_in_the_state_and_follows_the_sign_of_r_t():
     *_, state, history = _run("sngan.py:faces_ada")
     expected = 0.0
     for metrics in history:
-        expected = min(max(expected + (1.0 if metrics["rt"] > 0.6 else -1.0), 0.0), 1.0)
+        expected = min(max(expected + (1.0 if metrics["r_t"] > 0.6 else -1.0), 0.0), 1.0)
         assert float(metrics["ada_p"]) == pytest.approx(expected)
     assert float(state.ada.p) == pytest.approx(expected)
 
@@ -175,9 +175,9 @@ def test_lazy_r1_multi_scale_bfloat16_dcgan():
     (its losses stay finite), and bfloat16 computation with float32 parameters."""
     config = _tiny(
         "dcgan_digits.py",
-        "model.penalty=r1",
-        "model.penalty_interval=2",
-        "model.penalty_weight=1.0",
+        "loss.penalty=r1",
+        "loss.penalty_interval=2",
+        "loss.penalty_weight=1.0",
         "model.d_scales=2",
         "model.dtype=bfloat16",
     )
@@ -192,10 +192,12 @@ def test_lazy_r1_multi_scale_bfloat16_dcgan():
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ("model.loss=wgan", "model.loss"),
-        ("model.penalty=r3", "model.penalty"),
-        ("model.augment=diffaugment:colour", "model.augment"),
-        ("model.ada_ops=xflip,hue", "model.ada_ops"),
+        ("loss.adversarial=wgan", "loss.adversarial"),
+        ("loss.penalty=r3", "loss.penalty"),
+        ("augment.mode=diffaugment:color", "augment.mode"),
+        ("augment.policy=colour", "augment.policy"),
+        ("augment.ops=('xflip', 'hue')", "augment.ops"),
+        ("augment.p=1.5", "augment.p"),
         ("train.d_steps=3", "train.batch_size"),
         ("model.d_scales=3", "model.d_scales"),
     ],
@@ -236,18 +238,33 @@ def test_cifar10_variants_use_the_papers_batch_and_optimiser(spec, expected):
     build_method(config)  # every key validates
 
 
-def test_linear_learning_rate_decay_reaches_zero_at_decay_steps():
+@pytest.mark.parametrize(
+    ("warmup_steps", "decay_steps", "factors"),
+    [
+        (0, 4, [1.0, 0.75, 0.5, 0.25, 0.0]),  # linear decay to 0 at decay_steps
+        (4, 0, [0.25, 0.5, 0.75, 1.0, 1.0]),  # linear warm-up, then constant
+        (2, 4, [0.5, 0.75, 0.5, 0.25, 0.0]),  # one schedule: the product of both
+    ],
+)
+def test_learning_rate_warmup_and_decay_trace_their_schedule(warmup_steps, decay_steps, factors):
     # With a constant gradient every Adam update is -lr_t * g / (|g| + eps), so the updates trace the schedule.
     optim_config = adam_config(1e-2)
-    optim_config.decay_steps = 4
-    optimizer = adam(optim_config)
+    optim_config.update(warmup_steps=warmup_steps, decay_steps=decay_steps)
+    optimizer = adam(optim_config, "optim.g")
     params = {"w": jnp.zeros(3)}
     state = optimizer.init(params)
     sizes = []
     for _ in range(5):
         updates, state = optimizer.update({"w": jnp.ones(3)}, state, params)
         sizes.append(float(-updates["w"][0]))
-    np.testing.assert_allclose(sizes, [1e-2, 0.75e-2, 0.5e-2, 0.25e-2, 0.0], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(sizes, 1e-2 * np.array(factors), rtol=1e-5, atol=1e-9)
+
+
+def test_a_negative_schedule_length_names_its_section():
+    optim_config = adam_config(1e-2)
+    optim_config.warmup_steps = -1
+    with pytest.raises(ConfigError, match=re.escape("config.optim.d.warmup_steps=-1 is invalid")):
+        adam(optim_config, "optim.d")
 
 
 def test_unknown_variant_is_one_config_error():

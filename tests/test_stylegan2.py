@@ -214,7 +214,7 @@ def test_lazy_adam_scales_lr_and_betas():
     grads = {"w": jnp.array([1.0, -2.0, 0.5])}
     # Adam's first step is -lr sign(g); with lazy regularisation every 4 steps lr becomes lr * 4/5.
     for interval, factor in ((0, 1.0), (4, 0.8), (16, 16 / 17)):
-        optimizer = lazy_adam(config, interval)
+        optimizer = lazy_adam(config, "optim.g", interval)
         updates, _ = optimizer.update(grads, optimizer.init(params), params)
         np.testing.assert_allclose(updates["w"], -config.learning_rate * factor * np.sign(grads["w"]), rtol=1e-5)
 

@@ -97,7 +97,7 @@ def test_one_device_and_eight_devices_give_the_same_step(config_name):
     # Reductions run in another order on 8 devices; Adam's first steps (about lr * sign(grad)) can turn a
     # float32 rounding difference in a near-zero gradient into a step-sized change, so params match to a
     # tenth of the learning rate.
-    learning_rate = config.optim.get("learning_rate") or config.optim.g.learning_rate
+    learning_rate = min(section.learning_rate for section in config.optim.values())
     for a, b in zip(single, multi, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=0.1 * learning_rate)
     for name in single_metrics:

@@ -17,7 +17,7 @@ SMALL = [
     "data.resolution=16",
     "train.batch_size=32",
     "model.features=8",
-    "optim.learning_rate=0.005",
+    "optim.vae.learning_rate=0.005",
     "eval.iwae_chunk_size=8",
 ]
 
@@ -75,7 +75,7 @@ def test_reconstructions_and_interpolations(trained_beta_vae):
 
 
 def test_unknown_variant_and_negative_free_bits_are_config_errors():
-    with pytest.raises(ConfigError, match="unknown variant 'gamma' of vae_digits"):
+    with pytest.raises(ConfigError, match="config variant 'gamma' is unknown"):
         load_config(f"{CONFIGS / 'vae_digits.py'}:gamma")
     config = apply_overrides(load_config(str(CONFIGS / "vae_digits.py")), ["model.free_bits=-1"])
     with pytest.raises(ConfigError, match=r"config.model.free_bits=-1.0 is invalid"):

@@ -26,7 +26,7 @@ TINY_UNET = [
     "model.channel_multipliers=(1, 2)",
     "model.attention_resolutions=(4,)",
     "train.batch_size=32",
-    "optim.warmup_steps=5",
+    "optim.denoiser.warmup_steps=5",
     "sample.steps=4",
 ]
 

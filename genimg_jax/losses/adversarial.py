@@ -57,7 +57,7 @@ def least_squares_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Ar
 GeneratorLoss = Callable[[jax.Array], jax.Array]
 DiscriminatorLoss = Callable[[jax.Array, jax.Array], jax.Array]
 
-# Losses by config name (`config.model.loss`): each entry is (generator loss, discriminator loss).
+# Losses by config name (`config.loss.adversarial`): each entry is (generator loss, discriminator loss).
 LOSSES: dict[str, tuple[GeneratorLoss, DiscriminatorLoss]] = {
     "non_saturating": (non_saturating_generator_loss, non_saturating_discriminator_loss),
     "minimax": (minimax_generator_loss, non_saturating_discriminator_loss),

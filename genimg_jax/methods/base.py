@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from genimg_jax.config import require
+
 Batch = dict[str, jax.Array]
 # Computation dtypes a model section may name (`model.dtype`); parameters stay float32.
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -50,24 +52,50 @@ def sample_labels(labels: jax.Array | None, num: int, num_classes: int) -> jax.A
     return jnp.arange(num) % num_classes if labels is None else labels
 
 
-def adam(optim_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam (AdamW when weight_decay > 0), optionally after global-norm gradient clipping (0 disables).
+def learning_rate_factor(optim_config: ml_collections.ConfigDict) -> optax.Schedule | None:
+    """The schedule of an `optim.<net>` section as a multiplier of its learning rate after `count` updates, or None
+    for a constant rate: a linear ramp (count + 1) / warmup_steps up to 1 (DDPM, EDM), times a linear decay
+    1 - count / decay_steps down to 0 (WGAN-GP, SNGAN, projection cGAN). Either is off at 0 steps."""
+    warmup, decay = optim_config.warmup_steps, optim_config.decay_steps
+    if not warmup and not decay:
+        return None
 
-    The learning rate decays linearly to 0 over `decay_steps` updates when that is positive, as several GAN papers
-    (WGAN-GP, SNGAN, projection cGAN) train.
+    def factor(count: jax.Array) -> jax.Array:
+        value = 1.0
+        if warmup:
+            value = jnp.minimum(1.0, (count + 1) / warmup)
+        if decay:
+            value = value * jnp.maximum(0.0, 1.0 - count / decay)
+        return value
+
+    return factor
+
+
+def adam(optim_config: ml_collections.ConfigDict, key: str) -> optax.GradientTransformation:
+    """Adam (AdamW when weight_decay > 0) from an `optim.<net>` section (`config.adam_config`) at dotted `key`:
+    after optional global-norm gradient clipping, with the warm-up and decay of `learning_rate_factor`.
+
+    The schedule scales Adam's step, which is linear in the learning rate, so it is the learning-rate schedule.
     """
-    learning_rate = optim_config.learning_rate
-    if optim_config.decay_steps > 0:
-        learning_rate = optax.linear_schedule(learning_rate, 0.0, optim_config.decay_steps)
-    optimizer = optax.adamw(
-        learning_rate,
-        b1=optim_config.b1,
-        b2=optim_config.b2,
-        weight_decay=optim_config.weight_decay,
-    )
+    for name in ("grad_clip_norm", "weight_decay", "warmup_steps", "decay_steps"):
+        require(optim_config[name] >= 0, f"{key}.{name}", optim_config[name], "must be >= 0 (0 disables)")
+    require(optim_config.learning_rate > 0, f"{key}.learning_rate", optim_config.learning_rate, "must be positive")
+    transforms = []
     if optim_config.grad_clip_norm > 0:
-        optimizer = optax.chain(optax.clip_by_global_norm(optim_config.grad_clip_norm), optimizer)
-    return optimizer
+        transforms.append(optax.clip_by_global_norm(optim_config.grad_clip_norm))
+    transforms.append(
+        optax.adamw(
+            optim_config.learning_rate,
+            b1=optim_config.b1,
+            b2=optim_config.b2,
+            eps=optim_config.eps,
+            weight_decay=optim_config.weight_decay,
+        )
+    )
+    factor = learning_rate_factor(optim_config)
+    if factor is not None:
+        transforms.append(optax.scale_by_schedule(factor))
+    return transforms[0] if len(transforms) == 1 else optax.chain(*transforms)
 
 
 def ema_update(average: Any, new: Any, step: jax.Array, decay: float | jax.Array, warmup: bool = True) -> Any:

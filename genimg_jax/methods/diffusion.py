@@ -58,9 +58,8 @@ def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigD
             "p_std": 1.2,
         }
     )
-    config.optim = adam_config(2e-4)
-    config.optim.grad_clip_norm = 1.0
-    config.optim.warmup_steps = 5000
+    config.optim = ml_collections.ConfigDict({"denoiser": adam_config(2e-4)})
+    config.optim.denoiser.update(grad_clip_norm=1.0, warmup_steps=5000)
     config.sample = ml_collections.ConfigDict(
         {
             "sampler": "ddpm",  # ddpm | ddim | heun
@@ -114,17 +113,7 @@ def _validate(config: ml_collections.ConfigDict) -> None:
         sample.guidance_scale,
         "needs a class-conditional model (model.num_classes > 0)",
     )
-    require(config.optim.warmup_steps >= 0, "optim.warmup_steps", config.optim.warmup_steps, "must be >= 0")
     require(0.0 <= config.train.ema_decay < 1.0, "train.ema_decay", config.train.ema_decay, "must be in [0, 1)")
-
-
-def optimizer_with_warmup(optim_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """`methods.base.adam` with the learning rate ramped up linearly over `warmup_steps` (Adam is linear in it)."""
-    optimizer = adam(optim_config)
-    warmup = optim_config.warmup_steps
-    if warmup == 0:
-        return optimizer
-    return optax.chain(optimizer, optax.scale_by_schedule(lambda count: jnp.minimum(1.0, (count + 1) / warmup)))
 
 
 def clipped(denoise: samplers.Denoiser) -> samplers.Denoiser:
@@ -163,7 +152,7 @@ class Diffusion:
             )
         else:
             self.network = unet.LatentMLP(num_blocks=model.num_res_blocks, **network_options)
-        self.optimizer = optimizer_with_warmup(config.optim)
+        self.optimizer = adam(config.optim.denoiser, "optim.denoiser")
         alpha_bar = schedules.make_alpha_bars(model.schedule, model.num_timesteps, model.beta_start, model.beta_end)
         self.alpha_bar = jnp.asarray(alpha_bar, jnp.float32)
         self.training_sigmas = schedules.sigmas_from_alpha_bars(alpha_bar)

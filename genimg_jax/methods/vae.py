@@ -13,22 +13,44 @@ import jax.numpy as jnp
 import ml_collections
 
 from genimg_jax import data
-from genimg_jax.config import require, require_choice
+from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.losses import elbo, likelihood
 from genimg_jax.losses.likelihood import binarize
 from genimg_jax.methods.base import Batch, Metrics
 from genimg_jax.methods.variational import VAEState, VariationalMethod
 from genimg_jax.models import vae as vae_models
 
-__all__ = ["VAE", "VAEState", "binarize", "slerp"]
+__all__ = ["VAE", "VAEState", "binarize", "slerp", "vae_config"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 INTERPOLATION_STEPS = 8
 PAIRS_PER_ROW = 8
 
 
+def vae_config() -> ml_collections.ConfigDict:
+    """`base_config()` with every VAE key at its default (a plain VAE: β = 1, no annealing, no free bits)."""
+    config = base_config()
+    config.method = "vae"
+    config.model = ml_collections.ConfigDict(
+        {
+            "latent_dim": 16,
+            "features": 32,  # channels of the first encoder level, doubled at each down-sampling
+            "likelihood": "bernoulli",  # bernoulli (binarised pixels) | gaussian (discretised, 256 grey levels)
+            "beta": 1.0,  # weight of the KL term in training
+            "kl_warmup_steps": 0,  # steps over which the KL weight ramps up linearly from 0 to beta
+            "free_bits": 0.0,  # nats per latent dimension below which the KL is not penalised
+        }
+    )
+    config.optim = ml_collections.ConfigDict({"vae": adam_config(1e-3)})
+    config.eval.iwae_samples = 64  # 0 skips the importance-weighted bound
+    config.eval.iwae_chunk_size = 16  # samples decoded at once: bounds evaluation memory
+    return config
+
+
 class VAE(VariationalMethod):
     """Convolutional encoder/decoder, diagonal Gaussian posterior, Bernoulli or discretised Gaussian likelihood."""
+
+    NETWORK = "vae"  # encoder, decoder and likelihood scale share the optimiser of `optim.vae`
 
     def __init__(self, config: ml_collections.ConfigDict):
         super().__init__(config)

@@ -28,7 +28,10 @@ class VAEState:
 
 
 class VariationalMethod:
-    """Base of the VAE family: subclasses define `init_params`, `elbo_terms` and `sample`."""
+    """Base of the VAE family: subclasses define `init_params`, `elbo_terms`, `sample` and `NETWORK`, the name of
+    their `optim.<net>` section."""
+
+    NETWORK: str
 
     def __init__(self, config: ml_collections.ConfigDict):
         model = config.model
@@ -36,7 +39,7 @@ class VariationalMethod:
         require(model.kl_warmup_steps >= 0, "model.kl_warmup_steps", model.kl_warmup_steps, "must be >= 0")
         require(model.free_bits >= 0, "model.free_bits", model.free_bits, "must be >= 0 nats per latent dimension")
         self.config = config
-        self.optimizer = adam(config.optim)
+        self.optimizer = adam(config.optim[self.NETWORK], f"optim.{self.NETWORK}")
         self.num_dims = config.data.resolution**2 * config.data.channels
 
     def init_params(self, rng: jax.Array, images: jax.Array) -> Any:

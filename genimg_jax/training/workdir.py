@@ -24,6 +24,8 @@ IDENTITY_KEYS = (
     "seed",
     "model.",
     "optim.",
+    "loss.",
+    "augment.",
     "data.source",
     "data.resolution",
     "data.channels",

@@ -1,8 +1,8 @@
-"""The orthogonal pieces a GAN config picks (compare_gan's lesson): architecture, penalty and augmentation.
+"""The orthogonal pieces a GAN config picks (compare_gan's lesson): architecture and penalty.
 
-Losses are picked from `losses.adversarial.LOSSES`. Every architecture returns a generator called as
-`G(z, labels, train=...) -> images in [-1, 1]` and a discriminator `D(images, labels, train=...) -> logits` of shape
-(batch,) or (batch, heads); unconditional networks ignore `labels`.
+Losses are picked from `losses.adversarial.LOSSES`, augmentations by `methods.gan.augmentation`. Every
+architecture returns a generator called as `G(z, labels, train=...) -> images in [-1, 1]` and a discriminator
+`D(images, labels, train=...) -> logits` of shape (batch,) or (batch, heads); unconditional networks ignore `labels`.
 """
 
 from collections.abc import Callable
@@ -11,9 +11,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from genimg_jax.augment import ada_augment, diff_augment, parse_policy
-from genimg_jax.augment.ada import ADA_OPS
-from genimg_jax.config import ConfigError, require
+from genimg_jax.config import require
 from genimg_jax.losses.penalties import CriticFn, gradient_norm_penalty, wgan_gradient_penalty
 from genimg_jax.methods.base import COMPUTE_DTYPES
 from genimg_jax.models import dcgan, resnet_gan
@@ -65,7 +63,7 @@ def build_networks(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Mod
     return generator, discriminator
 
 
-# Penalties by config name (`config.model.penalty`), before the weight: lambda * GP for WGAN-GP (Gulrajani et al.
+# Penalties by config name (`config.loss.penalty`), before the weight: lambda * GP for WGAN-GP (Gulrajani et al.
 # 2017) and gamma / 2 * ||grad||^2 for R1 on reals and R2 on fakes (Mescheder et al. 2018).
 PenaltyFn = Callable[[CriticFn, jax.Array, jax.Array, jax.Array], jax.Array]
 PENALTIES: dict[str, PenaltyFn | None] = {
@@ -74,25 +72,3 @@ PENALTIES: dict[str, PenaltyFn | None] = {
     "r1": lambda critic, real, fake, rng: 0.5 * gradient_norm_penalty(critic, real),
     "r2": lambda critic, real, fake, rng: 0.5 * gradient_norm_penalty(critic, fake),
 }
-
-Augment = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # (rng, images, ada_p) -> images
-
-
-def build_augment(model: ml_collections.ConfigDict) -> Augment:
-    """The augmentation of `model.augment`: "none", "diffaugment:<policy>" or "ada" (ops from `model.ada_ops`)."""
-    spec = model.augment
-    kind, _, policy = spec.partition(":")
-    if kind == "none" and not policy:
-        return lambda rng, images, p: images
-    if kind == "diffaugment":
-        try:
-            parse_policy(policy)
-        except ValueError as error:
-            raise ConfigError(f"config.model.augment={spec!r} is invalid: {error}") from None
-        return lambda rng, images, p: diff_augment(rng, images, policy)
-    if kind == "ada" and not policy:
-        ops = tuple(name.strip() for name in model.ada_ops.split(",") if name.strip())
-        unknown = sorted(set(ops) - set(ADA_OPS))
-        require(not unknown, "model.ada_ops", model.ada_ops, f"unknown ops {unknown}; choose from {sorted(ADA_OPS)}")
-        return lambda rng, images, p: ada_augment(rng, images, p, ops)
-    raise ConfigError(f'config.model.augment={spec!r} is invalid: use "none", "diffaugment:<policy>" or "ada"')

@@ -6,7 +6,6 @@ D sees, real and fake, pass through the configured differentiable augmentation; 
 from sign(D(real)) and lives in the state.
 """
 
-from collections.abc import Sequence
 from typing import Any
 
 import flax
@@ -17,27 +16,22 @@ import ml_collections
 import optax
 
 from genimg_jax import data, parallel
-from genimg_jax.augment.ada import AdaState, ada_observe, init_ada_state
-from genimg_jax.config import ConfigError, adam_config, base_config, require, require_choice
+from genimg_jax.augment.ada import AdaState, init_ada_state
+from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.losses.adversarial import LOSSES
 from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam, ema_update, sample_labels
+from genimg_jax.methods.gan.augmentation import adapt_probability, augment_config, build_augment
 from genimg_jax.methods.gan.common import rampup_ema_decay, when_due
-from genimg_jax.methods.gan.components import ARCHITECTURES, PENALTIES, build_augment, build_networks
+from genimg_jax.methods.gan.components import ARCHITECTURES, PENALTIES, build_networks
 
 
-def gan_config(variant: str = "", variants: Sequence[str] = ("",)) -> ml_collections.ConfigDict:
-    """`base_config()` with every GAN key at its default; experiment files change what their paper uses.
-
-    `variant` is the `:ARG` of `--config=configs/X.py:ARG`, checked against the experiment's `variants`.
-    """
-    if variant not in variants:
-        raise ConfigError(f"config variant {variant!r} is unknown; choose one of {list(variants)}")
+def gan_config() -> ml_collections.ConfigDict:
+    """`base_config()` with every GAN key at its default; experiment files change what their paper uses."""
     config = base_config()
     config.method = "gan"
     config.model = ml_collections.ConfigDict(
         {
             "architecture": "dcgan",  # see methods.gan.components.ARCHITECTURES
-            "loss": "non_saturating",  # see losses.adversarial.LOSSES
             "latent_dim": 100,
             "g_features": 64,
             "d_features": 64,
@@ -46,17 +40,18 @@ def gan_config(variant: str = "", variants: Sequence[str] = ("",)) -> ml_collect
             "d_spectral_norm": False,
             "attention_resolution": 0,  # side of the feature maps that get self-attention (0 = none)
             "d_scales": 1,  # > 1: multi-scale discriminator on the image and its 2x, 4x ... down-sampled copies
-            "penalty": "none",  # none | wgan_gp | r1 | r2
-            "penalty_weight": 10.0,  # lambda of WGAN-GP; gamma of R1/R2 (the penalty is gamma / 2 * ||grad||^2)
-            "penalty_interval": 1,  # lazy regularisation: every k-th D step, scaled by k
-            "augment": "none",  # none | diffaugment:<policy> | ada
-            "ada_target": 0.6,
-            "ada_interval": 4,  # D steps between adjustments of p
-            "ada_kimg": 500.0,  # thousands of real images for p to go from 0 to 1
-            "ada_ops": "xflip,translation,brightness,contrast,saturation,cutout",
             "dtype": "float32",  # computation dtype: float32 | bfloat16 (parameters stay float32)
         }
     )
+    config.loss = ml_collections.ConfigDict(
+        {
+            "adversarial": "non_saturating",  # see losses.adversarial.LOSSES
+            "penalty": "none",  # none | wgan_gp | r1 | r2
+            "penalty_weight": 10.0,  # lambda of WGAN-GP; gamma of R1/R2 (the penalty is gamma / 2 * ||grad||^2)
+            "penalty_interval": 1,  # lazy regularisation: every k-th D step, scaled by k
+        }
+    )
+    config.augment = augment_config()
     config.optim = ml_collections.ConfigDict({"g": adam_config(2e-4, b1=0.5), "d": adam_config(2e-4, b1=0.5)})
     config.train.d_steps = 1
     config.train.ema_decay = 0.999
@@ -82,7 +77,7 @@ class GANState:
     g_opt_state: Any
     d_opt_state: Any
     ema_generator: Any  # EMA of generator params; other collections copied from the live generator
-    ada: AdaState  # augmentation probability (stays 0 unless model.augment = "ada")
+    ada: AdaState  # augmentation probability (changes only with augment.mode = "ada")
 
 
 def _with_params(variables: Any, params: Any) -> Any:
@@ -93,18 +88,16 @@ class GAN:
     """GANs assembled from config-selected parts; see `gan_config` for the keys."""
 
     def __init__(self, config: ml_collections.ConfigDict):
-        model, train = config.model, config.train
+        model, loss, train = config.model, config.loss, config.train
         require_choice(config, "model.architecture", ARCHITECTURES)
-        require_choice(config, "model.loss", LOSSES)
-        require_choice(config, "model.penalty", PENALTIES)
+        require_choice(config, "loss.adversarial", LOSSES)
+        require_choice(config, "loss.penalty", PENALTIES)
         require_choice(config, "model.dtype", COMPUTE_DTYPES)
         require(model.latent_dim > 0, "model.latent_dim", model.latent_dim, "must be positive")
         require(model.num_classes >= 0, "model.num_classes", model.num_classes, "must be >= 0 (0 = unconditional)")
         require(model.d_scales >= 1, "model.d_scales", model.d_scales, "must be >= 1")
-        require(model.penalty_weight >= 0, "model.penalty_weight", model.penalty_weight, "must be >= 0")
-        require(model.penalty_interval >= 1, "model.penalty_interval", model.penalty_interval, "must be >= 1")
-        require(model.ada_interval >= 1, "model.ada_interval", model.ada_interval, "must be >= 1")
-        require(model.ada_kimg > 0, "model.ada_kimg", model.ada_kimg, "must be positive")
+        require(loss.penalty_weight >= 0, "loss.penalty_weight", loss.penalty_weight, "must be >= 0")
+        require(loss.penalty_interval >= 1, "loss.penalty_interval", loss.penalty_interval, "must be >= 1")
         require(0.0 <= train.ema_decay < 1.0, "train.ema_decay", train.ema_decay, "must be in [0, 1)")
         require(train.ema_rampup >= 0.0, "train.ema_rampup", train.ema_rampup, "must be >= 0 (0 disables)")
         require(
@@ -122,11 +115,11 @@ class GAN:
         )
         self.config = config
         self.generator, self.discriminator = build_networks(config)
-        self.augment = build_augment(model)
-        self.generator_loss, self.discriminator_loss = LOSSES[model.loss]
-        self.penalty = PENALTIES[model.penalty]
-        self.g_optimizer = adam(config.optim.g)
-        self.d_optimizer = adam(config.optim.d)
+        self.augment = build_augment(config)
+        self.generator_loss, self.discriminator_loss = LOSSES[loss.adversarial]
+        self.penalty = PENALTIES[loss.penalty]
+        self.g_optimizer = adam(config.optim.g, "optim.g")
+        self.d_optimizer = adam(config.optim.d, "optim.d")
 
     # Inputs of G.
     def _latents(self, rng: jax.Array, num: int) -> jax.Array:
@@ -166,7 +159,7 @@ class GAN:
             g_opt_state=self.g_optimizer.init(generator["params"]),
             d_opt_state=self.d_optimizer.init(discriminator["params"]),
             ema_generator=generator,
-            ada=init_ada_state(),
+            ada=init_ada_state(self.config.augment.p),
         )
 
     def _penalty_term(
@@ -190,7 +183,7 @@ class GAN:
 
         return when_due(
             due,
-            self.config.model.penalty_interval,
+            self.config.loss.penalty_interval,
             lambda: self.penalty(critic, real, fake, penalty_rng),
             lambda: jnp.zeros((), jnp.float32),
         )
@@ -199,11 +192,11 @@ class GAN:
         """One D update on one slice of the real batch; `carry` is (D variables, D optimiser state, ADA state)."""
         d_vars, d_opt_state, ada = carry
         real, labels, rng, d_step = inputs
-        model = self.config.model
+        loss = self.config.loss
         fake_rng, real_aug_rng, fake_aug_rng, penalty_rng = jax.random.split(rng, 4)
         fake, fake_labels, _ = self._generate(g_vars, fake_rng, real.shape[0])
         fake = jax.lax.stop_gradient(fake)
-        due = d_step % model.penalty_interval == 0
+        due = d_step % loss.penalty_interval == 0
 
         def loss_fn(params):
             variables = _with_params(d_vars, params)
@@ -212,7 +205,7 @@ class GAN:
             fake_logits, variables = self._discriminate(variables, self.augment(fake_aug_rng, fake, ada.p), fake_labels)
             adversarial = self.discriminator_loss(real_logits, fake_logits)
             penalty = self._penalty_term(_with_params(d_vars, params), real, labels, fake, ada.p, penalty_rng, due)
-            total = adversarial + model.penalty_weight * model.penalty_interval * penalty
+            total = adversarial + loss.penalty_weight * loss.penalty_interval * penalty
             return total, (variables, adversarial, penalty, real_logits, fake_logits)
 
         grads, (new_vars, adversarial, penalty, real_logits, fake_logits) = jax.grad(loss_fn, has_aux=True)(
@@ -220,10 +213,7 @@ class GAN:
         )
         updates, d_opt_state = self.d_optimizer.update(grads, d_opt_state, d_vars["params"])
         new_vars = _with_params(new_vars, optax.apply_updates(d_vars["params"], updates))
-        if model.augment == "ada":
-            ada = ada_observe(
-                ada, real_logits, target=model.ada_target, adjust_kimg=model.ada_kimg, interval=model.ada_interval
-            )
+        ada = adapt_probability(self.config.augment, ada, real_logits)
         metrics = {
             "d_loss": adversarial,
             "penalty": penalty,
@@ -231,7 +221,7 @@ class GAN:
             "fake_logit": jnp.mean(fake_logits),
             "d_real": jnp.mean(nn.sigmoid(real_logits)),  # D's mean probability that real images are real
             "d_fake": jnp.mean(nn.sigmoid(fake_logits)),
-            "rt": jnp.mean(jnp.sign(real_logits)),  # ADA's overfitting heuristic
+            "r_t": jnp.mean(jnp.sign(real_logits)),  # ADA's overfitting heuristic
             "d_grad_norm": optax.tree.norm(grads),
         }
         return (new_vars, d_opt_state, ada), metrics

@@ -3,7 +3,7 @@
 One train step runs the reference's four phases in order, on one global batch:
   G main  non-saturating logistic loss, with style mixing;
   G reg   path-length penalty, every `loss.pl_interval` steps, scaled by the interval (lazy regularisation);
-  D main  logistic loss on real and fake images (both augmented by ADA when enabled);
+  D main  logistic loss on real and fake images (both augmented as `config.augment` says);
   D reg   R1 penalty gamma/2 E||grad D(x_real)||^2, every `loss.r1_interval` steps, scaled by the interval.
 Each phase is its own Adam update, so on regularisation steps a network takes two optimizer steps; as in the
 paper, Adam's lr and betas are raised to the power c = k / (k + 1) to keep their effective values. The lazy
@@ -24,13 +24,13 @@ import ml_collections
 import optax
 
 from genimg_jax import data, parallel
-from genimg_jax.augment import AdaState, ada_augment, ada_observe, init_ada_state
-from genimg_jax.augment.ada import ADA_OPS, DEFAULT_ADA_OPS
-from genimg_jax.config import base_config, require, require_choice
+from genimg_jax.augment import AdaState, init_ada_state
+from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.losses.adversarial import non_saturating_discriminator_loss, non_saturating_generator_loss
 from genimg_jax.losses.path_length import path_length_noise, path_length_penalty, path_lengths
 from genimg_jax.losses.penalties import gradient_norm_penalty
-from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, sample_labels
+from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam, sample_labels
+from genimg_jax.methods.gan.augmentation import adapt_probability, augment_config, build_augment
 from genimg_jax.methods.gan.common import rampup_ema_decay, when_due
 from genimg_jax.models.style_layers import NOISE_MODES
 from genimg_jax.models.stylegan2 import (
@@ -43,7 +43,6 @@ from genimg_jax.models.stylegan2 import (
 )
 
 W_AVG_BETA = 0.995  # decay of the running average of w, as in stylegan2-ada-pytorch
-AUGMENT_MODES = ("none", "ada", "fixed")
 CONST_NOISE_KEY = 0  # the fixed key of noise_mode="const"
 
 
@@ -61,12 +60,12 @@ class StyleGAN2State:
     ada: AdaState
 
 
-def lazy_adam(optim_config: ml_collections.ConfigDict, interval: int) -> optax.GradientTransformation:
-    """Adam whose lr and betas are raised to c = k / (k + 1) for lazy regularisation every k steps (k=0: c=1)."""
+def lazy_adam(optim_config: ml_collections.ConfigDict, key: str, interval: int) -> optax.GradientTransformation:
+    """`methods.base.adam` of the section at `key`, its lr multiplied and betas raised to c = k / (k + 1) for lazy
+    regularisation every k steps (k=0: c=1), which keeps their effective values over the k + 1 updates."""
     c = interval / (interval + 1) if interval else 1.0
-    return optax.adam(
-        optim_config.learning_rate * c, b1=optim_config.b1**c, b2=optim_config.b2**c, eps=optim_config.eps
-    )
+    corrected = {"learning_rate": optim_config.learning_rate * c, "b1": optim_config.b1**c, "b2": optim_config.b2**c}
+    return adam(ml_collections.ConfigDict({**optim_config.to_dict(), **corrected}), key)
 
 
 def ema_beta(step: jax.Array, batch_size: int, ema_kimg: float, ema_rampup: float) -> jax.Array:
@@ -111,27 +110,17 @@ def stylegan2_config() -> ml_collections.ConfigDict:
             "style_mixing_prob": 0.9,
         }
     )
-    adam = {"learning_rate": 0.002, "b1": 0.0, "b2": 0.99, "eps": 1e-8}
-    config.optim = ml_collections.ConfigDict({"g": dict(adam), "d": dict(adam)})
+    config.optim = ml_collections.ConfigDict({"g": adam_config(0.002, 0.0, 0.99), "d": adam_config(0.002, 0.0, 0.99)})
     config.train.batch_size = 32
     config.train.ema_kimg = 10.0  # half-life of the EMA generator in thousands of images
     config.train.ema_rampup = 0.0  # > 0: half-life at most ema_rampup x images seen (0 disables)
-    config.augment = ml_collections.ConfigDict(
-        {
-            "mode": "none",  # none | ada (p adapted to r_t) | fixed (p constant)
-            "p": 0.0,  # initial (ada) or constant (fixed) augmentation probability
-            "target": 0.6,  # ADA's target for r_t = E[sign(D(real))]
-            "interval": 4,  # steps between adjustments of p
-            "adjust_kimg": 500.0,  # thousands of images for p to go from 0 to 1 at the fastest
-            "ops": DEFAULT_ADA_OPS,
-        }
-    )
+    config.augment = augment_config()
     config.sample = ml_collections.ConfigDict({"truncation_psi": 1.0, "noise_mode": "const"})
     return config
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:
-    model, loss, augment, sample = config.model, config.loss, config.augment, config.sample
+    model, loss, sample = config.model, config.loss, config.sample
     for key in ("z_dim", "w_dim", "channel_base", "channel_max", "mbstd_group_size", "mbstd_channels"):
         require(model[key] > 0, f"model.{key}", model[key], "must be positive")
     require(model.mapping_layers >= 1, "model.mapping_layers", model.mapping_layers, "must be >= 1")
@@ -145,12 +134,6 @@ def _validate(config: ml_collections.ConfigDict) -> None:
         require(loss[key] >= 1, f"loss.{key}", loss[key], "must be >= 1")
     require(0 <= loss.style_mixing_prob <= 1, "loss.style_mixing_prob", loss.style_mixing_prob, "must be in [0, 1]")
     require(0 < loss.pl_decay <= 1, "loss.pl_decay", loss.pl_decay, "must be in (0, 1]")
-    require_choice(config, "augment.mode", AUGMENT_MODES)
-    require(0 <= augment.p <= 1, "augment.p", augment.p, "must be in [0, 1]")
-    require(augment.interval >= 1, "augment.interval", augment.interval, "must be >= 1")
-    require(augment.adjust_kimg > 0, "augment.adjust_kimg", augment.adjust_kimg, "must be positive")
-    unknown = [op for op in augment.ops if op not in ADA_OPS]
-    require(not unknown, "augment.ops", augment.ops, f"choose from {sorted(ADA_OPS)}")
     require(config.train.ema_kimg >= 0, "train.ema_kimg", config.train.ema_kimg, "must be >= 0")
     require(config.train.ema_rampup >= 0, "train.ema_rampup", config.train.ema_rampup, "must be >= 0 (0 disables)")
     require_choice(config, "sample.noise_mode", NOISE_MODES)
@@ -190,10 +173,11 @@ class StyleGAN2:
             mapping_layers=model.mapping_layers,
             dtype=dtype,
         )
+        self.augment = build_augment(config)
         self.use_pl = loss.pl_weight > 0
         self.use_r1 = loss.r1_gamma > 0
-        self.g_optimizer = lazy_adam(config.optim.g, loss.pl_interval if self.use_pl else 0)
-        self.d_optimizer = lazy_adam(config.optim.d, loss.r1_interval if self.use_r1 else 0)
+        self.g_optimizer = lazy_adam(config.optim.g, "optim.g", loss.pl_interval if self.use_pl else 0)
+        self.d_optimizer = lazy_adam(config.optim.d, "optim.d", loss.r1_interval if self.use_r1 else 0)
 
     # Networks as functions of their parameters.
 
@@ -224,17 +208,12 @@ class StyleGAN2:
         ws = mix_styles(jnp.repeat(w[:, None], num_ws, axis=1), jnp.repeat(w2[:, None], num_ws, axis=1), cutoff)
         return ws, w
 
-    def _augment(self, rng: jax.Array, images: jax.Array, p: jax.Array) -> jax.Array:
-        if self.config.augment.mode == "none":
-            return images
-        return ada_augment(rng, images, p, tuple(self.config.augment.ops))
-
     def _critic(self, params: Any, labels: jax.Array | None, rng: jax.Array | None = None, p: jax.Array | None = None):
         """D(augment(x)) as a function of the images x (no augmentation without `rng`), logits in float32."""
 
         def critic(images: jax.Array) -> jax.Array:
             if rng is not None:
-                images = self._augment(rng, images, p)
+                images = self.augment(rng, images, p)
             logits = self.discriminator.apply({"params": params}, images, labels)
             return logits.astype(jnp.float32)
 
@@ -317,7 +296,7 @@ class StyleGAN2:
         ws, _ = self._styles(g_params, latents[2], mixing[2], labels)
         fake = jax.lax.stop_gradient(self._synthesize(g_params, ws, noise_keys[2]))
         # Real and fake images are augmented in one call (each image independently), then judged separately.
-        augmented_fake, augmented_real = jnp.split(self._augment(augment_keys[1], jnp.concatenate([fake, real]), p), 2)
+        augmented_fake, augmented_real = jnp.split(self.augment(augment_keys[1], jnp.concatenate([fake, real]), p), 2)
 
         def d_main_loss(d_params):
             fake_logits = self._critic(d_params, labels)(augmented_fake)
@@ -348,12 +327,7 @@ class StyleGAN2:
                 due, loss.r1_interval, d_reg, lambda ops: (*ops, r1_penalty), (d_params, d_opt_state)
             )
 
-        ada = state.ada
-        if config.augment.mode == "ada":
-            augment = config.augment
-            ada = ada_observe(
-                ada, real_logits, target=augment.target, adjust_kimg=augment.adjust_kimg, interval=augment.interval
-            )
+        ada = adapt_probability(config.augment, state.ada, real_logits)
 
         beta = ema_beta(state.step, num, config.train.ema_kimg, config.train.ema_rampup)
         ema_generator = jax.tree.map(lambda e, g: beta * e + (1 - beta) * g, state.ema_generator, g_params)
