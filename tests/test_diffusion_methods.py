@@ -195,3 +195,7 @@ def test_latent_diffusion_needs_a_trained_vae_workdir(tmp_path):
     (tmp_path / "gan" / "config.json").write_text(json.dumps({"method": "gan"}))
     with pytest.raises(ConfigError, match=r"config\.model\.first_stage_workdir=.*not a 'vae' run"):
         load_pretrained(ldm_config(tmp_path / "gan"))
+    (tmp_path / "old").mkdir()  # a VAE run whose saved config lacks keys this version needs
+    (tmp_path / "old" / "config.json").write_text(json.dumps({"method": "vae", "model": {}}))
+    with pytest.raises(ConfigError, match=r"config\.model\.first_stage_workdir=.*does not fit this version's 'vae'"):
+        load_pretrained(ldm_config(tmp_path / "old"))

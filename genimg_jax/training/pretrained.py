@@ -5,6 +5,7 @@ A method class lists the parts it needs in `PRETRAINED`; each name has one loade
 keys that locate it and fails with a ConfigError naming them.
 """
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -39,13 +40,20 @@ def trained_params(workdir: str, expected_method: str) -> tuple[Any, Any]:
         raise _first_stage_error(workdir, str(error)) from None
     if saved.get("method") != expected_method:
         raise _first_stage_error(workdir, f"it is a {saved.get('method')!r} run, not a {expected_method!r} run")
+    try:
+        method = build_method(saved)
+    except (ConfigError, AttributeError, KeyError) as error:  # AttributeError: a key this version expects
+        raise _first_stage_error(
+            workdir, f"its config.json does not fit this version's {expected_method!r} method ({error})"
+        ) from None
     checkpoint_dir = f"{workdir}/checkpoints"
+    if not os.path.isdir(checkpoint_dir):  # checked first: the checkpointer would create it
+        raise _first_stage_error(workdir, f"{checkpoint_dir} does not exist; train the VAE first")
     checkpointer = Checkpointer(checkpoint_dir, keep=saved.train.keep_checkpoints, every=0)
     try:
         step = checkpointer.latest_step()
         if step is None:
             raise _first_stage_error(workdir, f"{checkpoint_dir} holds no checkpoint; train the VAE first")
-        method = build_method(saved)
         resolution, channels = saved.data.resolution, saved.data.channels
         example = {
             "image": jnp.zeros((1, resolution, resolution, channels), jnp.uint8),
