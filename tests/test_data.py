@@ -12,6 +12,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from PIL import Image
 
 from genimg_jax import data
+from genimg_jax.config import base_config
 
 
 class IndexSource:
@@ -23,6 +24,7 @@ class IndexSource:
 
     def __init__(self, size: int):
         self._size = size
+        self.fields = {"image": data.Field((4, 6, 1), np.dtype(np.uint8)), "label": data.Field((), np.dtype(np.int32))}
 
     def __len__(self) -> int:
         return self._size
@@ -30,6 +32,25 @@ class IndexSource:
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         ramp = np.arange(6, dtype=np.uint8)[None, :, None] * 20 + index % 7
         return {"image": np.repeat(ramp, 4, axis=0), "label": np.int32(index)}
+
+
+class PairedIndexSource(IndexSource):
+    """IndexSource plus two fields: `source` = 255 - image (an image field, flipped with it) and `tokens` =
+    (index, index + 1, index + 2) (not an image)."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.fields |= {"source": self.fields["image"], "tokens": data.Field((3,), np.dtype(np.int32))}
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        element = super().__getitem__(index)
+        return {**element, "source": 255 - element["image"], "tokens": np.arange(index, index + 3, dtype=np.int32)}
+
+
+def assert_pairs_intact(batch):
+    """Every row still holds one example's fields: its source inverts its image, its tokens start at its label."""
+    np.testing.assert_array_equal(batch["source"], 255 - batch["image"])
+    np.testing.assert_array_equal(batch["tokens"], batch["label"][:, None] + np.arange(3))
 
 
 def take(stream, count):
@@ -86,6 +107,20 @@ def test_bad_specs_and_splits():
         data.make_source("digits", split="validation", resolution=8, channels=1)
     with pytest.raises(data.DataError, match="channels"):
         data.make_source("digits", split="train", resolution=8, channels=2)
+
+
+def test_sources_declare_the_fields_they_return_and_the_config_knows_them_unopened():
+    config = base_config()
+    for spec, channels in (("digits", 1), ("faces", 3)):
+        config.data.update(source=spec, resolution=8, channels=channels)
+        source = data.source_from_config(config.data, "test")
+        assert source.fields == data.fields_from_config(config.data)
+        assert {name: (value.shape, value.dtype) for name, value in source[0].items()} == source.fields
+    config.data.source = "folder:/nonexistent"  # not opened: the fields of a form are known without its data
+    assert data.fields_from_config(config.data)["image"] == ((8, 8, 3), np.uint8)
+    config.data.source = "mnist"
+    with pytest.raises(data.DataError, match=r"^config.data.source: unknown data source 'mnist'"):
+        data.fields_from_config(config.data)
 
 
 # --- faces ------------------------------------------------------------------------------------------------
@@ -345,12 +380,38 @@ def test_iterate_once_covers_everything_once_with_constant_shapes():
     seen = []
     for a, b in zip(*per_process, strict=True):
         for batch in (a, b):
-            assert batch["image"].shape == (6, 4, 6, 1) and batch["mask"].dtype == bool
-        seen += np.concatenate([a["label"], b["label"]])[np.concatenate([a["mask"], b["mask"]])].tolist()
+            assert batch["image"].shape == (6, 4, 6, 1) and batch[data.IS_EXAMPLE].dtype == bool
+        is_example = np.concatenate([a[data.IS_EXAMPLE], b[data.IS_EXAMPLE]])
+        seen += np.concatenate([a["label"], b["label"]])[is_example].tolist()
     assert seen == list(range(50))  # in order, each once
     last = per_process[1][-1]
-    assert last["mask"].sum() == 0 and last["image"].max() == 0  # 50 = 4*12 + 2: process 1 is all padding
-    assert per_process[0][-1]["mask"].tolist() == [True, True, False, False, False, False]
+    assert last[data.IS_EXAMPLE].sum() == 0 and last["image"].max() == 0  # 50 = 4*12 + 2: process 1 is all padding
+    assert per_process[0][-1][data.IS_EXAMPLE].tolist() == [True, True, False, False, False, False]
+
+
+def test_every_declared_field_is_carried_by_training_evaluation_and_conditioning_batches():
+    source = PairedIndexSource(20)
+    batches = take(data.make_train_stream(source, global_batch_size=8, seed=1, random_flip=True), 10)
+    for batch in batches:
+        assert_pairs_intact(batch)  # a flip mirrors image and source together and leaves tokens alone
+    originals = [np.stack([source[int(i)]["image"] for i in batch["label"]]) for batch in batches]
+    assert any(not np.array_equal(b["image"], original) for b, original in zip(batches, originals, strict=True))
+    passes = list(data.iterate_once(source, batch_size=16))
+    assert set(passes[-1]) == {"image", "label", "source", "tokens", data.IS_EXAMPLE}
+    assert_pairs_intact({name: value[passes[-1][data.IS_EXAMPLE]] for name, value in passes[-1].items()})
+    assert passes[-1]["source"][4:].max() == 0 and passes[-1]["tokens"][4:].max() == 0  # padding is zeros
+    cycled = list(data.cycled_batches(source, ("tokens",), batch_size=8, num_batches=4))
+    assert [set(batch) for batch in cycled] == [{"tokens"}] * 4
+    np.testing.assert_array_equal(np.concatenate([b["tokens"][:, 0] for b in cycled]), np.arange(32) % 20)
+    with pytest.raises(data.DataError, match=r"no fields \['mask'\]"):
+        data.cycled_batches(source, ("mask",), batch_size=8, num_batches=1)
+
+
+def test_an_example_that_contradicts_its_declared_fields_is_refused():
+    source = PairedIndexSource(4)
+    source.fields["tokens"] = data.Field((4,), np.dtype(np.int32))
+    with pytest.raises(data.DataError, match=r"field 'tokens' is declared int32\[4\] but an example holds int32\[3\]"):
+        next(data.iterate_once(source, batch_size=4))
 
 
 # --- sharding and pixel ranges ----------------------------------------------------------------------------
@@ -370,6 +431,17 @@ def test_make_global_batch_on_eight_devices():
             assert all(shard.data.shape[0] == 2 for shard in value.addressable_shards)
     with pytest.raises(data.DataError, match="'label'"):
         data.make_global_batch({"label": np.zeros(12, np.int32)}, NamedSharding(mesh, PartitionSpec("data")))
+
+
+def test_a_batch_every_process_holds_whole_is_sharded_like_a_local_one():
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    batch = next(data.cycled_batches(PairedIndexSource(10), ("source", "tokens"), batch_size=16, num_batches=1))
+    global_batch = data.shard_whole_batch(batch, NamedSharding(mesh, PartitionSpec("data")))
+    for name, value in global_batch.items():
+        np.testing.assert_array_equal(np.asarray(value), batch[name])
+        for shard in value.addressable_shards:  # each device holds its own two rows
+            assert shard.data.shape[0] == 2
+            np.testing.assert_array_equal(shard.data, batch[name][shard.index])
 
 
 def test_unit_range_round_trip():

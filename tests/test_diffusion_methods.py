@@ -17,7 +17,6 @@ from genimg_jax.methods import build_method
 from genimg_jax.methods.latent_diffusion import LatentDiffusion
 from genimg_jax.tools import compare_samplers
 from genimg_jax.training import trainer
-from genimg_jax.training.compiled_run import example_batch
 from genimg_jax.training.pretrained import load_pretrained
 
 CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
@@ -115,7 +114,7 @@ def test_invalid_settings_name_their_key(override, key):
 def test_cifar10_configs_have_the_published_setup():
     ddpm = load_config(str(CONFIGS / "ddpm.py") + ":cifar10")
     method = build_method(ddpm)
-    params = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), example_batch(ddpm, 1)).params
+    params = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), data.example_batch(ddpm.data, 1)).params
     assert sum(leaf.size for leaf in jax.tree.leaves(params)) == pytest.approx(35.7e6, rel=0.002)  # Ho et al.
     assert (ddpm.optim.denoiser.learning_rate, ddpm.train.batch_size, ddpm.train.ema_decay) == (2e-4, 128, 0.9999)
     assert ddpm.data.source == "tfds:cifar10" and ddpm.model.dropout == 0.1

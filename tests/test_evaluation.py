@@ -104,9 +104,11 @@ class _PrototypeSampler:
     def __init__(self, shift: int):
         self.shift = shift
 
-    def sample(self, prototypes, rng, num, labels=None):
-        labels = jnp.arange(num) % 10 if labels is None else labels  # the Method protocol's default
-        return prototypes[(labels + self.shift) % 10]
+    def conditioning_fields(self):
+        return ("label",)
+
+    def sample(self, prototypes, rng, num, conditioning=None):
+        return prototypes[(conditioning["label"] + self.shift) % 10]
 
 
 @pytest.mark.parametrize(("shift", "expected"), [(0, 1.0), (1, 0.0)])

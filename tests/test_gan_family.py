@@ -128,9 +128,9 @@ def test_class_conditional_samples_follow_the_requested_labels():
     state = state.replace(ema_generator={**state.ema_generator, "params": perturbed})
     rng = jax.random.PRNGKey(4)
     default = method.sample(state, rng, 12)
-    in_order = method.sample(state, rng, 12, jnp.arange(12) % 10)
-    np.testing.assert_array_equal(default, in_order)  # labels=None means 0, 1, ..., 9, 0, 1
-    sevens = method.sample(state, rng, 12, jnp.full((12,), 7))
+    in_order = method.sample(state, rng, 12, {"label": jnp.arange(12) % 10})
+    np.testing.assert_array_equal(default, in_order)  # conditioning=None means 0, 1, ..., 9, 0, 1
+    sevens = method.sample(state, rng, 12, {"label": jnp.full((12,), 7)})
     assert sevens.shape == (12, 16, 16, 1)
     np.testing.assert_allclose(sevens[7], default[7], atol=1e-6)  # same latent, same label: same image
     assert float(jnp.max(jnp.abs(sevens[0] - default[0]))) > 1e-3  # same latent, other label: other image

@@ -55,7 +55,7 @@ def _compiled(layout: str, num_devices: int = 8, family: str = "dcgan"):
     run = compiled_run.compile_run(config, parallel.make_mesh(config.mesh, jax.devices()[:num_devices]))
     batch = {
         name: jax.ShapeDtypeStruct(zeros.shape, zeros.dtype, sharding=run.batch_sharding)
-        for name, zeros in compiled_run.example_batch(config, config.train.batch_size).items()
+        for name, zeros in data.example_batch(config.data, config.train.batch_size).items()
     }
     return run, run.train_step.lower(run.abstract_state, batch).compile()
 

@@ -141,8 +141,9 @@ def test_class_conditional_generator_and_discriminator_use_the_labels(conditiona
     rng = jax.random.PRNGKey(4)
     sample = jax.jit(method.sample, static_argnums=2)
     default = np.asarray(sample(state, rng, 12))
-    np.testing.assert_array_equal(default, sample(state, rng, 12, jnp.arange(12) % 10))  # None: 0, 1, ..., 9, 0, 1
-    sevens = np.asarray(sample(state, rng, 12, jnp.full((12,), 7)))
+    in_order = {"label": jnp.arange(12) % 10}
+    np.testing.assert_array_equal(default, sample(state, rng, 12, in_order))  # None: 0, 1, ..., 9, 0, 1
+    sevens = np.asarray(sample(state, rng, 12, {"label": jnp.full((12,), 7)}))
     np.testing.assert_allclose(sevens[7], default[7], atol=1e-6)  # same z, same label: same image
     assert np.abs(sevens[0] - default[0]).max() > 1e-3  # same z, other label: other image
     # The label enters w: one z maps to a different w under another label.

@@ -1,4 +1,4 @@
-"""Input pipelines: image sources -> shuffled per-host batches -> globally sharded arrays.
+"""Input pipelines: image sources -> shuffled per-host batches of named fields -> globally sharded arrays.
 
 source = make_source("digits", split="train", resolution=32, channels=1)
 stream = make_train_stream(source, global_batch_size=64, seed=0)
@@ -7,20 +7,40 @@ batch = make_global_batch(next(stream), sharding)   # uint8 images; to_unit_rang
 
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.images import from_unit_range, to_unit_range
-from genimg_jax.data.pipeline import TrainStream, iterate_once, make_train_stream
-from genimg_jax.data.sharding import make_global_batch
-from genimg_jax.data.sources import SPEC_FORMS, ImageSource, make_source, source_from_config
+from genimg_jax.data.pipeline import IS_EXAMPLE, TrainStream, cycled_batches, iterate_once, make_train_stream
+from genimg_jax.data.sharding import make_global_batch, shard_whole_batch
+from genimg_jax.data.sources import (
+    SOURCE_KINDS,
+    SPEC_FORMS,
+    Field,
+    ImageSource,
+    SourceKind,
+    SourceOptions,
+    example_batch,
+    fields_from_config,
+    make_source,
+    source_from_config,
+)
 
 __all__ = [
+    "IS_EXAMPLE",
+    "SOURCE_KINDS",
     "SPEC_FORMS",
     "DataError",
+    "Field",
     "ImageSource",
+    "SourceKind",
+    "SourceOptions",
     "TrainStream",
+    "cycled_batches",
+    "example_batch",
+    "fields_from_config",
     "from_unit_range",
     "iterate_once",
     "make_global_batch",
     "make_source",
     "make_train_stream",
+    "shard_whole_batch",
     "source_from_config",
     "to_unit_range",
 ]

@@ -24,7 +24,7 @@ from PIL import Image
 
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.images import fit_image, pil_pixels
-from genimg_jax.data.sources import example
+from genimg_jax.data.sources import example, labelled_image_fields
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # Folder names read as splits rather than classes.
@@ -135,6 +135,7 @@ class FolderSource:
             self.class_names = ()
             self._labels = [0] * len(self._files)
         self.num_classes = len(self.class_names)
+        self.fields = labelled_image_fields(resolution, channels)
 
     def __len__(self) -> int:
         return len(self._files)

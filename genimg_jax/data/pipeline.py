@@ -1,4 +1,5 @@
-"""Per-host batches for training (infinite, shuffled, resumable) and for evaluation (one ordered pass).
+"""Per-host batches for training (infinite, shuffled, resumable) and for evaluation (one ordered pass, and
+fixed batches of some fields for conditioning samples), each a dict holding every field the source declares.
 
 Built on `grain.MapDataset`, whose random access makes the position in the stream one integer:
 `range(len(source)) -> shuffle -> repeat -> batch(global_batch_size)` is a dataset of *global batches of
@@ -11,22 +12,24 @@ on a different number of hosts.
 
 Shuffling: grain reshuffles every epoch with seed `base + epoch`; `base` is derived from the run seed through
 `numpy.random.SeedSequence` so that seeds 0 and 1 do not give shifted copies of the same epoch sequence.
-Flips are drawn per global batch from `(seed, step)`, so a position is flipped identically on any host layout.
+Flips are drawn per global batch from `(seed, step)`, so a position is flipped identically on any host layout;
+a flip mirrors every image field (rank 3) of the example together.
 Batches are prepared ahead by a small grain thread pool (decoding in PIL and tfds releases the GIL).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grain
 import numpy as np
 
 from genimg_jax.data.errors import DataError
-from genimg_jax.data.sources import ImageSource
+from genimg_jax.data.sources import Field, ImageSource
 
 # Batches are the prefetched elements, so a small buffer already hides decoding behind a training step.
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
 _SHUFFLE, _FLIP = 0, 1  # purposes mixed into the run seed
+IS_EXAMPLE = "is_example"  # key of `iterate_once` batches: True for real examples, False for padding
 
 
 def _derived_seed(seed: int, purpose: int) -> int:
@@ -46,12 +49,22 @@ def _host_rows(global_batch_size: int, process_index: int, process_count: int) -
     return slice(process_index * local, (process_index + 1) * local)
 
 
-def _load(source: ImageSource, indices: np.ndarray) -> dict[str, np.ndarray]:
+def _stack(source: ImageSource, name: str, field: Field, values: list[np.ndarray]) -> np.ndarray:
+    """One field of a batch; a value that differs from the declaration is a DataError naming the field."""
+    stacked = np.stack(values)
+    if stacked.shape[1:] != field.shape or stacked.dtype != field.dtype:
+        raise DataError(
+            f"data source {source!r}: field '{name}' is declared {field.dtype}{list(field.shape)} but an example "
+            f"holds {stacked.dtype}{list(stacked.shape[1:])}"
+        )
+    return stacked
+
+
+def _load(source: ImageSource, indices: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The fields `names` (default: all) of the examples at `indices`, stacked."""
     examples = [source[int(i)] for i in indices]
-    return {
-        "image": np.stack([e["image"] for e in examples]),
-        "label": np.array([e["label"] for e in examples], np.int32),
-    }
+    names = source.fields if names is None else names
+    return {name: _stack(source, name, source.fields[name], [e[name] for e in examples]) for name in names}
 
 
 def _check_not_empty(source: ImageSource) -> int:
@@ -99,17 +112,20 @@ def make_train_stream(
     process_index: int = 0,
     process_count: int = 1,
 ) -> TrainStream:
-    """Infinite shuffled per-host batches `{"image": uint8 (B_local, H, W, C), "label": int32 (B_local,)}`,
-    `B_local = global_batch_size // process_count`; every epoch is a fresh permutation of the source."""
+    """Infinite shuffled per-host batches of every field of `source`, e.g. `{"image": uint8 (B_local, H, W, C),
+    "label": int32 (B_local,)}`, `B_local = global_batch_size // process_count`; every epoch is a fresh
+    permutation of the source."""
     rows = _host_rows(global_batch_size, process_index, process_count)
     num_examples = _check_not_empty(source)
     flip_seed = _derived_seed(seed, _FLIP)
+    image_fields = [name for name, field in source.fields.items() if len(field.shape) == 3]
 
     def host_batch(step: int, global_indices: np.ndarray) -> dict[str, np.ndarray]:
         batch = _load(source, global_indices[rows])
         if random_flip:
             flips = (np.random.default_rng([flip_seed, step]).random(global_batch_size) < 0.5)[rows]
-            batch["image"][flips] = batch["image"][flips, :, ::-1]
+            for name in image_fields:
+                batch[name][flips] = batch[name][flips, :, ::-1]
         return batch
 
     batches = (
@@ -127,26 +143,38 @@ def make_train_stream(
 def iterate_once(
     source: ImageSource, *, batch_size: int, process_index: int = 0, process_count: int = 1
 ) -> Iterator[dict[str, np.ndarray]]:
-    """One ordered pass over the source for evaluation. Every process yields the same number of batches of the
-    same shape (the last is zero-padded, `"mask"` False on padding), so jitted evaluation compiles once and
-    multi-host collectives stay in step. `batch_size` is global, as in `make_train_stream`."""
+    """One ordered pass over the source for evaluation, with every field of `source`. Every process yields the
+    same number of batches of the same shape (the last is zero-padded, `IS_EXAMPLE` False on padding), so
+    jitted evaluation compiles once and multi-host collectives stay in step. `batch_size` is global, as in
+    `make_train_stream`."""
+    if IS_EXAMPLE in source.fields:
+        raise DataError(f"data source {source!r} declares a field '{IS_EXAMPLE}', the name of the padding marker")
     rows = _host_rows(batch_size, process_index, process_count)
     num_examples = _check_not_empty(source)
-    image_shape = source[0]["image"].shape
     local = rows.stop - rows.start
 
     def host_batch(step: int) -> dict[str, np.ndarray]:
         positions = np.arange(step * batch_size, (step + 1) * batch_size)[rows]
-        mask = positions < num_examples
-        batch = {
-            "image": np.zeros((local, *image_shape), np.uint8),
-            "label": np.zeros(local, np.int32),
-            "mask": mask,
-        }
-        if mask.any():
-            loaded = _load(source, positions[mask])
-            batch["image"][mask], batch["label"][mask] = loaded["image"], loaded["label"]
-        return batch
+        is_example = positions < num_examples
+        batch = {name: np.zeros((local, *field.shape), field.dtype) for name, field in source.fields.items()}
+        if is_example.any():
+            for name, values in _load(source, positions[is_example]).items():
+                batch[name][is_example] = values
+        return {**batch, IS_EXAMPLE: is_example}
 
     num_batches = -(-num_examples // batch_size)
     return iter(grain.MapDataset.range(num_batches).map(host_batch).to_iter_dataset(_READ_OPTIONS))
+
+
+def cycled_batches(
+    source: ImageSource, names: Sequence[str], *, batch_size: int, num_batches: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """`num_batches` whole global batches of the fields `names`: batch k holds the examples k * batch_size + i
+    modulo `len(source)`, in index order, cycling through the source as often as needed. The same on every
+    process (each loads every row), e.g. to condition evaluation samples on the eval split."""
+    num_examples = _check_not_empty(source)
+    unknown = sorted(set(names) - set(source.fields))
+    if unknown:
+        raise DataError(f"data source {source!r} has no fields {unknown} (it has {sorted(source.fields)})")
+    batches = grain.MapDataset.range(num_examples).repeat().batch(batch_size)[:num_batches]
+    return iter(batches.map(lambda indices: _load(source, indices, names)).to_iter_dataset(_READ_OPTIONS))

@@ -12,19 +12,41 @@ from jax.sharding import NamedSharding, PartitionSpec
 from genimg_jax.data.errors import DataError
 
 
+def _entry_sharding(sharding: NamedSharding, ndim: int) -> NamedSharding:
+    """`sharding` cut to an entry's rank: a spec meant for images (`P("data", None, None, None)`) also serves
+    labels, tokens and the padding marker."""
+    return NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[:ndim]))
+
+
+def _sharding_error(key: str, value: np.ndarray, sharding: NamedSharding, error: ValueError) -> DataError:
+    return DataError(
+        f"cannot shard batch entry '{key}' of shape {value.shape} with {sharding.spec} over mesh "
+        f"{dict(sharding.mesh.shape)}: {error}"
+    )
+
+
 def make_global_batch(local_batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-    """Shards every entry along its leading (batch) axis as `sharding` says. A spec longer than an entry's
-    rank (e.g. `P("data", None, None, None)` meant for images) is cut to that rank, so labels and masks can
-    share it."""
+    """Shards every field of this process's rows along its leading (batch) axis as `sharding` says."""
 
     def to_global(key: str, value: np.ndarray) -> jax.Array:
-        spec = PartitionSpec(*tuple(sharding.spec)[: value.ndim])
+        entry_sharding = _entry_sharding(sharding, value.ndim)
         try:
-            return jax.make_array_from_process_local_data(NamedSharding(sharding.mesh, spec), value)
+            return jax.make_array_from_process_local_data(entry_sharding, value)
         except ValueError as error:
-            raise DataError(
-                f"cannot shard batch entry '{key}' of local shape {value.shape} with {spec} over mesh "
-                f"{dict(sharding.mesh.shape)}: {error}"
-            ) from error
+            raise _sharding_error(key, value, entry_sharding, error) from error
 
     return {key: to_global(key, np.asarray(value)) for key, value in local_batch.items()}
+
+
+def shard_whole_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+    """Like `make_global_batch` for a batch that every process holds whole (`pipeline.cycled_batches`): each
+    process places the rows of its own devices."""
+
+    def to_global(key: str, value: np.ndarray) -> jax.Array:
+        entry_sharding = _entry_sharding(sharding, value.ndim)
+        try:
+            return jax.make_array_from_callback(value.shape, entry_sharding, lambda index: value[index])
+        except ValueError as error:
+            raise _sharding_error(key, value, entry_sharding, error) from error
+
+    return {key: to_global(key, np.asarray(value)) for key, value in batch.items()}

@@ -1,8 +1,12 @@
 """Random-access image sources and the `make_source` spec parser.
 
-A source is anything with `__len__`, `__getitem__(i) -> {"image": uint8 HWC, "label": int32}`,
-`num_classes` and `class_names`: grain's `RandomAccessDataSource` protocol plus metadata, so the pipeline can
-shuffle by index and resume from an integer position without reading data it skips.
+A source is anything with `__len__`, `__getitem__(i) -> {field name: array}`, `fields`, `num_classes` and
+`class_names`: grain's `RandomAccessDataSource` protocol plus metadata, so the pipeline can shuffle by index and
+resume from an integer position without reading data it skips. `fields` declares the named fields of every
+example (name -> per-example shape and dtype): always `image` (uint8 HWC), here also `label` (int32; 0 for
+unlabeled data, whose `num_classes` is 0), and in other sources e.g. `source`, `mask` or `tokens`. Each form of
+spec (`SOURCE_KINDS`) also states its fields without opening anything (`fields_from_config`), so shapes can be
+traced before any data is read.
 
 The two embedded sources are real data that ship inside installed packages, so tests and the default
 configs run offline: scikit-learn's handwritten digits and scikit-image's LFW subset. Their train/test split
@@ -10,10 +14,13 @@ is fixed by hashing each example's index (`_fixed_split`), independent of any ru
 version, so evaluation numbers stay comparable between runs and machines.
 """
 
+import dataclasses
 import hashlib
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -23,9 +30,26 @@ from genimg_jax.data.images import fit_image
 SPEC_FORMS = ("digits", "faces", "tfds:NAME", "tfds:NAME:SPLIT", "folder:PATH")
 
 
+class Field(NamedTuple):
+    """One named field of a source's examples. A field of rank 3 is an image (HWC), flipped with `image` when
+    the pipeline flips, so paired fields (a translation's `source`, an inpainting `mask`) stay aligned."""
+
+    shape: tuple[int, ...]  # per example, without the batch axis
+    dtype: np.dtype
+
+
+def labelled_image_fields(resolution: int, channels: int) -> dict[str, Field]:
+    """The fields of every built-in source: the fitted image and its class."""
+    return {
+        "image": Field((resolution, resolution, channels), np.dtype(np.uint8)),
+        "label": Field((), np.dtype(np.int32)),
+    }
+
+
 class ImageSource(Protocol):
     """What every source provides; see the module docstring."""
 
+    fields: dict[str, Field]  # what `__getitem__` returns, by name
     num_classes: int  # 0 when unlabeled (then every label is 0)
     class_names: tuple[str, ...]
 
@@ -35,7 +59,7 @@ class ImageSource(Protocol):
 
 
 def example(image: np.ndarray, label: int) -> dict[str, np.ndarray]:
-    """The one element layout all sources return."""
+    """The one element layout of the built-in sources (`labelled_image_fields`)."""
     return {"image": image, "label": np.int32(label)}
 
 
@@ -68,6 +92,7 @@ class ArraySource:
         self._channels = channels
         self.class_names = tuple(class_names)
         self.num_classes = len(self.class_names)
+        self.fields = labelled_image_fields(resolution, channels)
 
     def __len__(self) -> int:
         return len(self._images)
@@ -76,39 +101,121 @@ class ArraySource:
         return example(fit_image(self._images[index], self._resolution, self._channels), self._labels[index])
 
 
-def _digits(split: str, resolution: int, channels: int) -> ArraySource:
+@dataclasses.dataclass(frozen=True)
+class SourceOptions:
+    """The `config.data` options a source may use beside its spec."""
+
+    resolution: int
+    channels: int
+    data_dir: str | None = None  # where tfds looks for prepared datasets (None: tfds' default)
+    bad_images: str = "error"  # image-folder policies for undecodable and too-small files (see folder_source)
+    small_images: str = "upscale"
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceKind:
+    """One form of source spec: how to build it (from the text after `NAME:` for prefixed forms, the split and
+    the options) and the fields of its examples, known without reading data."""
+
+    build: Callable[[str, str, SourceOptions], ImageSource]
+    fields: Callable[[SourceOptions], dict[str, Field]]
+
+
+def _digits(argument: str, split: str, options: SourceOptions) -> ArraySource:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     keep = _fixed_split("digits", len(bunch.images), 297, split)
     images = bunch.images[keep].astype(np.float32) * (255.0 / 16.0)  # stored values are 0..16
-    return ArraySource(images, bunch.target[keep], [str(d) for d in range(10)], resolution, channels)
+    return ArraySource(images, bunch.target[keep], [str(d) for d in range(10)], options.resolution, options.channels)
 
 
-def _faces(split: str, resolution: int, channels: int) -> ArraySource:
+def _faces(argument: str, split: str, options: SourceOptions) -> ArraySource:
     from skimage.data import lfw_subset
 
     faces = lfw_subset()  # float64 in [0, 1]: the first 100 are faces, the last 100 background crops
     keep = _fixed_split("faces", len(faces), 40, split)
     labels = (np.arange(len(faces)) >= 100).astype(np.int32)
-    return ArraySource(faces[keep].astype(np.float32) * 255.0, labels[keep], ("face", "non_face"), resolution, channels)
+    images = faces[keep].astype(np.float32) * 255.0
+    return ArraySource(images, labels[keep], ("face", "non_face"), options.resolution, options.channels)
+
+
+def _tfds(argument: str, split: str, options: SourceOptions) -> ImageSource:
+    from genimg_jax.data.tfds_source import TfdsSource
+
+    name, _, split_override = argument.partition(":")
+    return TfdsSource(name, split_override or split, options.resolution, options.channels, options.data_dir)
+
+
+def _folder(argument: str, split: str, options: SourceOptions) -> ImageSource:
+    from genimg_jax.data.folder_source import FolderSource
+
+    return FolderSource(argument, split, options.resolution, options.channels, options.bad_images, options.small_images)
+
+
+def _labelled_images(options: SourceOptions) -> dict[str, Field]:
+    return labelled_image_fields(options.resolution, options.channels)
+
+
+# Keys ending in ':' are prefixed forms (`tfds:NAME`); the others are whole specs. Heavy imports
+# (tensorflow_datasets) happen only in the builder of the form that needs them.
+SOURCE_KINDS: dict[str, SourceKind] = {
+    "digits": SourceKind(_digits, _labelled_images),
+    "faces": SourceKind(_faces, _labelled_images),
+    "tfds:": SourceKind(_tfds, _labelled_images),
+    "folder:": SourceKind(_folder, _labelled_images),
+}
+
+
+def _parse(spec: str, options: SourceOptions) -> tuple[SourceKind, str]:
+    """(kind, argument) of `spec`, after checking the options every source relies on."""
+    if options.channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3, got {options.channels} (source '{spec}')")
+    if options.resolution < 1:
+        raise DataError(f"resolution must be positive, got {options.resolution} (source '{spec}')")
+    if spec in SOURCE_KINDS and not spec.endswith(":"):
+        return SOURCE_KINDS[spec], ""
+    prefix, colon, argument = spec.partition(":")
+    if colon and prefix + colon in SOURCE_KINDS:
+        return SOURCE_KINDS[prefix + colon], argument
+    raise DataError(f"unknown data source '{spec}'; valid forms: {', '.join(SPEC_FORMS)}")
+
+
+def _options(data_config: ml_collections.ConfigDict) -> SourceOptions:
+    return SourceOptions(
+        resolution=data_config.resolution,
+        channels=data_config.channels,
+        data_dir=data_config.data_dir or None,
+        bad_images=data_config.bad_images,
+        small_images=data_config.small_images,
+    )
 
 
 def source_from_config(data_config: ml_collections.ConfigDict, split: str) -> ImageSource:
     """The source a `config.data` section names, for `split`, with every option of that section applied; a
     failure names the config key it came from."""
     try:
-        return make_source(
-            data_config.source,
-            split=split,
-            resolution=data_config.resolution,
-            channels=data_config.channels,
-            data_dir=data_config.data_dir or None,
-            bad_images=data_config.bad_images,
-            small_images=data_config.small_images,
-        )
+        return _build(data_config.source, split, _options(data_config))
     except DataError as error:
         raise DataError(f"config.data.source: {error}") from None
+
+
+def fields_from_config(data_config: ml_collections.ConfigDict) -> dict[str, Field]:
+    """The fields of the examples of the source `config.data` names, without opening it."""
+    options = _options(data_config)
+    try:
+        kind, _ = _parse(data_config.source, options)
+    except DataError as error:
+        raise DataError(f"config.data.source: {error}") from None
+    return kind.fields(options)
+
+
+def example_batch(data_config: ml_collections.ConfigDict, batch_size: int) -> dict[str, jax.Array]:
+    """Zeros shaped like a global batch of every field of `config.data`'s source, for tracing shapes."""
+    return {
+        name: jnp.zeros((batch_size, *field.shape), field.dtype)
+        for name, field in fields_from_config(data_config).items()
+    }
 
 
 def make_source(
@@ -121,25 +228,11 @@ def make_source(
     bad_images: str = "error",
     small_images: str = "upscale",
 ) -> ImageSource:
-    """Builds the source named by `spec` (one of `SPEC_FORMS`); `data_dir` is where tfds looks for prepared
-    datasets (None: tfds' default); `bad_images` / `small_images` are the image-folder policies for undecodable
-    and too-small files (see `folder_source`). Heavy imports (tensorflow_datasets) happen only for the form that
-    needs them."""
-    if channels not in (1, 3):
-        raise DataError(f"channels must be 1 or 3, got {channels} (source '{spec}')")
-    if resolution < 1:
-        raise DataError(f"resolution must be positive, got {resolution} (source '{spec}')")
-    if spec == "digits":
-        return _digits(split, resolution, channels)
-    if spec == "faces":
-        return _faces(split, resolution, channels)
-    if spec.startswith("tfds:"):
-        from genimg_jax.data.tfds_source import TfdsSource
+    """Builds the source named by `spec` (one of `SPEC_FORMS`, or a kind added to `SOURCE_KINDS`) with the
+    options of `SourceOptions`."""
+    return _build(spec, split, SourceOptions(resolution, channels, data_dir, bad_images, small_images))
 
-        name, _, split_override = spec[len("tfds:") :].partition(":")
-        return TfdsSource(name, split_override or split, resolution, channels, data_dir)
-    if spec.startswith("folder:"):
-        from genimg_jax.data.folder_source import FolderSource
 
-        return FolderSource(spec[len("folder:") :], split, resolution, channels, bad_images, small_images)
-    raise DataError(f"unknown data source '{spec}'; valid forms: {', '.join(SPEC_FORMS)}")
+def _build(spec: str, split: str, options: SourceOptions) -> ImageSource:
+    kind, argument = _parse(spec, options)
+    return kind.build(argument, split, options)

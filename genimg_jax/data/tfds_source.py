@@ -15,7 +15,7 @@ from absl import logging as absl_logging
 
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.images import fit_image
-from genimg_jax.data.sources import example
+from genimg_jax.data.sources import example, labelled_image_fields
 
 
 @contextlib.contextmanager
@@ -71,6 +71,7 @@ class TfdsSource:
         self._has_labels = "label" in features and isinstance(features["label"], tfds.features.ClassLabel)
         self.class_names = tuple(features["label"].names) if self._has_labels else ()
         self.num_classes = len(self.class_names)
+        self.fields = labelled_image_fields(resolution, channels)
         self._resolution = resolution
         self._channels = channels
 

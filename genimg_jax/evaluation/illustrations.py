@@ -21,9 +21,10 @@ from genimg_jax.training.compiled_run import CompiledRun
 
 
 def fixed_batch(source: data.ImageSource, count: int) -> dict[str, np.ndarray]:
-    """The first `count` examples of `source` (all of them if it has fewer), the same on every process."""
+    """Every field of the first `count` examples of `source` (all of them if it has fewer), the same on every
+    process."""
     examples = [source[index] for index in range(min(count, len(source)))]
-    return {key: np.stack([example[key] for example in examples]) for key in ("image", "label")}
+    return {name: np.stack([example[name] for example in examples]) for name in source.fields}
 
 
 def compile_illustrations(

@@ -5,13 +5,18 @@ N images are generated in batches sharded over the mesh (`method.sample` fused w
 jitted function, so images never leave the devices), their features stream into float64 moments, and the
 metrics compare them with cached features of a reference split. Every evaluation generates from the same keys
 (derived from `config.seed`), so values at different steps are paired comparisons, not independent draws.
+A method that conditions on fields of the data (`Method.conditioning_fields`: class labels, a source image, a
+caption) gets them from the examples of `data.eval_split` in index order, cycling if there are more samples
+than examples; so the samples follow the eval split's distribution of conditions, the same at every step.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import pathlib
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -20,7 +25,6 @@ import numpy as np
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, require, require_choice
-from genimg_jax.methods.base import sample_labels
 from genimg_jax.metrics import features, fid, inception_score, kid, precision_recall, reference
 from genimg_jax.training.compiled_run import CompiledRun
 
@@ -112,7 +116,7 @@ def compute_metrics(
         )
     if "label_accuracy" in names:
         # Fraction of samples the feature net classifies as the class they were drawn for.
-        values["label_accuracy"] = float(np.mean(np.argmax(generated["logits"], axis=-1) == generated["labels"]))
+        values["label_accuracy"] = float(np.mean(np.argmax(generated["logits"], axis=-1) == generated["label"]))
     return values
 
 
@@ -146,17 +150,20 @@ class SampleEvaluator:
         self.rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_SEED_SALT)
         self._run = run
         self._reference: tuple[dict[str, np.ndarray], fid.FeatureMoments] | None = None  # (features, moments)
+        self.conditioning_fields = tuple(run.method.conditioning_fields())
+        self._conditioning_source: data.ImageSource | None = None  # opened at the first generation that needs it
         batch_size, method, net = config.eval.batch_size, run.method, self.net
-        batch_sharding = parallel.batch_sharding(run.mesh)
+        self._batch_sharding = batch_sharding = parallel.batch_sharding(run.mesh)
 
-        def generate(state, variables, rng):
-            images = jax.lax.with_sharding_constraint(method.sample(state, rng, batch_size), batch_sharding)
+        def generate(state, variables, rng, conditioning):
+            images = method.sample(state, rng, batch_size, conditioning or None)  # {}: unconditional
+            images = jax.lax.with_sharding_constraint(images, batch_sharding)
             return images, net.apply(variables, images)
 
         replicated = parallel.replicated(run.mesh)
         self._generate = jax.jit(  # features come back replicated, so every process can read them
             generate,
-            in_shardings=(run.state_sharding, replicated, replicated),
+            in_shardings=(run.state_sharding, replicated, replicated, batch_sharding),
             out_shardings=(batch_sharding, replicated),
         )
 
@@ -165,14 +172,33 @@ class SampleEvaluator:
             self.config, self.net, split, self.cache_dir, parallel.batch_sharding(self._run.mesh)
         )
 
+    def _conditioning(self, num_batches: int) -> Iterator[dict[str, np.ndarray]]:
+        """Per batch of samples, the method's conditioning fields of eval-split examples (see the module
+        docstring), whole on every process; empty for unconditional methods."""
+        if not self.conditioning_fields:
+            return itertools.repeat({}, num_batches)
+        if self._conditioning_source is None:
+            self._conditioning_source = data.source_from_config(self.config.data, self.config.data.eval_split)
+        return data.cycled_batches(
+            self._conditioning_source,
+            self.conditioning_fields,
+            batch_size=self.config.eval.batch_size,
+            num_batches=num_batches,
+        )
+
     def generate(self, state: Any, keep_images: bool = False) -> tuple[dict[str, np.ndarray], fid.FeatureMoments]:
-        """Features, logits, the labels drawn for (conditional models; `Method.sample` cycles the classes), and
-        uint8 images if asked, of `eval.num_samples` samples, plus feature moments."""
+        """Features, logits, the conditioning fields drawn for (by name, e.g. "label"), and uint8 images if
+        asked, of `eval.num_samples` samples, plus feature moments."""
         num_samples, batch_size = self.config.eval.num_samples, self.config.eval.batch_size
-        num_classes = self.config.model.get("num_classes", 0)
-        moments, outputs = None, {"features": [], "logits": [], "images": [], "labels": []}
-        for index in range(-(-num_samples // batch_size)):
-            images, net_outputs = self._generate(state, self.net.variables, jax.random.fold_in(self.rng, index))
+        moments, outputs = None, {"features": [], "logits": [], "images": []}
+        outputs |= {name: [] for name in self.conditioning_fields}
+        for index, conditioning in enumerate(self._conditioning(-(-num_samples // batch_size))):
+            images, net_outputs = self._generate(
+                state,
+                self.net.variables,
+                jax.random.fold_in(self.rng, index),
+                data.shard_whole_batch(conditioning, self._batch_sharding),
+            )
             keep = min(batch_size, num_samples - index * batch_size)
             net_outputs = {name: np.asarray(value)[:keep] for name, value in jax.device_get(net_outputs).items()}
             moments = moments or fid.FeatureMoments(net_outputs["features"].shape[-1])
@@ -181,8 +207,8 @@ class SampleEvaluator:
                 outputs[name].append(value)
             if keep_images:
                 outputs["images"].append(data.from_unit_range(jax.device_get(images))[:keep])
-            if num_classes:
-                outputs["labels"].append(np.asarray(sample_labels(None, keep, num_classes)))
+            for name, value in conditioning.items():
+                outputs[name].append(value[:keep])
         return {name: np.concatenate(values) for name, values in outputs.items() if values}, moments
 
     def evaluate(self, state: Any) -> dict[str, float]:

@@ -30,11 +30,15 @@ class Method(Protocol):
     def train_step(self, state: Any, batch: Batch) -> tuple[Any, Metrics]:
         """One optimisation step on a global batch; metrics are scalars."""
 
-    def sample(self, state: Any, rng: jax.Array, num: int, labels: jax.Array | None = None) -> jax.Array:
+    def conditioning_fields(self) -> tuple[str, ...]:
+        """The batch fields `sample` conditions on (`("label",)` for class-conditional models, `()` if none)."""
+
+    def sample(self, state: Any, rng: jax.Array, num: int, conditioning: Batch | None = None) -> jax.Array:
         """`num` images in [-1, 1], NHWC, from the weights used for evaluation (e.g. the EMA generator).
 
-        Class-conditional methods draw class `labels[i]` for image i; `None` means `arange(num) % num_classes`,
-        so grids show the classes in order. Unconditional methods ignore `labels`.
+        `conditioning` holds the `conditioning_fields` of `num` examples (e.g. from the eval split); image i is
+        drawn for example i. `None` lets class-conditional models draw the classes 0, 1, ... cycling
+        (`sample_labels`), so grids show the classes in order. Unconditional methods ignore it.
         """
 
     def evaluate_batch(self, state: Any, batch: Batch, rng: jax.Array) -> Metrics:
@@ -44,12 +48,17 @@ class Method(Protocol):
         """
 
 
-def sample_labels(labels: jax.Array | None, num: int, num_classes: int) -> jax.Array | None:
-    """The classes `Method.sample` draws for: none for unconditional methods, `labels` when given, else 0, 1, ...
-    cycling. Evaluation's label accuracy relies on this default, so every method takes it from here."""
+def class_conditioning(num_classes: int) -> tuple[str, ...]:
+    """`conditioning_fields` of a model that is class-conditional when `num_classes` > 0."""
+    return ("label",) if num_classes else ()
+
+
+def sample_labels(conditioning: Batch | None, num: int, num_classes: int) -> jax.Array | None:
+    """The classes `Method.sample` draws for: none for unconditional methods, the `label` field of
+    `conditioning` when given, else 0, 1, ... cycling; every class-conditional method takes them from here."""
     if not num_classes:
         return None
-    return jnp.arange(num) % num_classes if labels is None else labels
+    return jnp.arange(num) % num_classes if conditioning is None else conditioning["label"]
 
 
 def learning_rate_factor(optim_config: ml_collections.ConfigDict) -> optax.Schedule | None:

@@ -21,7 +21,7 @@ import optax
 from genimg_jax import data, parallel
 from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.diffusion import edm, guidance, samplers, schedules
-from genimg_jax.methods.base import Batch, Metrics, adam, ema_update, sample_labels
+from genimg_jax.methods.base import Batch, Metrics, adam, class_conditioning, ema_update, sample_labels
 from genimg_jax.models import unet
 
 PARAMETERIZATIONS = ("ddpm_eps", "edm")
@@ -248,12 +248,15 @@ class Diffusion:
             return samplers.edm_sigmas(sample.steps, sample.sigma_min, sample.sigma_max, sample.rho)
         return samplers.schedule_sigmas(self.training_sigmas, sample.steps)
 
+    def conditioning_fields(self) -> tuple[str, ...]:
+        return class_conditioning(self.config.model.num_classes)
+
     def sample(
-        self, state: DiffusionState, rng: jax.Array, num: int, labels: jax.Array | None = None, sampler: str = ""
+        self, state: DiffusionState, rng: jax.Array, num: int, conditioning: Batch | None = None, sampler: str = ""
     ) -> jax.Array:
         """`num` samples from the EMA weights with `sample.sampler` (or `sampler`); labels default to classes in order.
 
-        Returns images in [-1, 1] (or decoded latents); class-conditional models use `labels`, others ignore them.
+        Returns images in [-1, 1] (or decoded latents); class-conditional models use `conditioning["label"]`.
         """
         model, sample = self.config.model, self.config.sample
         noise_rng, sampler_rng = jax.random.split(rng)
@@ -264,7 +267,7 @@ class Diffusion:
         denoise = self.denoiser(state.ema_params)
         if sample.clip_denoised:
             denoise = clipped(denoise)
-        labels = sample_labels(labels, num, model.num_classes)
+        labels = sample_labels(conditioning, num, model.num_classes)
         if labels is not None and sample.guidance_scale:
             denoise = guidance.guided(denoise, sample.guidance_scale, null_label=model.num_classes)
         x0 = samplers.run(sampler or sample.sampler, denoise, x, sigmas, labels, sampler_rng, sample.eta)

@@ -79,7 +79,7 @@ class DRAW(VariationalMethod):
         canvases = self.network.apply({"params": state.params}, self._noise(rng, num), method=DrawNetwork.generate)
         return 2.0 * jax.nn.sigmoid(canvases) - 1.0
 
-    def sample(self, state: VAEState, rng: jax.Array, num: int) -> jax.Array:
+    def sample(self, state: VAEState, rng: jax.Array, num: int, conditioning: Batch | None = None) -> jax.Array:
         return self._generate(state, rng, num)[-1]
 
     def illustrations(self, state: VAEState, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:

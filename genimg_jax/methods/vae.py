@@ -96,7 +96,7 @@ class VAE(VariationalMethod):
             return 2.0 * jax.nn.sigmoid(decoded) - 1.0
         return jnp.clip(decoded, -1.0, 1.0)
 
-    def sample(self, state: VAEState, rng: jax.Array, num: int) -> jax.Array:
+    def sample(self, state: VAEState, rng: jax.Array, num: int, conditioning: Batch | None = None) -> jax.Array:
         z = jax.random.normal(rng, (num, self.config.model.latent_dim))
         return self.mean_image(self._decode(state.params, z))
 

@@ -42,6 +42,9 @@ class VariationalMethod:
         self.optimizer = adam(config.optim[self.NETWORK], f"optim.{self.NETWORK}")
         self.num_dims = config.data.resolution**2 * config.data.channels
 
+    def conditioning_fields(self) -> tuple[str, ...]:
+        return ()  # the VAE family models p(x) only
+
     def init_params(self, rng: jax.Array, images: jax.Array) -> Any:
         raise NotImplementedError
 

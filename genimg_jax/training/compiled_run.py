@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh, NamedSharding
 
-from genimg_jax import parallel
+from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, validate_common
 from genimg_jax.methods import Method, build_method
 from genimg_jax.training import nonfinite
@@ -34,16 +34,7 @@ class CompiledRun:
     init: Any  # rng -> state
     train_step: Any  # (state, batch) -> (state, metrics); donates state; guarded against NaN/Inf (nonfinite.py)
     sample: Any  # (state, rng) -> images, replicated
-    evaluate: Any  # (state, batch, rng) -> ({name: masked sum}, count)
-
-
-def example_batch(config: ml_collections.ConfigDict, batch_size: int) -> dict[str, jax.Array]:
-    """Zeros shaped like a global batch, for tracing shapes."""
-    resolution, channels = config.data.resolution, config.data.channels
-    return {
-        "image": jnp.zeros((batch_size, resolution, resolution, channels), jnp.uint8),
-        "label": jnp.zeros((batch_size,), jnp.int32),
-    }
+    evaluate: Any  # (state, batch, rng) -> ({name: sum over real examples}, count)
 
 
 def compile_run(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> CompiledRun:
@@ -59,14 +50,14 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> 
     method = build_method(config, load_pretrained(config))
     batch_sharding = parallel.batch_sharding(mesh)
     replicated = parallel.replicated(mesh)
-    example = example_batch(config, config.train.batch_size)
+    example = data.example_batch(config.data, config.train.batch_size)
     abstract_state = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), example)
     state_sharding = parallel.state_shardings(abstract_state, mesh, config.sharding)
 
     def evaluate(state, batch, rng):
         values = method.evaluate_batch(state, batch, rng)
-        mask = batch["mask"].astype(jnp.float32)
-        return {name: jnp.sum(value * mask) for name, value in values.items()}, jnp.sum(mask)
+        weight = batch[data.IS_EXAMPLE].astype(jnp.float32)  # padding of the last batch counts 0
+        return {name: jnp.sum(value * weight) for name, value in values.items()}, jnp.sum(weight)
 
     num_samples = config.train.num_sample_images
     init = jax.jit(lambda rng: method.init_state(rng, example), out_shardings=state_sharding)

@@ -54,15 +54,10 @@ def trained_params(workdir: str, expected_method: str) -> tuple[Any, Any]:
         step = checkpointer.latest_step()
         if step is None:
             raise _first_stage_error(workdir, f"{checkpoint_dir} holds no checkpoint; train the VAE first")
-        resolution, channels = saved.data.resolution, saved.data.channels
-        example = {
-            "image": jnp.zeros((1, resolution, resolution, channels), jnp.uint8),
-            "label": jnp.zeros((1,), jnp.int32),
-        }
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         abstract_state = jax.tree.map(
             lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
-            jax.eval_shape(method.init_state, jax.random.PRNGKey(0), example),
+            jax.eval_shape(method.init_state, jax.random.PRNGKey(0), data.example_batch(saved.data, 1)),
         )
         state, _ = checkpointer.restore(step, abstract_state)
     finally:

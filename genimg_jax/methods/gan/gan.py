@@ -19,7 +19,15 @@ from genimg_jax import data, parallel
 from genimg_jax.augment.ada import AdaState, init_ada_state
 from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.losses.adversarial import LOSSES
-from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam, ema_update, sample_labels
+from genimg_jax.methods.base import (
+    COMPUTE_DTYPES,
+    Batch,
+    Metrics,
+    adam,
+    class_conditioning,
+    ema_update,
+    sample_labels,
+)
 from genimg_jax.methods.gan.augmentation import adapt_probability, augment_config, build_augment
 from genimg_jax.methods.gan.common import rampup_ema_decay, when_due
 from genimg_jax.methods.gan.components import ARCHITECTURES, PENALTIES, build_networks
@@ -282,9 +290,12 @@ class GAN:
             return ema_update(average, params, step, decay, warmup=False)
         return ema_update(average, params, step, train.ema_decay)
 
-    def sample(self, state: GANState, rng: jax.Array, num: int, labels: jax.Array | None = None) -> jax.Array:
+    def conditioning_fields(self) -> tuple[str, ...]:
+        return class_conditioning(self.config.model.num_classes)
+
+    def sample(self, state: GANState, rng: jax.Array, num: int, conditioning: Batch | None = None) -> jax.Array:
         """`num` images from the EMA generator; conditional models default to labels 0, 1, ... cycling."""
-        labels = sample_labels(labels, num, self.config.model.num_classes)
+        labels = sample_labels(conditioning, num, self.config.model.num_classes)
         return self.generator.apply(state.ema_generator, self._latents(rng, num), labels, train=False)
 
     def evaluate_batch(self, state: GANState, batch: Batch, rng: jax.Array) -> Metrics:

@@ -29,7 +29,7 @@ from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.losses.adversarial import non_saturating_discriminator_loss, non_saturating_generator_loss
 from genimg_jax.losses.path_length import path_length_noise, path_length_penalty, path_lengths
 from genimg_jax.losses.penalties import gradient_norm_penalty
-from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam, sample_labels
+from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam, class_conditioning, sample_labels
 from genimg_jax.methods.gan.augmentation import adapt_probability, augment_config, build_augment
 from genimg_jax.methods.gan.common import rampup_ema_decay, when_due
 from genimg_jax.models.style_layers import NOISE_MODES
@@ -181,8 +181,9 @@ class StyleGAN2:
 
     # Networks as functions of their parameters.
 
-    def _labels(self, labels: jax.Array | None, num: int) -> jax.Array | None:
-        return sample_labels(labels, num, self.config.model.num_classes)
+    def _labels(self, labels: jax.Array, num: int) -> jax.Array | None:
+        """The classes of a real batch's `labels`, for conditional models."""
+        return sample_labels({"label": labels}, num, self.config.model.num_classes)
 
     def _map(self, params: Any, z: jax.Array, labels: jax.Array | None) -> jax.Array:
         return self.generator.apply({"params": params}, z, labels, method="map")
@@ -358,12 +359,15 @@ class StyleGAN2:
         }
         return new_state, metrics
 
+    def conditioning_fields(self) -> tuple[str, ...]:
+        return class_conditioning(self.config.model.num_classes)
+
     def sample(
         self,
         state: StyleGAN2State,
         rng: jax.Array,
         num: int,
-        labels: jax.Array | None = None,
+        conditioning: Batch | None = None,
         truncation_psi: float | None = None,
         noise_mode: str | None = None,
     ) -> jax.Array:
@@ -374,7 +378,8 @@ class StyleGAN2:
         noise_mode = self.config.sample.noise_mode if noise_mode is None else noise_mode
         z_rng, noise_rng = jax.random.split(rng)
         z = parallel.constrain_batch(jax.random.normal(z_rng, (num, self.config.model.z_dim)))
-        w = truncate(self._map(state.ema_generator, z, self._labels(labels, num)), state.w_avg, psi)
+        labels = sample_labels(conditioning, num, self.config.model.num_classes)
+        w = truncate(self._map(state.ema_generator, z, labels), state.w_avg, psi)
         ws = jnp.repeat(w[:, None], self.generator.num_ws, axis=1)
         if noise_mode == "const":
             noise_rng = jax.random.PRNGKey(CONST_NOISE_KEY)
