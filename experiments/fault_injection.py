@@ -33,6 +33,8 @@ import jax
 import numpy as np
 
 from genimg_jax.training.checkpoint import CORRUPT_MARK, Checkpointer
+from genimg_jax.training.preemption import STOPPED_MARK
+from genimg_jax.training.reporting import progress_step
 
 # Small enough that a run takes seconds; checkpoints every 2 steps so that kills often hit a save in flight.
 DEFAULT_OVERRIDES = (
@@ -68,8 +70,8 @@ class Attempt:
             self._log.write(line)
             self._log.flush()
             self.output.append(line)
-            if line.startswith("step "):  # progress line: "step 7/60 | ..."
-                self.step = int(line.split()[1].split("/")[0])
+            if (step := progress_step(line)) is not None:
+                self.step = step
                 self.step_times.append(time.perf_counter())
                 self.training.set()
         self.training.set()
@@ -140,7 +142,6 @@ def run_faults(
     times = reference.step_times
     training_seconds = times[-1] - times[0]
     step_seconds = training_seconds / max(len(times) - 1, 1)
-    last_step = reference.step
 
     failures: list[str] = []
     interruptions = {name: 0 for name in signals}
@@ -148,40 +149,58 @@ def run_faults(
     for index in range(kills):
         name = signals[index % len(signals)]
         attempt = Attempt(main_command(config, faulty_dir, overrides), workdir / "interrupted.log")
-        attempt.training.wait()
-        if attempt.step is not None and attempt.step < last_step:
-            attempt.wait_for_step(
-                attempt.step + rng.randint(0, min(max_steps_per_attempt, last_step - 1 - attempt.step))
-            )
-            time.sleep(rng.uniform(0.0, step_seconds))
-        if attempt.process.poll() is None:
-            attempt.process.send_signal(SIGNALS[name])
-        code = attempt.wait()
-        if code == 0 and not any("received" in line for line in attempt.output):
+        code = _interrupt(attempt, SIGNALS[name], rng, reference.step, max_steps_per_attempt, step_seconds)
+        if code == 0 and not any(STOPPED_MARK in line for line in attempt.output):
             completed = True  # the run completed before the signal: nothing left to interrupt
             break
         interruptions[name] += 1
         print(f"interruption {index + 1}: SIG{name.upper()} after step {attempt.step}, exit status {code}", flush=True)
-        if name == "term" and (code != 0 or not any("its checkpoint is committed" in ln for ln in attempt.output)):
+        if name == "term" and (code != 0 or not any(STOPPED_MARK in ln for ln in attempt.output)):
             failures.append(f"interruption {index + 1} (SIGTERM): exit {code} without a committed checkpoint")
         failures += [f"after interruption {index + 1} ({name}): {p}" for p in checkpoint_problems(faulty_dir)]
     if not completed and Attempt(main_command(config, faulty_dir, overrides), workdir / "interrupted.log").wait():
         failures.append(f"the final restart failed; see {workdir / 'interrupted.log'}")
     else:
-        (step_a, leaves_a), (step_b, leaves_b) = final_state(reference_dir), final_state(faulty_dir)
-        equal = step_a == step_b and all(
-            a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(leaves_a, leaves_b, strict=True)
-        )
-        if not equal:
-            failures.append(f"final state of step {step_b} differs from the uninterrupted run's (step {step_a})")
-        if metric_records(reference_dir) != metric_records(faulty_dir):
-            failures.append("metrics.jsonl differs from the uninterrupted run's")
+        failures += final_differences(reference_dir, faulty_dir)
     return {
         "interruptions": interruptions,
         "seconds": time.perf_counter() - begin,
         "reference_training_seconds": training_seconds,
         "failures": failures,
     }
+
+
+def _interrupt(
+    attempt: Attempt,
+    signal_number: signal.Signals,
+    rng: random.Random,
+    last_step: int,
+    max_steps: int,
+    step_seconds: float,
+) -> int:
+    """Signal `attempt` up to `max_steps` steps after its first printed one, at a random point of a step;
+    returns its exit status."""
+    attempt.training.wait()
+    if attempt.step is not None and attempt.step < last_step:
+        attempt.wait_for_step(attempt.step + rng.randint(0, min(max_steps, last_step - 1 - attempt.step)))
+        time.sleep(rng.uniform(0.0, step_seconds))
+    if attempt.process.poll() is None:
+        attempt.process.send_signal(signal_number)
+    return attempt.wait()
+
+
+def final_differences(reference_dir: pathlib.Path, faulty_dir: pathlib.Path) -> list[str]:
+    """How the interrupted run's final state and metrics differ from the reference's (empty: bit for bit equal)."""
+    failures = []
+    (step_a, leaves_a), (step_b, leaves_b) = final_state(reference_dir), final_state(faulty_dir)
+    equal = step_a == step_b and all(
+        a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(leaves_a, leaves_b, strict=True)
+    )
+    if not equal:
+        failures.append(f"final state of step {step_b} differs from the uninterrupted run's (step {step_a})")
+    if metric_records(reference_dir) != metric_records(faulty_dir):
+        failures.append("metrics.jsonl differs from the uninterrupted run's")
+    return failures
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,19 +2,16 @@
 empty folders, and a workdir that holds another run's checkpoints."""
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_configs import TINY_GAN
+from tiny_configs import TINY_GAN, load
 
 from genimg_jax import data
-from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.config import ConfigError
 from genimg_jax.training import trainer
 from genimg_jax.training import workdir as workdirs
-
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 
 
 @pytest.fixture
@@ -94,7 +91,7 @@ def test_empty_and_imageless_folders(tmp_path):
 
 
 def _gan_config(*overrides):
-    return apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), [*TINY_GAN, *overrides])
+    return load("dcgan_digits.py", *TINY_GAN, *overrides)
 
 
 def test_identity_differences_ignore_run_length_and_logging():

@@ -1,15 +1,13 @@
 """The command line end to end: train, sample, and one-line errors that leave the workdir untouched."""
 
-import pathlib
-
 import pytest
-from tiny_configs import TINY_GAN, as_flags
+from tiny_configs import CONFIGS, TINY_GAN, as_flags
 
 from genimg_jax import main as cli
 from genimg_jax.config import apply_overrides, load_config
 from genimg_jax.tools import benchmark
 
-CONFIG = str(pathlib.Path(__file__).parent.parent / "configs" / "dcgan_digits.py")
+CONFIG = str(CONFIGS / "dcgan_digits.py")
 TINY = as_flags([*TINY_GAN, "train.steps=2", "train.num_sample_images=4"])
 
 

@@ -1,9 +1,9 @@
 """Config loading, overrides and the one-line errors a mistake produces."""
 
-import pathlib
 import re
 
 import pytest
+from tiny_configs import CONFIGS, load
 
 from genimg_jax import main as cli
 from genimg_jax.config import (
@@ -18,12 +18,10 @@ from genimg_jax.config import (
 )
 from genimg_jax.methods import build_method
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
-
 
 @pytest.fixture(params=["dcgan_digits.py", "vae_digits.py", "vae_digits.py:beta", "draw.py", "draw.py:mnist"])
 def config(request):
-    return load_config(str(CONFIGS / request.param))
+    return load(request.param)
 
 
 def test_shipped_configs_validate_and_build(config):
@@ -34,7 +32,7 @@ def test_shipped_configs_validate_and_build(config):
 
 
 def test_overrides_parse_to_the_field_type():
-    config = load_config(str(CONFIGS / "dcgan_digits.py"))
+    config = load("dcgan_digits.py")
     apply_overrides(
         config,
         [
@@ -66,7 +64,7 @@ def test_overrides_parse_to_the_field_type():
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
-    config = load_config(str(CONFIGS / "dcgan_digits.py"))
+    config = load("dcgan_digits.py")
     with pytest.raises(ConfigError, match=re.escape(message)):
         apply_overrides(config, [override])
 
@@ -98,14 +96,14 @@ def test_missing_config_file_and_variant_argument(tmp_path):
     ],
 )
 def test_bad_values_name_the_key(override, message):
-    config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), [override])
+    config = load("dcgan_digits.py", override)
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate_common(config)
         build_method(config)
 
 
 def test_vae_likelihood_is_validated():
-    config = apply_overrides(load_config(str(CONFIGS / "vae_digits.py")), ["model.likelihood=poisson"])
+    config = load("vae_digits.py", "model.likelihood=poisson")
     with pytest.raises(ConfigError, match=re.escape("config.model.likelihood='poisson' is invalid")):
         build_method(config)
 

@@ -2,16 +2,15 @@
 latent diffusion runs on a VAE trained here, and the published CIFAR-10 configs have the published sizes."""
 
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_configs import TINY_UNET
+from tiny_configs import TINY_UNET, load
 
 from genimg_jax import data
-from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.config import ConfigError
 from genimg_jax.diffusion import edm
 from genimg_jax.methods import build_method
 from genimg_jax.methods.latent_diffusion import LatentDiffusion
@@ -19,7 +18,6 @@ from genimg_jax.tools import compare_samplers
 from genimg_jax.training import trainer
 from genimg_jax.training.pretrained import load_pretrained
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 TRAIN_STEPS = 40
 
 
@@ -61,7 +59,7 @@ def untrained_edm_loss(second_moment, config):
 
 @pytest.mark.parametrize("spec", ["ddpm.py", "ddpm.py:digits_guided", "edm.py"])
 def test_short_training_lowers_the_loss_and_samples_are_images(spec):
-    config = apply_overrides(load_config(str(CONFIGS / spec)), TINY_UNET)
+    config = load(spec, *TINY_UNET)
     method, state, before, after, probe_batch = train_and_probe(config)
     # Zero-initialised output layers: a DDPM network predicts eps_hat = 0, whose loss is E|eps|^2 = 1.
     if config.model.parameterization == "edm":
@@ -79,7 +77,7 @@ def test_short_training_lowers_the_loss_and_samples_are_images(spec):
 
 def test_ddpm_denoiser_feeds_the_network_the_timestep_of_each_noise_level():
     """A DDPM network sees x / sqrt(1 + sigma^2) and the t with sigma_t = sigma; D = x - sigma eps."""
-    config = apply_overrides(load_config(str(CONFIGS / "ddpm.py")), TINY_UNET)
+    config = load("ddpm.py", *TINY_UNET)
     method = build_method(config)
     seen = {}
 
@@ -106,36 +104,34 @@ def test_ddpm_denoiser_feeds_the_network_the_timestep_of_each_noise_level():
     ],
 )
 def test_invalid_settings_name_their_key(override, key):
-    config = apply_overrides(load_config(str(CONFIGS / "ddpm.py")), [override])
+    config = load("ddpm.py", override)
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         build_method(config)
 
 
 def test_cifar10_configs_have_the_published_setup():
-    ddpm = load_config(str(CONFIGS / "ddpm.py") + ":cifar10")
+    ddpm = load("ddpm.py:cifar10")
     method = build_method(ddpm)
     params = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), data.example_batch(ddpm.data, 1)).params
     assert sum(leaf.size for leaf in jax.tree.leaves(params)) == pytest.approx(35.7e6, rel=0.002)  # Ho et al.
     assert (ddpm.optim.denoiser.learning_rate, ddpm.train.batch_size, ddpm.train.ema_decay) == (2e-4, 128, 0.9999)
     assert ddpm.data.source == "tfds:cifar10" and ddpm.model.dropout == 0.1
-    edm = load_config(str(CONFIGS / "edm.py") + ":cifar10")
+    edm = load("edm.py:cifar10")
     assert (edm.model.parameterization, edm.sample.sampler, edm.sample.steps) == ("edm", "heun", 18)
     assert (edm.train.batch_size, edm.optim.denoiser.learning_rate, edm.model.dropout) == (512, 1e-3, 0.13)
 
 
 def tiny_vae(workdir):
-    config = apply_overrides(
-        load_config(str(CONFIGS / "vae_digits.py")),
-        [
-            "data.resolution=16",
-            "model.features=8",
-            "model.latent_dim=4",
-            "train.steps=10",
-            "train.batch_size=16",
-            "train.sample_every=0",
-            "train.log_every=0",
-            "eval.every=0",
-        ],
+    config = load(
+        "vae_digits.py",
+        "data.resolution=16",
+        "model.features=8",
+        "model.latent_dim=4",
+        "train.steps=10",
+        "train.batch_size=16",
+        "train.sample_every=0",
+        "train.log_every=0",
+        "eval.every=0",
     )
     trainer.train(config, workdir)
 
@@ -151,7 +147,7 @@ def ldm_config(first_stage_workdir, *extra):
         "optim.denoiser.warmup_steps=5",
         *extra,
     ]
-    return apply_overrides(load_config(str(CONFIGS / "ldm.py")), overrides)
+    return load("ldm.py", *overrides)
 
 
 def test_latent_diffusion_on_a_vae_trained_here(tmp_path):

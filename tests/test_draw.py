@@ -1,18 +1,16 @@
 """DRAW: the Gaussian-filterbank attention against its defining properties, and a short training run."""
 
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from digits_training import train_on_digits
+from tiny_configs import load
 
-from genimg_jax.config import apply_overrides, load_config
 from genimg_jax.models.draw import Attention, filterbank, glimpse, paste
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 TINY_DRAW = [
     "data.resolution=16",
     "model.steps=4",
@@ -70,7 +68,7 @@ def test_write_is_the_transpose_of_read():
 
 @pytest.fixture(scope="module")
 def trained_draw():
-    config = apply_overrides(load_config(str(CONFIGS / "draw.py")), TINY_DRAW)
+    config = load("draw.py", *TINY_DRAW)
     return train_on_digits(config, steps=40)
 
 

@@ -2,7 +2,6 @@
 `--mode=eval` and `--mode=audit`."""
 
 import json
-import pathlib
 import types
 
 import jax
@@ -10,17 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_configs import as_flags
+from tiny_configs import CONFIGS, as_flags, load
 
 from genimg_jax import data, main, parallel
-from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.config import ConfigError
 from genimg_jax.evaluation import audit
 from genimg_jax.evaluation.samples import SampleEvaluator
 from genimg_jax.metrics import digits_net, features, fid, kid, precision_recall, reference
 from genimg_jax.training import trainer
 from genimg_jax.training.checkpoint import Checkpointer
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 # A tiny DCGAN at the digits net's 32x32, evaluated on 40 samples (not a multiple of the eval batch).
 TINY_GAN_WITH_EVAL = [
     "model.g_features=8",
@@ -45,7 +43,7 @@ TINY_GAN_WITH_EVAL = [
 @pytest.fixture(scope="module")
 def digits_net_outputs():
     net = features.load_feature_net("digits")
-    mesh = parallel.make_mesh(load_config(str(CONFIGS / "dcgan_digits.py")).mesh)
+    mesh = parallel.make_mesh(load("dcgan_digits.py").mesh)
     outputs = {}
     for split in ("train", "test"):
         source = data.make_source("digits", split=split, resolution=32, channels=1)
@@ -79,7 +77,7 @@ def test_digits_metrics_order_real_test_images_far_above_noise(digits_net_output
 
 @pytest.mark.parametrize("override, shape", [("data.resolution=64", "64x64x1"), ("data.channels=3", "32x32x3")])
 def test_digits_net_refuses_larger_or_colour_images(override, shape):
-    config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), [override])
+    config = load("dcgan_digits.py", override)
     with pytest.raises(ConfigError, match=rf"config.eval.feature_net='digits'.*at most 32x32 with 1 .*not {shape}"):
         SampleEvaluator(config, run=None, workdir="unused")  # refused before the run is looked at
 
@@ -122,7 +120,7 @@ def test_label_accuracy_checks_each_sample_against_the_class_it_was_drawn_for(sh
     correct = np.argmax(net.apply(net.variables, images)["logits"], axis=-1) == labels
     prototypes = jnp.stack([images[np.flatnonzero(correct & (labels == c))[0]] for c in range(10)])
     overrides = ["model.num_classes=10", "eval.metrics=label_accuracy", "eval.num_samples=50", "eval.batch_size=16"]
-    config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), overrides)
+    config = load("dcgan_digits.py", *overrides)
     mesh = parallel.make_mesh(config.mesh)
     run = types.SimpleNamespace(method=_PrototypeSampler(shift), mesh=mesh, state_sharding=parallel.replicated(mesh))
     assert SampleEvaluator(config, run, tmp_path).evaluate(prototypes) == {"label_accuracy": expected}
@@ -136,7 +134,7 @@ def test_label_accuracy_checks_each_sample_against_the_class_it_was_drawn_for(sh
     ],
 )
 def test_label_accuracy_needs_a_conditional_model_and_a_dataset_classifier(overrides, message):
-    config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), overrides)
+    config = load("dcgan_digits.py", *overrides)
     with pytest.raises(ConfigError, match=rf"config.eval.metrics='label_accuracy'.*{message}"):
         SampleEvaluator(config, run=None, workdir="unused")
 
@@ -144,7 +142,7 @@ def test_label_accuracy_needs_a_conditional_model_and_a_dataset_classifier(overr
 def test_reference_features_are_cached_by_everything_they_depend_on(tmp_path, monkeypatch):
     net = features.load_feature_net("digits")
     source = data.make_source("digits", split="test", resolution=32, channels=1)
-    sharding = parallel.batch_sharding(parallel.make_mesh(load_config(str(CONFIGS / "dcgan_digits.py")).mesh))
+    sharding = parallel.batch_sharding(parallel.make_mesh(load("dcgan_digits.py").mesh))
     key = reference.cache_key("digits", "", "test", 32, 1, net)
     first = reference.cached_source_features(net, source, key, tmp_path, 64, sharding)
 
@@ -192,7 +190,7 @@ def test_brute_force_nearest_neighbours():
 
 
 def test_training_evaluates_keeps_the_best_checkpoint_and_eval_mode_reproduces_it(tmp_path):
-    config = apply_overrides(load_config(str(CONFIGS / "dcgan_digits.py")), TINY_GAN_WITH_EVAL)
+    config = load("dcgan_digits.py", *TINY_GAN_WITH_EVAL)
     trainer.train(config, tmp_path)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evals = {r["step"]: r for r in records if r["split"] == "test"}

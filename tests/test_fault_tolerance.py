@@ -9,10 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_configs import TINY_GAN
+from tiny_configs import TINY_GAN, load
 
 from genimg_jax import data, parallel
-from genimg_jax.config import apply_overrides, load_config
 from genimg_jax.methods.gan.gan import GAN
 from genimg_jax.training import compiled_run, nonfinite, trainer
 from genimg_jax.training.checkpoint import Checkpointer, CheckpointError
@@ -23,7 +22,7 @@ TINY = [*TINY_GAN, "train.log_every=2", "train.sample_every=0", "train.checkpoin
 
 
 def _tiny_gan(*overrides):
-    return apply_overrides(load_config(str(ROOT / "configs" / "dcgan_digits.py")), [*TINY, *overrides])
+    return load("dcgan_digits.py", *TINY, *overrides)
 
 
 def _leaves(state):

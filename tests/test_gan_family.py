@@ -1,23 +1,22 @@
 """Every embedded GAN config trains a few steps at a tiny size; conditioning, multi-scale D, lazy penalties,
 spectral-norm state and ADA's p behave as specified."""
 
-import pathlib
 import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_configs import load
 
 from genimg_jax import data
-from genimg_jax.config import ConfigError, adam_config, apply_overrides, load_config
+from genimg_jax.config import ConfigError, adam_config, apply_overrides
 from genimg_jax.methods import build_method
 from genimg_jax.methods.base import adam
 from genimg_jax.methods.gan.common import rampup_ema_decay
 from genimg_jax.models import gan_layers
 from genimg_jax.models.resnet_gan import Discriminator
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 EMBEDDED = [
     "dcgan_digits.py",
     "wgan_gp.py",
@@ -30,7 +29,7 @@ EMBEDDED = [
 
 
 def _tiny(spec, *extra):
-    config = load_config(str(CONFIGS / spec))
+    config = load(spec)
     d_steps = config.train.d_steps
     overrides = [
         "data.resolution=16",
@@ -227,7 +226,7 @@ def test_dcgan_rejects_class_conditioning():
     ],
 )
 def test_cifar10_variants_use_the_papers_batch_and_optimiser(spec, expected):
-    config = load_config(str(CONFIGS / spec))
+    config = load(spec)
     assert config.data.source == "tfds:cifar10" and config.data.channels == 3
     assert config.train.batch_size == expected["batch"] and config.train.d_steps == expected["d_steps"]
     assert (config.optim.g.learning_rate, config.optim.d.learning_rate) == expected["lr"]
@@ -269,7 +268,7 @@ def test_a_negative_schedule_length_names_its_section():
 
 def test_unknown_variant_is_one_config_error():
     with pytest.raises(ConfigError, match="variant 'cifar' is unknown"):
-        load_config(str(CONFIGS / "sngan.py:cifar"))
+        load("sngan.py:cifar")
 
 
 def test_rampup_ema_decay_follows_stylegan2_ada():

@@ -36,9 +36,9 @@ def test_losses_registry_pairs_generator_and_discriminator_losses():
 def test_gaussian_kl_closed_form():
     mean = jnp.array([[0.0, 1.0], [0.0, 0.0]])
     log_variance = jnp.array([[0.0, math.log(2.0)], [0.0, 0.0]])
-    kl = likelihood.gaussian_kl_to_standard_normal(mean, log_variance)
-    # Per dimension: 0.5 (var + mean^2 - 1 - log var).
-    assert np.allclose(kl, [0.5 * (2.0 + 1.0 - 1.0 - math.log(2.0)), 0.0], atol=1e-6)
+    kl = likelihood.gaussian_kl_per_dimension(mean, log_variance)
+    # Per dimension: 0.5 (var + mean^2 - 1 - log var); zero where q is the prior.
+    assert np.allclose(kl, [[0.0, 0.5 * (2.0 + 1.0 - 1.0 - math.log(2.0))], [0.0, 0.0]], atol=1e-6)
 
 
 def test_bernoulli_log_likelihood_by_hand():

@@ -1,20 +1,17 @@
 """Each method for a few steps on real digits: losses move, samples have the right shape and range."""
 
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from digits_training import train_on_digits
+from tiny_configs import load
 
 from genimg_jax import data
-from genimg_jax.config import apply_overrides, load_config
 from genimg_jax.methods import build_method
 from genimg_jax.methods.base import ema_update
 from genimg_jax.methods.vae import binarize
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 SMALL = ["data.resolution=16", "train.batch_size=32"]
 
 
@@ -30,9 +27,7 @@ def _train(config, steps):
 
 
 def test_gan_few_steps():
-    config = apply_overrides(
-        load_config(str(CONFIGS / "dcgan_digits.py")), [*SMALL, "model.g_features=16", "model.d_features=16"]
-    )
+    config = load("dcgan_digits.py", *SMALL, "model.g_features=16", "model.d_features=16")
     method, state, history = _train(config, steps=12)
     assert int(state.step) == 12
     d_losses = [float(m["d_loss"]) for m in history]
@@ -57,7 +52,7 @@ def test_gan_few_steps():
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_vae_few_steps(likelihood):
-    config = apply_overrides(load_config(str(CONFIGS / "vae_digits.py")), [*SMALL, f"model.likelihood={likelihood}"])
+    config = load("vae_digits.py", *SMALL, f"model.likelihood={likelihood}")
     method, state, history = _train(config, steps=30)
     elbos = [float(m["negative_elbo"]) for m in history]
     assert all(np.isfinite(elbos))
@@ -77,7 +72,7 @@ def test_vae_few_steps(likelihood):
 
 def test_bernoulli_vae_negative_elbo_bounded_by_uniform_model_at_init():
     """At initialisation the decoder is near p = 1/2 per pixel, so -ELBO is about D log 2 plus a small KL."""
-    config = apply_overrides(load_config(str(CONFIGS / "vae_digits.py")), SMALL)
+    config = load("vae_digits.py", *SMALL)
     method = build_method(config)
     batch = _digits_batches(config, 1)[0]
     state = method.init_state(jax.random.PRNGKey(0), batch)

@@ -2,22 +2,20 @@
 single-device step, restoring an FSDP checkpoint on fewer devices, and the collectives in the compiled step."""
 
 import functools
-import pathlib
 import re
 
 import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-from tiny_configs import TINY_GAN, TINY_STYLEGAN2, TINY_UNET
+from tiny_configs import TINY_GAN, TINY_STYLEGAN2, TINY_UNET, load
 
 from genimg_jax import data, parallel
-from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.config import ConfigError
 from genimg_jax.tools import benchmark
 from genimg_jax.training import compiled_run
 from genimg_jax.training.checkpoint import Checkpointer
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 # Tiny configs; most tests use the DCGAN. StyleGAN2 adds labels, w split like the batch, minibatch stddev across
 # examples, and R1 and path length (both second order) on step 0; DDPM adds sampled timesteps and noise.
 FAMILIES = {
@@ -37,7 +35,7 @@ BATCH = 16  # global batch of TINY_GAN
 
 def _config(*overrides, family="dcgan"):
     spec, tiny = FAMILIES[family]
-    return apply_overrides(load_config(str(CONFIGS / spec)), [*tiny, MIN_SHARD_SIZE, *overrides])
+    return load(spec, *tiny, MIN_SHARD_SIZE, *overrides)
 
 
 def _leaves(state):

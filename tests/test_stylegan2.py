@@ -1,22 +1,19 @@
 """StyleGAN2 / StyleGAN2-ADA: truncation, style mixing, path length, lazy regularisation, ADA, configs, training."""
 
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from tiny_configs import TINY_STYLEGAN2
+from tiny_configs import TINY_STYLEGAN2, load
 
 from genimg_jax import data
-from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.config import ConfigError
 from genimg_jax.losses.path_length import path_length_penalty, path_lengths
 from genimg_jax.methods import build_method
 from genimg_jax.methods.gan.stylegan2 import ema_beta, lazy_adam
 from genimg_jax.models.stylegan2 import mix_styles, num_ws
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 STEPS = 6
 R1_INTERVAL, PL_INTERVAL = 2, 3
 TINY = [
@@ -29,7 +26,7 @@ TINY_ADA = [*TINY, "augment.interval=1", "augment.adjust_kimg=0.04"]
 
 
 def _config(name, overrides):
-    return apply_overrides(load_config(str(CONFIGS / name)), overrides)
+    return load(name, *overrides)
 
 
 def _batches(config, steps):
@@ -273,7 +270,7 @@ def test_bad_values_name_their_key(override, key):
 
 def test_unknown_variant_is_rejected():
     with pytest.raises(ValueError, match="variant 'mnist'"):
-        load_config(str(CONFIGS / "stylegan2.py") + ":mnist")
+        load("stylegan2.py:mnist")
 
 
 def test_bfloat16_networks_match_float32(digits_run):

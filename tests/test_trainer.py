@@ -1,7 +1,6 @@
 """The training loop end to end: what a run writes, exact resume, and 1-device vs 8-device equality."""
 
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -9,20 +8,20 @@ import numpy as np
 import pytest
 from PIL import Image
 from tiny_configs import TINY_GAN as TINY
+from tiny_configs import load
 
 from genimg_jax import data, parallel
-from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.config import ConfigError, apply_overrides
 from genimg_jax.evaluation import from_checkpoint
 from genimg_jax.methods.gan.gan import GAN
 from genimg_jax.training import compiled_run, trainer
 from genimg_jax.training.checkpoint import Checkpointer
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 TINY_GAN = [*TINY, "train.log_every=2", "train.sample_every=3", "train.checkpoint_every=2"]
 
 
 def _config(name, *overrides):
-    return apply_overrides(load_config(str(CONFIGS / name)), list(overrides))
+    return load(name, *overrides)
 
 
 def _tiny_gan(*overrides):

@@ -1,18 +1,16 @@
 """VAE family on real digits: the β-VAE schedule, the IWAE bound beside the ELBO, and the pictures."""
 
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from digits_training import train_on_digits
+from tiny_configs import load
 
 from genimg_jax import data
-from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.config import ConfigError
 from genimg_jax.methods import build_method
 
-CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
 SMALL = [
     "data.resolution=16",
     "train.batch_size=32",
@@ -24,7 +22,7 @@ SMALL = [
 
 @pytest.fixture(scope="module")
 def trained_beta_vae():
-    config = apply_overrides(load_config(f"{CONFIGS / 'vae_digits.py'}:beta"), [*SMALL, "model.kl_warmup_steps=20"])
+    config = load("vae_digits.py:beta", *SMALL, "model.kl_warmup_steps=20")
     method, state, history, _ = train_on_digits(config, steps=30)
     return method, state, history
 
@@ -76,7 +74,7 @@ def test_reconstructions_and_interpolations(trained_beta_vae):
 
 def test_unknown_variant_and_negative_free_bits_are_config_errors():
     with pytest.raises(ConfigError, match="config variant 'gamma' is unknown"):
-        load_config(f"{CONFIGS / 'vae_digits.py'}:gamma")
-    config = apply_overrides(load_config(str(CONFIGS / "vae_digits.py")), ["model.free_bits=-1"])
+        load("vae_digits.py:gamma")
+    config = load("vae_digits.py", "model.free_bits=-1")
     with pytest.raises(ConfigError, match=r"config.model.free_bits=-1.0 is invalid"):
         build_method(config)

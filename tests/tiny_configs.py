@@ -1,4 +1,18 @@
-"""Overrides that shrink the shipped configs so that tests compile and train in seconds."""
+"""The shipped configs as tests load them, and overrides that shrink them so that tests compile and train in seconds."""
+
+import pathlib
+
+import ml_collections
+
+from genimg_jax.config import apply_overrides, load_config
+
+CONFIGS = pathlib.Path(__file__).parent.parent / "configs"
+
+
+def load(name: str, *overrides: str) -> ml_collections.ConfigDict:
+    """configs/<name> ("file.py" or "file.py:variant") with `overrides` ("key=value") applied."""
+    return apply_overrides(load_config(str(CONFIGS / name)), list(overrides))
+
 
 TINY_GAN = [
     "data.resolution=16",

@@ -66,6 +66,58 @@ def _summary(problems: dict[str, list[tuple[Path, str]]]) -> str:
     return ", ".join(parts)
 
 
+def _split_root(path: str, split: str, where: str) -> Path:
+    """The folder that serves `split`: PATH/<split> if PATH has split folders, else PATH itself."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"image folder '{root}' is missing or not a directory {where}")
+    split_folders = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name in SPLIT_NAMES)
+    if split in split_folders:
+        return root / split
+    if split_folders:  # never let another split's images stand in for this one
+        raise DataError(f"image folder '{root}' has split folders {split_folders} but none named '{split}' {where}")
+    return root
+
+
+def _visible_files(root: Path, where: str) -> list[Path]:
+    """Every file below `root` outside hidden files and folders, relative to it, sorted by path."""
+    found = sorted(
+        (
+            file.relative_to(root)
+            for file in root.rglob("*")
+            if file.is_file() and not any(part.startswith(".") for part in file.relative_to(root).parts)
+        ),
+        key=Path.as_posix,
+    )
+    if not found:
+        raise DataError(f"image folder '{root}' is empty {where}")
+    return found
+
+
+def _find_problems(
+    root: Path, found: list[Path], resolution: int, small_images: str
+) -> dict[str, list[tuple[Path, str]]]:
+    """{kind: [(file, detail)]} of the files left out: not images, undecodable, and (if skipped) too small."""
+    candidates = [rel for rel in found if rel.suffix.lower() in IMAGE_SUFFIXES]
+    problems = {NOT_AN_IMAGE: [(rel, "") for rel in found if rel.suffix.lower() not in IMAGE_SUFFIXES]}
+    problems |= {UNDECODABLE: [], TOO_SMALL: []}
+    with ThreadPoolExecutor(max_workers=4) as pool:  # PIL decoders release the GIL
+        checks = list(pool.map(lambda rel: _problem(root / rel, resolution), candidates))
+    for rel, problem in zip(candidates, checks, strict=True):
+        if problem and (problem[0] == UNDECODABLE or small_images == "skip"):
+            problems[problem[0]].append((rel, problem[1]))
+    return problems
+
+
+def _class_labels(files: list[Path]) -> tuple[tuple[str, ...], list[int]]:
+    """(class names, label per file): the top-level folders if every file lies in one, else no classes."""
+    if not all(len(rel.parts) > 1 for rel in files):
+        return (), [0] * len(files)
+    class_names = tuple(sorted({rel.parts[0] for rel in files}))
+    index = {name: i for i, name in enumerate(class_names)}
+    return class_names, [index[rel.parts[0]] for rel in files]
+
+
 class FolderSource:
     """Images under one folder; see the module docstring for the layout and the checks."""
 
@@ -80,40 +132,17 @@ class FolderSource:
     ):
         if bad_images not in BAD_IMAGE_POLICIES or small_images not in SMALL_IMAGE_POLICIES:
             raise DataError(f"bad_images={bad_images!r} / small_images={small_images!r} are not valid policies")
-        root = Path(path).expanduser()
         where = f"(source 'folder:{path}')"
-        if not root.is_dir():
-            raise DataError(f"image folder '{root}' is missing or not a directory {where}")
-        split_folders = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name in SPLIT_NAMES)
-        if split in split_folders:
-            root = root / split
-        elif split_folders:  # never let another split's images stand in for this one
-            raise DataError(f"image folder '{root}' has split folders {split_folders} but none named '{split}' {where}")
-        found = sorted(
-            (
-                file.relative_to(root)
-                for file in root.rglob("*")
-                if file.is_file() and not any(part.startswith(".") for part in file.relative_to(root).parts)
-            ),
-            key=Path.as_posix,
-        )
-        if not found:
-            raise DataError(f"image folder '{root}' is empty {where}")
-        candidates = [rel for rel in found if rel.suffix.lower() in IMAGE_SUFFIXES]
-        problems = {NOT_AN_IMAGE: [(rel, "") for rel in found if rel.suffix.lower() not in IMAGE_SUFFIXES]}
-        problems |= {UNDECODABLE: [], TOO_SMALL: []}
-        with ThreadPoolExecutor(max_workers=4) as pool:  # PIL decoders release the GIL
-            checks = list(pool.map(lambda rel: _problem(root / rel, resolution), candidates))
-        for rel, problem in zip(candidates, checks, strict=True):
-            if problem and (problem[0] == UNDECODABLE or small_images == "skip"):
-                problems[problem[0]].append((rel, problem[1]))
+        root = _split_root(path, split, where)
+        found = _visible_files(root, where)
+        problems = _find_problems(root, found, resolution, small_images)
         if problems[UNDECODABLE] and bad_images == "error":
             raise DataError(
                 f"image folder '{root}': {_summary({UNDECODABLE: problems[UNDECODABLE]})}; remove or fix them, or set "
                 f"config.data.bad_images=skip to leave them out {where}"
             )
         skipped = {rel for found_problems in problems.values() for rel, _ in found_problems}
-        self._files = [rel for rel in candidates if rel not in skipped]
+        self._files = [rel for rel in found if rel not in skipped]  # non-images are among the skipped
         if not self._files:
             raise DataError(f"image folder '{root}' has no usable images: {_summary(problems)} {where}")
         if skipped:
@@ -127,13 +156,7 @@ class FolderSource:
         self._root = root
         self._resolution = resolution
         self._channels = channels
-        if all(len(rel.parts) > 1 for rel in self._files):
-            self.class_names = tuple(sorted({rel.parts[0] for rel in self._files}))
-            index = {name: i for i, name in enumerate(self.class_names)}
-            self._labels = [index[rel.parts[0]] for rel in self._files]
-        else:
-            self.class_names = ()
-            self._labels = [0] * len(self._files)
+        self.class_names, self._labels = _class_labels(self._files)
         self.num_classes = len(self.class_names)
         self.fields = labelled_image_fields(resolution, channels)
 

@@ -23,11 +23,6 @@ def gaussian_kl_per_dimension(mean: jax.Array, log_variance: jax.Array) -> jax.A
     return 0.5 * (jnp.exp(log_variance) + mean**2 - 1.0 - log_variance)
 
 
-def gaussian_kl_to_standard_normal(mean: jax.Array, log_variance: jax.Array) -> jax.Array:
-    """KL(N(mean, exp(log_variance)) || N(0, I)), summed over latent dimensions."""
-    return sum_per_example(gaussian_kl_per_dimension(mean, log_variance))
-
-
 def diagonal_gaussian_log_density(x: jax.Array, mean: jax.Array, log_variance: jax.Array) -> jax.Array:
     """log N(x; mean, diag(exp(log_variance))), summed over all but the leading axis."""
     return -0.5 * sum_per_example((x - mean) ** 2 * jnp.exp(-log_variance) + log_variance + math.log(2 * math.pi))

@@ -22,7 +22,7 @@ from genimg_jax import data, parallel
 from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.diffusion import edm, guidance, samplers, schedules
 from genimg_jax.methods.base import Batch, Metrics, adam, class_conditioning, ema_update, sample_labels
-from genimg_jax.models import unet
+from genimg_jax.models import latent_mlp, unet
 
 PARAMETERIZATIONS = ("ddpm_eps", "edm")
 NETWORKS = ("unet", "mlp")
@@ -151,7 +151,7 @@ class Diffusion:
                 **network_options,
             )
         else:
-            self.network = unet.LatentMLP(num_blocks=model.num_res_blocks, **network_options)
+            self.network = latent_mlp.LatentMLP(num_blocks=model.num_res_blocks, **network_options)
         self.optimizer = adam(config.optim.denoiser, "optim.denoiser")
         alpha_bar = schedules.make_alpha_bars(model.schedule, model.num_timesteps, model.beta_start, model.beta_end)
         self.alpha_bar = jnp.asarray(alpha_bar, jnp.float32)
@@ -277,9 +277,3 @@ class Diffusion:
         """The training loss of the EMA weights on held-out data, one value per example."""
         x0 = self.encode(state.first_stage, batch)
         return {"loss": self.loss(state.ema_params, x0, self._labels(batch), rng, train=False)}
-
-
-def network_evaluations_per_sample(config: ml_collections.ConfigDict, sampler: str = "") -> int:
-    """NFE per sample of the configured (or the named) sampler, counting both passes of guidance."""
-    sample = config.sample
-    return samplers.network_evaluations(sampler or sample.sampler, sample.steps, guided=sample.guidance_scale != 0)

@@ -5,6 +5,7 @@ The β / KL-annealing / free-bits options of `methods.variational` apply to the 
 
 from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -13,7 +14,7 @@ from genimg_jax.config import adam_config, base_config, require
 from genimg_jax.losses import likelihood
 from genimg_jax.losses.likelihood import binarize
 from genimg_jax.methods.base import Batch
-from genimg_jax.methods.variational import VAEState, VariationalMethod
+from genimg_jax.methods.variational import VariationalMethod, VariationalState
 from genimg_jax.models.draw import DrawNetwork
 
 CANVAS_ROWS = 8
@@ -40,10 +41,16 @@ def draw_config() -> ml_collections.ConfigDict:
     return config
 
 
-class DRAW(VariationalMethod):
+@flax.struct.dataclass
+class DRAWState(VariationalState):
+    """params: the one recurrent network's (read, encoder and decoder LSTMs, write)."""
+
+
+class DRAW(VariationalMethod[DRAWState]):
     """Recurrent VAE with attention: T steps of read, encode, sample z_t, decode, write, on binarised images."""
 
     NETWORK = "draw"  # the one optimiser of `optim.draw`
+    state_class = DRAWState
 
     def __init__(self, config: ml_collections.ConfigDict):
         super().__init__(config)
@@ -74,15 +81,15 @@ class DRAW(VariationalMethod):
         kl_per_dimension = jnp.moveaxis(likelihood.gaussian_kl_per_dimension(means, log_variances), 0, 1)
         return likelihood.bernoulli_log_likelihood(canvases[-1], targets), kl_per_dimension
 
-    def _generate(self, state: VAEState, rng: jax.Array, num: int) -> jax.Array:
+    def _generate(self, state: DRAWState, rng: jax.Array, num: int) -> jax.Array:
         """Mean images in [-1, 1] after each step, (T, num, H, W, C)."""
         canvases = self.network.apply({"params": state.params}, self._noise(rng, num), method=DrawNetwork.generate)
         return 2.0 * jax.nn.sigmoid(canvases) - 1.0
 
-    def sample(self, state: VAEState, rng: jax.Array, num: int, conditioning: Batch | None = None) -> jax.Array:
+    def sample(self, state: DRAWState, rng: jax.Array, num: int, conditioning: Batch | None = None) -> jax.Array:
         return self._generate(state, rng, num)[-1]
 
-    def illustrations(self, state: VAEState, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
+    def illustrations(self, state: DRAWState, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
         """ "canvas": one row per sample from the prior, the canvas after each of the T steps left to right."""
         num = min(CANVAS_ROWS, batch["image"].shape[0])
         return {"canvas": jnp.moveaxis(self._generate(state, rng, num), 0, 1)}

@@ -4,7 +4,7 @@
 (`training.pretrained`) and hands it to the constructor, so the method does no I/O. Images are encoded to the
 encoder's posterior mean times `model.latent_scale` (0: one over the standard deviation of the training split's
 latents, measured at load time, so they have unit variance as the diffusion expects); samples are decoded to the
-decoder's mean image. The VAE latent is a flat vector, so the denoiser is `models.unet.LatentMLP`
+decoder's mean image. The VAE latent is a flat vector, so the denoiser is `models.latent_mlp.LatentMLP`
 (`model.network = "mlp"`). The frozen VAE parameters are part of the train state, so a checkpoint of a latent
 diffusion run is complete without the first-stage workdir.
 """

@@ -8,6 +8,7 @@ ELBO of the held-out split and, beside it, the importance-weighted bound of Burd
 
 from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -17,7 +18,7 @@ from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.losses import elbo, likelihood
 from genimg_jax.losses.likelihood import binarize
 from genimg_jax.methods.base import Batch, Metrics
-from genimg_jax.methods.variational import VAEState, VariationalMethod
+from genimg_jax.methods.variational import VariationalMethod, VariationalState
 from genimg_jax.models import vae as vae_models
 
 __all__ = ["VAE", "VAEState", "binarize", "slerp", "vae_config"]
@@ -47,10 +48,16 @@ def vae_config() -> ml_collections.ConfigDict:
     return config
 
 
-class VAE(VariationalMethod):
+@flax.struct.dataclass
+class VAEState(VariationalState):
+    """params: {"encoder": ..., "decoder": ..., "log_scale": (C,)} (log_scale is used by the Gaussian likelihood)."""
+
+
+class VAE(VariationalMethod[VAEState]):
     """Convolutional encoder/decoder, diagonal Gaussian posterior, Bernoulli or discretised Gaussian likelihood."""
 
     NETWORK = "vae"  # encoder, decoder and likelihood scale share the optimiser of `optim.vae`
+    state_class = VAEState
 
     def __init__(self, config: ml_collections.ConfigDict):
         super().__init__(config)

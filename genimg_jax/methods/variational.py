@@ -1,11 +1,12 @@
 """Training shared by latent-variable models fit by a variational bound (VAE, β-VAE, DRAW).
 
-A subclass supplies its networks' parameters and, per example, log p(x|z) and the KL of each latent
-dimension; this class turns them into the training objective (β-weighted, annealed, with free bits) and the
-reported bound (always the true ELBO: β = 1, no free bits) in nats per image and bits/dim.
+A subclass supplies its own state class (a `VariationalState`), its networks' parameters and, per example,
+log p(x|z) and the KL of each latent dimension; this class turns them into the training objective (β-weighted,
+annealed, with free bits) and the reported bound (always the true ELBO: β = 1, no free bits) in nats per image
+and bits/dim.
 """
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import flax
 import jax
@@ -20,17 +21,23 @@ from genimg_jax.methods.base import Batch, Metrics, adam
 
 
 @flax.struct.dataclass
-class VAEState:
+class VariationalState:
+    """The fields every method of the family trains; each method subclasses it as its own state class."""
+
     step: jax.Array
     rng: jax.Array
     params: Any  # network parameters, e.g. {"encoder": ..., "decoder": ..., "log_scale": (C,)} for the VAE
     opt_state: Any
 
 
-class VariationalMethod:
-    """Base of the VAE family: subclasses define `init_params`, `elbo_terms`, `sample` and `NETWORK`, the name of
-    their `optim.<net>` section."""
+State = TypeVar("State", bound=VariationalState)
 
+
+class VariationalMethod(Generic[State]):
+    """Base of the VAE family: subclasses set `state_class` and `NETWORK` (the name of their `optim.<net>`
+    section) and define `init_params`, `elbo_terms` and `sample`."""
+
+    state_class: type[State]
     NETWORK: str
 
     def __init__(self, config: ml_collections.ConfigDict):
@@ -52,12 +59,12 @@ class VariationalMethod:
         """(log p(x|z) per example (batch,), KL of each latent dimension (batch, ...)) for one posterior sample."""
         raise NotImplementedError
 
-    def init_state(self, rng: jax.Array, example_batch: Batch) -> VAEState:
+    def init_state(self, rng: jax.Array, example_batch: Batch) -> State:
         params_rng, state_rng = jax.random.split(rng)
         params = self.init_params(params_rng, data.to_unit_range(example_batch["image"]))
-        return VAEState(jnp.zeros((), jnp.int32), state_rng, params, self.optimizer.init(params))
+        return self.state_class(jnp.zeros((), jnp.int32), state_rng, params, self.optimizer.init(params))
 
-    def train_step(self, state: VAEState, batch: Batch) -> tuple[VAEState, Metrics]:
+    def train_step(self, state: State, batch: Batch) -> tuple[State, Metrics]:
         model = self.config.model
         images = data.to_unit_range(batch["image"])
         rng = jax.random.fold_in(state.rng, state.step)
@@ -70,7 +77,9 @@ class VariationalMethod:
 
         (loss, (log_likelihood, kl_per_dimension)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        new_state = VAEState(state.step + 1, state.rng, optax.apply_updates(state.params, updates), opt_state)
+        new_state = state.replace(
+            step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state
+        )
         kl = jnp.mean(likelihood.sum_per_example(kl_per_dimension))
         negative_elbo = kl - jnp.mean(log_likelihood)
         metrics = {
@@ -84,7 +93,7 @@ class VariationalMethod:
         }
         return new_state, metrics
 
-    def evaluate_batch(self, state: VAEState, batch: Batch, rng: jax.Array) -> Metrics:
+    def evaluate_batch(self, state: State, batch: Batch, rng: jax.Array) -> Metrics:
         """The true ELBO (β = 1, no free bits) per example, one posterior sample, in nats and bits/dim."""
         images = data.to_unit_range(batch["image"])
         log_likelihood, kl_per_dimension = self.elbo_terms(state.params, images, rng)

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 
 INPUT_SIZE = 299
 NUM_LOGITS = 1008
-FEATURE_DIM = 2048
 RESIZE_METHOD = "bilinear to 299x299, half-pixel centres, no antialias (torch F.interpolate, align_corners=False)"
 
 

@@ -64,3 +64,12 @@ def check(step: int, means: dict[str, float], mode: str, last_checkpoint: int | 
         f"non-finite {', '.join(bad)} at step {step}; stopping ({kept}; "
         f"config.train.nonfinite=skip would skip such steps instead)"
     )
+
+
+def checked_means(
+    step: int, sums: dict[str, jax.Array], num_steps: int, mode: str, last_checkpoint: int | None
+) -> dict[str, float]:
+    """`interval_means` of the summed step metrics (fetched from the devices), after `check` let them through."""
+    means = interval_means(jax.device_get(sums), num_steps, mode)
+    check(step, means, mode, last_checkpoint)
+    return means

@@ -22,6 +22,12 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOPPED_MARK = "its checkpoint is committed"  # experiments/fault_injection.py looks for it in the trainer's output
+
+
+def stopped_message(signal_name: str, step: int) -> str:
+    """The trainer's last line after a stop request: the step whose checkpoint is committed, and what to do."""
+    return f"received {signal_name} at step {step}: {STOPPED_MARK}; run the same command again to continue"
 
 
 class PreemptionGuard:

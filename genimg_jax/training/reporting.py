@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import time
 
 import numpy as np
@@ -23,6 +24,15 @@ def format_duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def progress_step(line: str) -> int | None:
+    """The step of a progress line ("step 7/60 | ...", as `RunLogger.progress` prints it), None for other lines.
+
+    experiments/fault_injection.py follows a run's progress by it.
+    """
+    match = re.match(r"step (\d+)/\d+ \|", line)
+    return int(match.group(1)) if match else None
 
 
 def _set_aside_records_after(path: pathlib.Path, step: int) -> None:
@@ -81,6 +91,7 @@ class RunLogger:
         self._jsonl.flush()
 
     def progress(self, step: int, values: dict[str, float], steps_per_second: float) -> None:
+        """One line on stdout, parsed back by `progress_step`."""
         if not self.enabled:
             return
         eta = (self.total_steps - step) / steps_per_second if steps_per_second > 0 else math.inf

@@ -7,6 +7,7 @@ resumes and reports the same way.
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -20,8 +21,8 @@ from genimg_jax.evaluation.periodic import TrainingEvaluation
 from genimg_jax.training import nonfinite
 from genimg_jax.training import workdir as workdirs
 from genimg_jax.training.checkpoint import Checkpointer
-from genimg_jax.training.compiled_run import compile_run, initial_rngs, main_process_report
-from genimg_jax.training.preemption import PreemptionGuard
+from genimg_jax.training.compiled_run import CompiledRun, compile_run, initial_rngs, main_process_report
+from genimg_jax.training.preemption import PreemptionGuard, stopped_message
 from genimg_jax.training.reporting import RunLogger
 
 
@@ -36,14 +37,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
     is_main = jax.process_index() == 0
     run = compile_run(config)
     train_config = config.train
-    stream = data.make_train_stream(
-        data.source_from_config(config.data, config.data.train_split),
-        global_batch_size=train_config.batch_size,
-        seed=config.seed,
-        random_flip=config.data.random_flip,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    )
+    stream = _train_stream(config)
     draws_illustrations = hasattr(run.method, "illustrations") and train_config.sample_every > 0
     eval_source = (
         data.source_from_config(config.data, config.data.eval_split)
@@ -64,13 +58,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
     restored = checkpointer.restore_latest(run.abstract_state, report=main_process_report)
     start_step = restored[0] if restored else 0
     logger = RunLogger(workdir, train_config.steps, enabled=is_main, resume_step=start_step)
-    if restored is None:
-        state = run.init(init_rng)
-        logger.message(f"starting a new run in {workdir}")
-    else:
-        _, state, data_state = restored
-        stream.set_state(data_state)
-        logger.message(f"resuming {workdir} from the checkpoint of step {start_step}")
+    state = _initial_state(run, restored, stream, init_rng, logger, workdir)
 
     last_checkpoint = start_step if restored else None
     sums: dict[str, jax.Array] = {}
@@ -86,35 +74,18 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
             sums = {name: sums.get(name, 0.0) + value for name, value in metrics.items()}
 
             if _due(step, train_config.log_every, train_config.steps):
-                means = nonfinite.interval_means(jax.device_get(sums), step - last_logged, train_config.nonfinite)
-                nonfinite.check(step, means, train_config.nonfinite, last_checkpoint)
-                if skipped := means[nonfinite.NONFINITE_STEPS]:
-                    logger.message(f"skipped {skipped:.0f} of steps {last_logged + 1}-{step}: non-finite values")
+                means = nonfinite.checked_means(step, sums, step - last_logged, train_config.nonfinite, last_checkpoint)
+                _log_interval(logger, step, last_logged, means)
                 sums, last_logged = {}, step
-                rate = logger.steps_per_second(step)
-                logger.scalars(step, "train", {**means, "steps_per_second": rate})
-                logger.progress(step, means, rate)
             if _due(step, train_config.sample_every, train_config.steps):
-                images = data.from_unit_range(jax.device_get(run.sample(state, sample_rng)))
-                if is_main:
-                    grid = grids.save_grid(images, workdir / "samples" / f"step_{step:07d}.png")
-                    logger.images(step, "samples", grid)
-                if illustrate:
-                    pictures = illustrate(state)
-                    if is_main:
-                        write_illustrations(pictures, step, workdir / "samples")
+                _write_samples(run, state, sample_rng, illustrate, step, workdir, logger, is_main)
             if _due(step, config.eval.every, train_config.steps):
                 eval_rng = jax.random.fold_in(init_rng, step)
-                results = evaluate_split(run, state, eval_source, config.eval.batch_size, eval_rng)
-                results.update(sample_evaluation.sample_metrics(state))
-                sample_evaluation.record(step, results, state, stream.get_state())
-                logger.scalars(step, config.data.eval_split, results)
-                logger.message(f"eval at step {step} on {config.data.eval_split}: {_format(results)}")
+                _evaluate(run, state, config, eval_source, sample_evaluation, stream, eval_rng, step, logger)
             stop = preemption.stop_requested()
             if checkpointer.should_save(step) or step == train_config.steps or stop:
                 # Never save a diverged state, even between log steps.
-                pending = nonfinite.interval_means(jax.device_get(sums), step - last_logged, train_config.nonfinite)
-                nonfinite.check(step, pending, train_config.nonfinite, last_checkpoint)
+                nonfinite.checked_means(step, sums, step - last_logged, train_config.nonfinite, last_checkpoint)
                 checkpointer.save(step, state, stream.get_state())
                 last_checkpoint = step
             if stop:
@@ -127,13 +98,90 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
             sample_evaluation.close()
         logger.close()
     if stop:
-        logger.message(
-            f"received {preemption.signal_name} at step {step}: its checkpoint is committed; "
-            f"run the same command again to continue"
-        )
+        logger.message(stopped_message(preemption.signal_name, step))
     else:
         logger.message(f"done at step {step}; everything is in {workdir.absolute()}")
     return state
+
+
+def _train_stream(config: ml_collections.ConfigDict) -> data.TrainStream:
+    """This process's share of the shuffled, endlessly repeated training split."""
+    return data.make_train_stream(
+        data.source_from_config(config.data, config.data.train_split),
+        global_batch_size=config.train.batch_size,
+        seed=config.seed,
+        random_flip=config.data.random_flip,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+
+
+def _initial_state(
+    run: CompiledRun,
+    restored: tuple[int, Any, dict] | None,
+    stream: data.TrainStream,
+    init_rng: jax.Array,
+    logger: RunLogger,
+    workdir: pathlib.Path,
+) -> Any:
+    """A new state, or the restored one with the data stream set to where its checkpoint left it."""
+    if restored is None:
+        state = run.init(init_rng)
+        logger.message(f"starting a new run in {workdir}")
+        return state
+    step, state, data_state = restored
+    stream.set_state(data_state)
+    logger.message(f"resuming {workdir} from the checkpoint of step {step}")
+    return state
+
+
+def _log_interval(logger: RunLogger, step: int, last_logged: int, means: dict[str, float]) -> None:
+    """The means of the steps since `last_logged`: to metrics.jsonl and the progress line."""
+    if skipped := means[nonfinite.NONFINITE_STEPS]:
+        logger.message(f"skipped {skipped:.0f} of steps {last_logged + 1}-{step}: non-finite values")
+    rate = logger.steps_per_second(step)
+    logger.scalars(step, "train", {**means, "steps_per_second": rate})
+    logger.progress(step, means, rate)
+
+
+def _write_samples(
+    run: CompiledRun,
+    state: Any,
+    sample_rng: jax.Array,
+    illustrate: Callable[[Any], Any] | None,
+    step: int,
+    workdir: pathlib.Path,
+    logger: RunLogger,
+    is_main: bool,
+) -> None:
+    """The sample grid of `step` (the same latents every time) and the method's illustrations, if it has any."""
+    images = data.from_unit_range(jax.device_get(run.sample(state, sample_rng)))
+    if is_main:
+        grid = grids.save_grid(images, workdir / "samples" / f"step_{step:07d}.png")
+        logger.images(step, "samples", grid)
+    if illustrate:
+        pictures = illustrate(state)
+        if is_main:
+            write_illustrations(pictures, step, workdir / "samples")
+
+
+def _evaluate(
+    run: CompiledRun,
+    state: Any,
+    config: ml_collections.ConfigDict,
+    source: data.ImageSource,
+    sample_evaluation: TrainingEvaluation,
+    stream: data.TrainStream,
+    rng: jax.Array,
+    step: int,
+    logger: RunLogger,
+) -> None:
+    """Held-out and sample metrics of `state`, recorded (best checkpoint, evaluation log) and logged."""
+    results = evaluate_split(run, state, source, config.eval.batch_size, rng)
+    results.update(sample_evaluation.sample_metrics(state))
+    sample_evaluation.record(step, results, state, stream.get_state())
+    logger.scalars(step, config.data.eval_split, results)
+    logger.message(f"eval at step {step} on {config.data.eval_split}: {_format(results)}")
 
 
 def _format(values: dict[str, float]) -> str:

@@ -15,7 +15,7 @@ The state also holds the EMA generator (StyleGAN's half-life in images, with ram
 used for truncation, the path-length running mean and the ADA state (p and its r_t sums), so all are checkpointed.
 """
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -29,7 +29,7 @@ from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.losses.adversarial import non_saturating_discriminator_loss, non_saturating_generator_loss
 from genimg_jax.losses.path_length import path_length_noise, path_length_penalty, path_lengths
 from genimg_jax.losses.penalties import gradient_norm_penalty
-from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam, class_conditioning, sample_labels
+from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam, class_conditioning, ema_update, sample_labels
 from genimg_jax.methods.gan.augmentation import adapt_probability, augment_config, build_augment
 from genimg_jax.methods.gan.common import rampup_ema_decay, when_due
 from genimg_jax.models.style_layers import NOISE_MODES
@@ -58,6 +58,16 @@ class StyleGAN2State:
     w_avg: jax.Array  # running mean of w, the centre of truncation
     pl_mean: jax.Array  # running mean of path lengths
     ada: AdaState
+
+
+class _StepDraws(NamedTuple):
+    """One step's random draws, shared out among the phases (index 0: G main, 1: path length, 2: D main)."""
+
+    latents: jax.Array  # (3, 2, N, z_dim): two latents per image for style mixing, per generator pass
+    mixing: jax.Array  # (3, 2) ~ U[0, 1): whether to mix and where, per generator pass
+    direction_rng: jax.Array  # the path-length projection directions
+    noise_keys: jax.Array  # noise inputs, per generator pass
+    augment_keys: jax.Array  # augmentation: G main, D main, R1
 
 
 def lazy_adam(optim_config: ml_collections.ConfigDict, key: str, interval: int) -> optax.GradientTransformation:
@@ -243,97 +253,16 @@ class StyleGAN2:
         )
 
     def train_step(self, state: StyleGAN2State, batch: Batch) -> tuple[StyleGAN2State, Metrics]:
-        config, loss = self.config, self.config.loss
+        """The four phases of the module docstring in order, then the running averages and ADA's p."""
         real = data.to_unit_range(batch["image"])
         num = real.shape[0]
         labels = self._labels(batch["label"], num)  # fakes get the labels of the real batch: same distribution
-        # Few random call sites keep the compiled step small: one draw each for latents and mixing choices of
-        # the three generator passes (G main, path length, D main), keys for noise and augmentation per pass.
-        latent_rng, mixing_rng, direction_rng, noise_rng, augment_rng = jax.random.split(
-            jax.random.fold_in(state.rng, state.step), 5
-        )
-        latents = jax.random.normal(latent_rng, (3, 2, num, config.model.z_dim))
-        mixing = jax.random.uniform(mixing_rng, (3, 2))
-        noise_keys = jax.random.split(noise_rng, 3)
-        augment_keys = jax.random.split(augment_rng, 3)
-        p = state.ada.p
-
-        # G main.
-        def g_main_loss(g_params):
-            ws, w = self._styles(g_params, latents[0], mixing[0], labels)
-            fake = self._synthesize(g_params, ws, noise_keys[0])
-            logits = self._critic(state.discriminator, labels, augment_keys[0], p)(fake)
-            return non_saturating_generator_loss(logits), w
-
-        (g_loss, w), g_grads = jax.value_and_grad(g_main_loss, has_aux=True)(state.generator)
-        g_params, g_opt_state = _adam_step(self.g_optimizer, g_grads, state.g_opt_state, state.generator)
-
-        # G reg: lazy path-length penalty on half (pl_batch_shrink) of the batch.
-        def g_reg(operands):
-            g_params, g_opt_state, pl_mean = operands
-            pl_num = max(1, num // loss.pl_batch_shrink)
-            pl_labels = None if labels is None else labels[:pl_num]
-            shape = (pl_num, config.data.resolution, config.data.resolution, config.data.channels)
-            direction = path_length_noise(direction_rng, shape)
-
-            def pl_loss(g_params):
-                ws, _ = self._styles(g_params, latents[1, :, :pl_num], mixing[1], pl_labels)
-                synthesis = lambda ws: self._synthesize(g_params, ws, noise_keys[1])  # noqa: E731
-                penalty, new_mean = path_length_penalty(path_lengths(synthesis, ws, direction), pl_mean, loss.pl_decay)
-                return penalty * loss.pl_weight * loss.pl_interval, (penalty, new_mean)
-
-            (_, (penalty, new_mean)), grads = jax.value_and_grad(pl_loss, has_aux=True)(g_params)
-            return (*_adam_step(self.g_optimizer, grads, g_opt_state, g_params), new_mean, penalty)
-
-        pl_penalty = jnp.zeros((), jnp.float32)
-        pl_mean = state.pl_mean
-        if self.use_pl:
-            due = state.step % loss.pl_interval == 0
-            g_params, g_opt_state, pl_mean, pl_penalty = when_due(
-                due, loss.pl_interval, g_reg, lambda ops: (*ops, pl_penalty), (g_params, g_opt_state, pl_mean)
-            )
-
-        # D main, against the updated generator.
-        ws, _ = self._styles(g_params, latents[2], mixing[2], labels)
-        fake = jax.lax.stop_gradient(self._synthesize(g_params, ws, noise_keys[2]))
-        # Real and fake images are augmented in one call (each image independently), then judged separately.
-        augmented_fake, augmented_real = jnp.split(self.augment(augment_keys[1], jnp.concatenate([fake, real]), p), 2)
-
-        def d_main_loss(d_params):
-            fake_logits = self._critic(d_params, labels)(augmented_fake)
-            real_logits = self._critic(d_params, labels)(augmented_real)
-            return non_saturating_discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits)
-
-        (d_loss, (real_logits, fake_logits)), d_grads = jax.value_and_grad(d_main_loss, has_aux=True)(
-            state.discriminator
-        )
-        d_params, d_opt_state = _adam_step(self.d_optimizer, d_grads, state.d_opt_state, state.discriminator)
-
-        # D reg: lazy R1 on the real images, through the augmentation as in the reference.
-        def d_reg(operands):
-            d_params, d_opt_state = operands
-
-            def r1_loss(d_params):
-                critic = self._critic(d_params, labels, augment_keys[2], p)
-                penalty = gradient_norm_penalty(critic, real)
-                return penalty * (loss.r1_gamma / 2) * loss.r1_interval, penalty
-
-            (_, penalty), grads = jax.value_and_grad(r1_loss, has_aux=True)(d_params)
-            return (*_adam_step(self.d_optimizer, grads, d_opt_state, d_params), penalty)
-
-        r1_penalty = jnp.zeros((), jnp.float32)
-        if self.use_r1:
-            due = state.step % loss.r1_interval == 0
-            d_params, d_opt_state, r1_penalty = when_due(
-                due, loss.r1_interval, d_reg, lambda ops: (*ops, r1_penalty), (d_params, d_opt_state)
-            )
-
-        ada = adapt_probability(config.augment, state.ada, real_logits)
-
-        beta = ema_beta(state.step, num, config.train.ema_kimg, config.train.ema_rampup)
-        ema_generator = jax.tree.map(lambda e, g: beta * e + (1 - beta) * g, state.ema_generator, g_params)
-        w_avg = state.w_avg + (1 - W_AVG_BETA) * (jnp.mean(jax.lax.stop_gradient(w), axis=0) - state.w_avg)
-
+        draws = self._draws(state, num)
+        g_params, g_opt_state, g_loss, w = self._g_main(state, draws, labels)
+        g_params, g_opt_state, pl_mean, pl_penalty = self._g_reg(state, draws, labels, g_params, g_opt_state)
+        d_params, d_opt_state, d_loss, real_logits, fake_logits = self._d_main(state, draws, labels, real, g_params)
+        d_params, d_opt_state, r1_penalty = self._d_reg(state, draws, labels, real, d_params, d_opt_state)
+        ema_generator, w_avg, ada, beta = self._averages(state, num, g_params, w, real_logits)
         new_state = state.replace(
             step=state.step + 1,
             generator=g_params,
@@ -358,6 +287,133 @@ class StyleGAN2:
             "ema_beta": beta,
         }
         return new_state, metrics
+
+    def _draws(self, state: StyleGAN2State, num: int) -> _StepDraws:
+        # Few random call sites keep the compiled step small: one draw each for latents and mixing choices of
+        # the three generator passes (G main, path length, D main), keys for noise and augmentation per pass.
+        latent_rng, mixing_rng, direction_rng, noise_rng, augment_rng = jax.random.split(
+            jax.random.fold_in(state.rng, state.step), 5
+        )
+        return _StepDraws(
+            latents=jax.random.normal(latent_rng, (3, 2, num, self.config.model.z_dim)),
+            mixing=jax.random.uniform(mixing_rng, (3, 2)),
+            direction_rng=direction_rng,
+            noise_keys=jax.random.split(noise_rng, 3),
+            augment_keys=jax.random.split(augment_rng, 3),
+        )
+
+    def _g_main(
+        self, state: StyleGAN2State, draws: _StepDraws, labels: jax.Array | None
+    ) -> tuple[Any, Any, jax.Array, jax.Array]:
+        """G main: the non-saturating loss of mixed-style fakes; (params, opt state, loss, the unmixed w)."""
+
+        def g_main_loss(g_params):
+            ws, w = self._styles(g_params, draws.latents[0], draws.mixing[0], labels)
+            fake = self._synthesize(g_params, ws, draws.noise_keys[0])
+            logits = self._critic(state.discriminator, labels, draws.augment_keys[0], state.ada.p)(fake)
+            return non_saturating_generator_loss(logits), w
+
+        (g_loss, w), g_grads = jax.value_and_grad(g_main_loss, has_aux=True)(state.generator)
+        g_params, g_opt_state = _adam_step(self.g_optimizer, g_grads, state.g_opt_state, state.generator)
+        return g_params, g_opt_state, g_loss, w
+
+    def _g_reg(
+        self, state: StyleGAN2State, draws: _StepDraws, labels: jax.Array | None, g_params: Any, g_opt_state: Any
+    ) -> tuple[Any, Any, jax.Array, jax.Array]:
+        """G reg: the lazy path-length penalty on 1/pl_batch_shrink of the batch, when due.
+
+        Returns (params, opt state, path-length mean, penalty); on other steps the inputs and a zero penalty.
+        """
+        pl_penalty = jnp.zeros((), jnp.float32)
+        if not self.use_pl:
+            return g_params, g_opt_state, state.pl_mean, pl_penalty
+        config, loss = self.config, self.config.loss
+        pl_num = max(1, draws.latents.shape[2] // loss.pl_batch_shrink)
+        pl_labels = None if labels is None else labels[:pl_num]
+
+        def pl_loss(g_params, pl_mean, direction):
+            ws, _ = self._styles(g_params, draws.latents[1, :, :pl_num], draws.mixing[1], pl_labels)
+            synthesis = lambda ws: self._synthesize(g_params, ws, draws.noise_keys[1])  # noqa: E731
+            penalty, new_mean = path_length_penalty(path_lengths(synthesis, ws, direction), pl_mean, loss.pl_decay)
+            return penalty * loss.pl_weight * loss.pl_interval, (penalty, new_mean)
+
+        def g_reg(operands):
+            g_params, g_opt_state, pl_mean = operands
+            shape = (pl_num, config.data.resolution, config.data.resolution, config.data.channels)
+            direction = path_length_noise(draws.direction_rng, shape)
+            (_, (penalty, new_mean)), grads = jax.value_and_grad(pl_loss, has_aux=True)(g_params, pl_mean, direction)
+            return (*_adam_step(self.g_optimizer, grads, g_opt_state, g_params), new_mean, penalty)
+
+        due = state.step % loss.pl_interval == 0
+        return when_due(
+            due, loss.pl_interval, g_reg, lambda ops: (*ops, pl_penalty), (g_params, g_opt_state, state.pl_mean)
+        )
+
+    def _d_main(
+        self, state: StyleGAN2State, draws: _StepDraws, labels: jax.Array | None, real: jax.Array, g_params: Any
+    ) -> tuple[Any, Any, jax.Array, jax.Array, jax.Array]:
+        """D main: the logistic loss on real images and fakes of the updated generator, both augmented.
+
+        Returns (params, opt state, loss, real logits, fake logits).
+        """
+        ws, _ = self._styles(g_params, draws.latents[2], draws.mixing[2], labels)
+        fake = jax.lax.stop_gradient(self._synthesize(g_params, ws, draws.noise_keys[2]))
+        # Real and fake images are augmented in one call (each image independently), then judged separately.
+        both = self.augment(draws.augment_keys[1], jnp.concatenate([fake, real]), state.ada.p)
+        augmented_fake, augmented_real = jnp.split(both, 2)
+
+        def d_main_loss(d_params):
+            fake_logits = self._critic(d_params, labels)(augmented_fake)
+            real_logits = self._critic(d_params, labels)(augmented_real)
+            return non_saturating_discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits)
+
+        (d_loss, (real_logits, fake_logits)), d_grads = jax.value_and_grad(d_main_loss, has_aux=True)(
+            state.discriminator
+        )
+        d_params, d_opt_state = _adam_step(self.d_optimizer, d_grads, state.d_opt_state, state.discriminator)
+        return d_params, d_opt_state, d_loss, real_logits, fake_logits
+
+    def _d_reg(
+        self,
+        state: StyleGAN2State,
+        draws: _StepDraws,
+        labels: jax.Array | None,
+        real: jax.Array,
+        d_params: Any,
+        d_opt_state: Any,
+    ) -> tuple[Any, Any, jax.Array]:
+        """D reg: the lazy R1 penalty on the real images, through the augmentation as in the reference, when due.
+
+        Returns (params, opt state, penalty); on other steps the inputs and a zero penalty.
+        """
+        r1_penalty = jnp.zeros((), jnp.float32)
+        if not self.use_r1:
+            return d_params, d_opt_state, r1_penalty
+        loss = self.config.loss
+
+        def r1_loss(d_params):
+            critic = self._critic(d_params, labels, draws.augment_keys[2], state.ada.p)
+            penalty = gradient_norm_penalty(critic, real)
+            return penalty * (loss.r1_gamma / 2) * loss.r1_interval, penalty
+
+        def d_reg(operands):
+            d_params, d_opt_state = operands
+            (_, penalty), grads = jax.value_and_grad(r1_loss, has_aux=True)(d_params)
+            return (*_adam_step(self.d_optimizer, grads, d_opt_state, d_params), penalty)
+
+        due = state.step % loss.r1_interval == 0
+        return when_due(due, loss.r1_interval, d_reg, lambda ops: (*ops, r1_penalty), (d_params, d_opt_state))
+
+    def _averages(
+        self, state: StyleGAN2State, num: int, g_params: Any, w: jax.Array, real_logits: jax.Array
+    ) -> tuple[Any, jax.Array, AdaState, jax.Array]:
+        """(EMA generator, w_avg, ADA state, the EMA decay used) after this step's updates."""
+        config = self.config
+        ada = adapt_probability(config.augment, state.ada, real_logits)
+        beta = ema_beta(state.step, num, config.train.ema_kimg, config.train.ema_rampup)
+        ema_generator = ema_update(state.ema_generator, g_params, state.step, beta, warmup=False)
+        w_avg = state.w_avg + (1 - W_AVG_BETA) * (jnp.mean(jax.lax.stop_gradient(w), axis=0) - state.w_avg)
+        return ema_generator, w_avg, ada, beta
 
     def conditioning_fields(self) -> tuple[str, ...]:
         return class_conditioning(self.config.model.num_classes)
