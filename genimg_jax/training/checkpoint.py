@@ -60,13 +60,22 @@ class Checkpointer:
         )
 
     def restore(self, step: int, abstract_state: Any = None) -> tuple[Any, dict]:
-        """Restore step `step` onto the shardings of `abstract_state` (a pytree of jax.ShapeDtypeStruct);
-        without a target, leaves come back as saved (for inspection tools)."""
+        """Restore step `step` onto the shardings of `abstract_state` (a pytree of jax.ShapeDtypeStruct); without a
+        target, every array comes back whole on this process's first device, whatever mesh saved it (inspection
+        tools)."""
+        if abstract_state is None:
+            abstract_state = self._single_device_target(step)
         restored = self._manager.restore(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()),
         )
         return restored["state"], restored["data"]
+
+    def _single_device_target(self, step: int) -> Any:
+        with ocp.StandardCheckpointer() as reader:
+            metadata = reader.metadata(self.directory / str(step) / "state").item_metadata
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device), metadata)
 
     def restore_latest(
         self, abstract_state: Any, report: Callable[[str], None] = print
