@@ -140,6 +140,8 @@ def test_vae_run_reports_test_split_elbo_and_sample_mode(tmp_path):
     names = ["sample_step_0000004_0.png", "interpolations_step_0000004.png", "reconstructions_step_0000004.png"]
     assert [p.name for p in paths] == names
     assert all(p.exists() for p in paths)
+    # --mode=sample grids are scaled like the training grids: 16 tiles of 16x16 in 4 columns, 4x to 296 pixels.
+    assert Image.open(paths[0]).size == Image.open(pictures["step_0000004.png"]).size == (296, 296)
 
 
 def test_sample_mode_without_checkpoint_is_a_clear_error(tmp_path):
