@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m genimg_jax.main --config=configs/dcgan_digits.py --workdir=$(DEMO_WORKDIR) --config.eval.every=2500
+	$(BIN)/python -m genimg_jax.main --config=configs/dcgan.py --workdir=$(DEMO_WORKDIR) --config.eval.every=2500
 	@echo "demo outputs: $(DEMO_WORKDIR)"
 
 test: $(STAMP)
@@ -31,8 +31,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
-	$(BIN)/python -m genimg_jax.tools.benchmark --config=configs/dcgan_digits.py
-	$(BIN)/python -m genimg_jax.tools.benchmark --config=configs/vae_digits.py
+	$(BIN)/python -m genimg_jax.tools.benchmark --config=configs/dcgan.py
+	$(BIN)/python -m genimg_jax.tools.benchmark --config=configs/vae.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -2,9 +2,9 @@
 
 Two commands: first the autoencoder, then diffusion in its latent space.
 
-    python -m genimg_jax.main --config=configs/vae_digits.py --workdir=runs/vae_digits
+    python -m genimg_jax.main --config=configs/vae.py --workdir=runs/vae
     python -m genimg_jax.main --config=configs/ldm.py --workdir=runs/ldm_digits \
-        --config.model.first_stage_workdir=runs/vae_digits
+        --config.model.first_stage_workdir=runs/vae
 
 The first stage is frozen; images are encoded to the posterior mean scaled to unit variance (`model.latent_scale`
 = 0 measures the scale; set a number to fix it). The latent is a flat vector, so the denoiser is a residual MLP.
@@ -20,7 +20,7 @@ from genimg_jax.methods.diffusion import default_config
 def get_config() -> ml_collections.ConfigDict:
     config = default_config("edm")
     config.method = "latent_diffusion"
-    config.data.resolution = 32  # that of configs/vae_digits.py
+    config.data.resolution = 32  # that of configs/vae.py
     # sigma_data = 1: the latents are scaled to unit standard deviation.
     config.model.update(network="mlp", features=256, num_res_blocks=3, dropout=0.0, sigma_data=1.0)
     config.sample.clip_denoised = False  # latents are unbounded

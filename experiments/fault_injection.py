@@ -1,7 +1,7 @@
 """Fault injection: kill a training run at random moments, restart it each time, and demand the same result.
 
     python -m experiments.fault_injection --workdir=runs/faults --kills=10 [--signals=kill,term] [--seed=0]
-        [--config=configs/dcgan_digits.py] [--config.a.b=v ...]
+        [--config=configs/dcgan.py] [--config.a.b=v ...]
 
 1. Runs `python -m genimg_jax.main` once uninterrupted (the reference) and times its training steps.
 2. Runs it again in another workdir `--kills` times, each time sending a signal (SIGKILL, or SIGTERM: the
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [arg[len("--config.") :] for arg in argv if arg.startswith("--config.")]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True, type=pathlib.Path, help="must not exist yet")
-    parser.add_argument("--config", default="configs/dcgan_digits.py")
+    parser.add_argument("--config", default="configs/dcgan.py")
     parser.add_argument("--kills", type=int, default=10, help="interruptions to attempt")
     parser.add_argument("--signals", default="kill", help="comma list cycled over: kill (SIGKILL), term (SIGTERM)")
     parser.add_argument("--steps", type=int, default=60)

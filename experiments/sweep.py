@@ -1,6 +1,6 @@
 """Sweeps: one config, a grid of overrides, one run per grid point, and a results table over all runs.
 
-    python -m experiments.sweep --config=configs/vae_digits.py --workdir=runs/beta_sweep \
+    python -m experiments.sweep --config=configs/vae.py --workdir=runs/beta_sweep \
         --grid model.beta=0.5,1,4 --grid seed=0,1 [--dry_run] [--config.train.steps=500]
 
 Runs go one after another on this machine (each in `WORKDIR/<name>/`, resumable like any run); `--dry_run`

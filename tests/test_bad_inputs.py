@@ -91,7 +91,7 @@ def test_empty_and_imageless_folders(tmp_path):
 
 
 def _gan_config(*overrides):
-    return load("dcgan_digits.py", *TINY_GAN, *overrides)
+    return load("dcgan.py", *TINY_GAN, *overrides)
 
 
 def test_identity_differences_ignore_run_length_and_logging():

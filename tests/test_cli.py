@@ -7,7 +7,7 @@ from genimg_jax import main as cli
 from genimg_jax.config import apply_overrides, load_config
 from genimg_jax.tools import benchmark
 
-CONFIG = str(CONFIGS / "dcgan_digits.py")
+CONFIG = str(CONFIGS / "dcgan.py")
 TINY = as_flags([*TINY_GAN, "train.steps=2", "train.num_sample_images=4"])
 
 

@@ -19,7 +19,7 @@ from genimg_jax.config import (
 from genimg_jax.methods import build_method
 
 
-@pytest.fixture(params=["dcgan_digits.py", "vae_digits.py", "vae_digits.py:beta", "draw.py", "draw.py:mnist"])
+@pytest.fixture(params=["dcgan.py", "vae.py", "vae.py:beta", "draw.py", "draw.py:mnist"])
 def config(request):
     return load(request.param)
 
@@ -32,7 +32,7 @@ def test_shipped_configs_validate_and_build(config):
 
 
 def test_overrides_parse_to_the_field_type():
-    config = load("dcgan_digits.py")
+    config = load("dcgan.py")
     apply_overrides(
         config,
         [
@@ -64,7 +64,7 @@ def test_overrides_parse_to_the_field_type():
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
-    config = load("dcgan_digits.py")
+    config = load("dcgan.py")
     with pytest.raises(ConfigError, match=re.escape(message)):
         apply_overrides(config, [override])
 
@@ -96,21 +96,21 @@ def test_missing_config_file_and_variant_argument(tmp_path):
     ],
 )
 def test_bad_values_name_the_key(override, message):
-    config = load("dcgan_digits.py", override)
+    config = load("dcgan.py", override)
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate_common(config)
         build_method(config)
 
 
 def test_vae_likelihood_is_validated():
-    config = load("vae_digits.py", "model.likelihood=poisson")
+    config = load("vae.py", "model.likelihood=poisson")
     with pytest.raises(ConfigError, match=re.escape("config.model.likelihood='poisson' is invalid")):
         build_method(config)
 
 
 def test_command_line_error_is_one_line_and_writes_nothing(tmp_path, capsys):
     workdir = tmp_path / "run"
-    status = cli.main(["--config", str(CONFIGS / "dcgan_digits.py"), f"--workdir={workdir}", "--config.train.stpes=3"])
+    status = cli.main(["--config", str(CONFIGS / "dcgan.py"), f"--workdir={workdir}", "--config.train.stpes=3"])
     error = capsys.readouterr().err.strip()
     assert status == 2
     expected = "error: unknown config key config.train.stpes; did you mean config.train.steps, config.train.d_steps?"
@@ -121,8 +121,8 @@ def test_command_line_error_is_one_line_and_writes_nothing(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("spec", "override", "message"),
     [
-        ("dcgan_digits.py", "model.penalty=r1", "config.model.penalty was moved: use config.loss.penalty"),
-        ("dcgan_digits.py", "model.loss=hinge", "config.model.loss was moved: use config.loss.adversarial"),
+        ("dcgan.py", "model.penalty=r1", "config.model.penalty was moved: use config.loss.penalty"),
+        ("dcgan.py", "model.loss=hinge", "config.model.loss was moved: use config.loss.adversarial"),
         ("sngan.py:faces_ada", "model.ada_ops=xflip", "config.model.ada_ops was moved: use config.augment.ops"),
         (
             "sngan.py:faces",
@@ -135,7 +135,7 @@ def test_command_line_error_is_one_line_and_writes_nothing(tmp_path, capsys):
             "config.optim.warmup_steps was moved: use config.optim.denoiser.warmup_steps",
         ),
         (
-            "vae_digits.py",
+            "vae.py",
             "optim.learning_rate=1",
             "config.optim.learning_rate was moved: use config.optim.vae.learning_rate",
         ),
@@ -154,7 +154,7 @@ def test_moved_key_names_its_replacement(spec, override, message):
 
 def test_every_moved_key_is_gone_and_has_a_replacement_in_some_shipped_config():
     keys = set()
-    for spec in ("dcgan_digits.py", "sngan.py:faces", "ddpm.py", "vae_digits.py", "draw.py", "stylegan2.py"):
+    for spec in ("dcgan.py", "sngan.py:faces", "ddpm.py", "vae.py", "draw.py", "stylegan2.py"):
         keys.update(flat_keys(load_config(str(CONFIGS / spec))))
     for old, patterns in MOVED_KEYS.items():
         assert old not in keys
@@ -169,7 +169,7 @@ def test_a_moved_key_without_its_replacement_in_this_config_is_unknown():
         apply_overrides(load_config(str(CONFIGS / "stylegan2.py")), ["model.loss=hinge"])
 
 
-@pytest.mark.parametrize("spec", ["dcgan_digits.py:cifar", "ddpm.py:mnist", "edm.py:x", "draw.py:x", "vae_digits.py:x"])
+@pytest.mark.parametrize("spec", ["dcgan.py:cifar", "ddpm.py:mnist", "edm.py:x", "draw.py:x", "vae.py:x"])
 def test_unknown_variant_has_one_message_everywhere(spec):
     name = spec.partition(":")[2]
     with pytest.raises(ConfigError, match=rf"^config variant '{name}' is unknown; choose one of \["):

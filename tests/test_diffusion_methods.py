@@ -123,7 +123,7 @@ def test_cifar10_configs_have_the_published_setup():
 
 def tiny_vae(workdir):
     config = load(
-        "vae_digits.py",
+        "vae.py",
         "data.resolution=16",
         "model.features=8",
         "model.latent_dim=4",

@@ -43,7 +43,7 @@ TINY_GAN_WITH_EVAL = [
 @pytest.fixture(scope="module")
 def digits_net_outputs():
     net = features.load_feature_net("digits")
-    mesh = parallel.make_mesh(load("dcgan_digits.py").mesh)
+    mesh = parallel.make_mesh(load("dcgan.py").mesh)
     outputs = {}
     for split in ("train", "test"):
         source = data.make_source("digits", split=split, resolution=32, channels=1)
@@ -77,7 +77,7 @@ def test_digits_metrics_order_real_test_images_far_above_noise(digits_net_output
 
 @pytest.mark.parametrize("override, shape", [("data.resolution=64", "64x64x1"), ("data.channels=3", "32x32x3")])
 def test_digits_net_refuses_larger_or_colour_images(override, shape):
-    config = load("dcgan_digits.py", override)
+    config = load("dcgan.py", override)
     with pytest.raises(ConfigError, match=rf"config.eval.feature_net='digits'.*at most 32x32 with 1 .*not {shape}"):
         SampleEvaluator(config, run=None, workdir="unused")  # refused before the run is looked at
 
@@ -120,7 +120,7 @@ def test_label_accuracy_checks_each_sample_against_the_class_it_was_drawn_for(sh
     correct = np.argmax(net.apply(net.variables, images)["logits"], axis=-1) == labels
     prototypes = jnp.stack([images[np.flatnonzero(correct & (labels == c))[0]] for c in range(10)])
     overrides = ["model.num_classes=10", "eval.metrics=label_accuracy", "eval.num_samples=50", "eval.batch_size=16"]
-    config = load("dcgan_digits.py", *overrides)
+    config = load("dcgan.py", *overrides)
     mesh = parallel.make_mesh(config.mesh)
     run = types.SimpleNamespace(method=_PrototypeSampler(shift), mesh=mesh, state_sharding=parallel.replicated(mesh))
     assert SampleEvaluator(config, run, tmp_path).evaluate(prototypes) == {"label_accuracy": expected}
@@ -134,7 +134,7 @@ def test_label_accuracy_checks_each_sample_against_the_class_it_was_drawn_for(sh
     ],
 )
 def test_label_accuracy_needs_a_conditional_model_and_a_dataset_classifier(overrides, message):
-    config = load("dcgan_digits.py", *overrides)
+    config = load("dcgan.py", *overrides)
     with pytest.raises(ConfigError, match=rf"config.eval.metrics='label_accuracy'.*{message}"):
         SampleEvaluator(config, run=None, workdir="unused")
 
@@ -142,7 +142,7 @@ def test_label_accuracy_needs_a_conditional_model_and_a_dataset_classifier(overr
 def test_reference_features_are_cached_by_everything_they_depend_on(tmp_path, monkeypatch):
     net = features.load_feature_net("digits")
     source = data.make_source("digits", split="test", resolution=32, channels=1)
-    sharding = parallel.batch_sharding(parallel.make_mesh(load("dcgan_digits.py").mesh))
+    sharding = parallel.batch_sharding(parallel.make_mesh(load("dcgan.py").mesh))
     key = reference.cache_key("digits", "", "test", 32, 1, net)
     first = reference.cached_source_features(net, source, key, tmp_path, 64, sharding)
 
@@ -190,7 +190,7 @@ def test_brute_force_nearest_neighbours():
 
 
 def test_training_evaluates_keeps_the_best_checkpoint_and_eval_mode_reproduces_it(tmp_path):
-    config = load("dcgan_digits.py", *TINY_GAN_WITH_EVAL)
+    config = load("dcgan.py", *TINY_GAN_WITH_EVAL)
     trainer.train(config, tmp_path)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evals = {r["step"]: r for r in records if r["split"] == "test"}
@@ -211,7 +211,7 @@ def test_training_evaluates_keeps_the_best_checkpoint_and_eval_mode_reproduces_i
 
     # The checkpoint of step 4, evaluated afterwards, gives the numbers training logged (same sample keys).
     (tmp_path / "eval_0000004.json").unlink()
-    flags = [f"--config={CONFIGS / 'dcgan_digits.py'}", f"--workdir={tmp_path}", *as_flags(TINY_GAN_WITH_EVAL)]
+    flags = [f"--config={CONFIGS / 'dcgan.py'}", f"--workdir={tmp_path}", *as_flags(TINY_GAN_WITH_EVAL)]
     assert main.main([*flags, "--mode=eval"]) == 0
     posthoc = json.loads((tmp_path / "eval_0000004.json").read_text())["values"]
     for name in ("fid", "kid_mean", "is_mean", "precision", "recall"):
@@ -226,7 +226,7 @@ def test_training_evaluates_keeps_the_best_checkpoint_and_eval_mode_reproduces_i
 
 
 def test_eval_mode_without_inception_weights_says_which_file_and_where(tmp_path, capsys):
-    flags = [f"--config={CONFIGS / 'dcgan_digits.py'}", f"--workdir={tmp_path}", "--mode=eval"]
+    flags = [f"--config={CONFIGS / 'dcgan.py'}", f"--workdir={tmp_path}", "--mode=eval"]
     assert main.main([*flags, "--config.eval.feature_net=inception"]) == 2
     error = capsys.readouterr().err
     assert "pt_inception-2015-12-05-6726825d.pth" in error and "--config.eval.inception_weights=PATH" in error

@@ -22,7 +22,7 @@ TINY = [*TINY_GAN, "train.log_every=2", "train.sample_every=0", "train.checkpoin
 
 
 def _tiny_gan(*overrides):
-    return load("dcgan_digits.py", *TINY, *overrides)
+    return load("dcgan.py", *TINY, *overrides)
 
 
 def _leaves(state):
@@ -190,7 +190,7 @@ def test_random_kills_and_a_preemption_leave_the_run_bitwise_unchanged(tmp_path,
     monkeypatch.setenv("XLA_FLAGS", "")  # the runs use one device: faster to start, and equality is per device count
     overrides = [*fault_injection.DEFAULT_OVERRIDES, "train.steps=16"]
     summary = fault_injection.run_faults(
-        "configs/dcgan_digits.py", overrides, tmp_path, kills=2, signals=["kill", "term"], seed=0
+        "configs/dcgan.py", overrides, tmp_path, kills=2, signals=["kill", "term"], seed=0
     )
     assert summary["failures"] == []
     assert summary["interruptions"] == {"kill": 1, "term": 1}

@@ -18,7 +18,7 @@ from genimg_jax.models import gan_layers
 from genimg_jax.models.resnet_gan import Discriminator
 
 EMBEDDED = [
-    "dcgan_digits.py",
+    "dcgan.py",
     "wgan_gp.py",
     "sngan.py",
     "sngan.py:faces",
@@ -173,7 +173,7 @@ def test_lazy_r1_multi_scale_bfloat16_dcgan():
     """One run exercising three options: the R1 penalty on every 2nd D step only, a two-scale discriminator
     (its losses stay finite), and bfloat16 computation with float32 parameters."""
     config = _tiny(
-        "dcgan_digits.py",
+        "dcgan.py",
         "loss.penalty=r1",
         "loss.penalty_interval=2",
         "loss.penalty_weight=1.0",
@@ -209,13 +209,13 @@ def test_bad_gan_settings_name_the_key(override, key):
 
 def test_dcgan_rejects_class_conditioning():
     with pytest.raises(ConfigError, match=re.escape("config.model.num_classes")):
-        build_method(_tiny("dcgan_digits.py", "model.num_classes=10"))
+        build_method(_tiny("dcgan.py", "model.num_classes=10"))
 
 
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("dcgan_digits.py:cifar10", {"batch": 128, "d_steps": 1, "lr": (2e-4, 2e-4), "b": (0.5, 0.999), "decay": 0}),
+        ("dcgan.py:cifar10", {"batch": 128, "d_steps": 1, "lr": (2e-4, 2e-4), "b": (0.5, 0.999), "decay": 0}),
         ("wgan_gp.py:cifar10", {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9), "decay": 100000}),
         ("sngan.py:cifar10", {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9), "decay": 50000}),
         ("sagan.py:cifar10", {"batch": 64, "d_steps": 1, "lr": (1e-4, 4e-4), "b": (0.0, 0.9), "decay": 0}),

@@ -27,7 +27,7 @@ def _train(config, steps):
 
 
 def test_gan_few_steps():
-    config = load("dcgan_digits.py", *SMALL, "model.g_features=16", "model.d_features=16")
+    config = load("dcgan.py", *SMALL, "model.g_features=16", "model.d_features=16")
     method, state, history = _train(config, steps=12)
     assert int(state.step) == 12
     d_losses = [float(m["d_loss"]) for m in history]
@@ -52,7 +52,7 @@ def test_gan_few_steps():
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_vae_few_steps(likelihood):
-    config = load("vae_digits.py", *SMALL, f"model.likelihood={likelihood}")
+    config = load("vae.py", *SMALL, f"model.likelihood={likelihood}")
     method, state, history = _train(config, steps=30)
     elbos = [float(m["negative_elbo"]) for m in history]
     assert all(np.isfinite(elbos))
@@ -72,7 +72,7 @@ def test_vae_few_steps(likelihood):
 
 def test_bernoulli_vae_negative_elbo_bounded_by_uniform_model_at_init():
     """At initialisation the decoder is near p = 1/2 per pixel, so -ELBO is about D log 2 plus a small KL."""
-    config = load("vae_digits.py", *SMALL)
+    config = load("vae.py", *SMALL)
     method = build_method(config)
     batch = _digits_batches(config, 1)[0]
     state = method.init_state(jax.random.PRNGKey(0), batch)

@@ -20,7 +20,7 @@ from genimg_jax.training import compiled_run, trainer
 from genimg_jax.training.checkpoint import Checkpointer
 
 ROOT = pathlib.Path(__file__).parent.parent
-CONFIG = CONFIGS / "dcgan_digits.py"
+CONFIG = CONFIGS / "dcgan.py"
 RUN = [*TINY_GAN, "train.log_every=1", "train.checkpoint_every=2", "train.sample_every=2"]
 
 
@@ -120,7 +120,7 @@ def test_two_processes_train_checkpoint_resume_and_match_one_process(tmp_path):
         assert {"ocdbt.process_0", "ocdbt.process_1"} <= written
 
     # One process (8 devices here) with the same global batch computes the same run.
-    config = load("dcgan_digits.py", *RUN, "train.steps=4")
+    config = load("dcgan.py", *RUN, "train.steps=4")
     single = trainer.train(config, tmp_path / "one_process")
     for (step, d_loss, g_loss), (_, d_ref, g_ref) in zip(
         _losses(workdir), _losses(tmp_path / "one_process"), strict=True

@@ -19,7 +19,7 @@ from genimg_jax.training.checkpoint import Checkpointer
 # Tiny configs; most tests use the DCGAN. StyleGAN2 adds labels, w split like the batch, minibatch stddev across
 # examples, and R1 and path length (both second order) on step 0; DDPM adds sampled timesteps and noise.
 FAMILIES = {
-    "dcgan": ("dcgan_digits.py", TINY_GAN),
+    "dcgan": ("dcgan.py", TINY_GAN),
     "stylegan2": ("stylegan2.py", [*TINY_STYLEGAN2, "model.num_classes=10", "train.batch_size=32"]),
     "ddpm": ("ddpm.py", [*TINY_UNET, "train.batch_size=16"]),
 }

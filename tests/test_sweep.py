@@ -23,9 +23,7 @@ def test_grid_points_are_the_cartesian_product():
 
 
 def test_dry_run_prints_one_command_per_point(capsys, tmp_path):
-    status = sweep.main(
-        ["--config=configs/vae_digits.py", f"--workdir={tmp_path}", "--grid", "model.beta=1,4", "--dry_run"]
-    )
+    status = sweep.main(["--config=configs/vae.py", f"--workdir={tmp_path}", "--grid", "model.beta=1,4", "--dry_run"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert status == 0 and len(lines) == 2
     assert lines[1].endswith(f"--workdir={tmp_path}/model.beta=4 --config.model.beta=4")
@@ -33,7 +31,7 @@ def test_dry_run_prints_one_command_per_point(capsys, tmp_path):
 
 
 def test_bad_grid_key_fails_before_any_run(capsys, tmp_path):
-    status = sweep.main(["--config=configs/vae_digits.py", f"--workdir={tmp_path}", "--grid", "model.bta=1,2"])
+    status = sweep.main(["--config=configs/vae.py", f"--workdir={tmp_path}", "--grid", "model.bta=1,2"])
     assert status == 2
     assert "unknown config key config.model.bta; did you mean config.model.beta?" in capsys.readouterr().err
 
@@ -41,7 +39,7 @@ def test_bad_grid_key_fails_before_any_run(capsys, tmp_path):
 @pytest.mark.slow
 def test_two_run_sweep_writes_a_results_table(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "experiments.sweep", "--config=configs/dcgan_digits.py", f"--workdir={tmp_path}",
+        [sys.executable, "-m", "experiments.sweep", "--config=configs/dcgan.py", f"--workdir={tmp_path}",
          "--grid", "seed=0,1", *TINY],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip

@@ -25,7 +25,7 @@ def _config(name, *overrides):
 
 
 def _tiny_gan(*overrides):
-    return _config("dcgan_digits.py", *TINY_GAN, *overrides)
+    return _config("dcgan.py", *TINY_GAN, *overrides)
 
 
 def _leaves(state):
@@ -75,11 +75,11 @@ def test_resume_sets_aside_log_records_past_the_checkpoint(tmp_path):
     assert superseded == [before[4]]
 
 
-@pytest.mark.parametrize("config_name", ["dcgan_digits.py", "vae_digits.py"])
+@pytest.mark.parametrize("config_name", ["dcgan.py", "vae.py"])
 def test_one_device_and_eight_devices_give_the_same_step(config_name):
     assert jax.device_count() == 8
     config = _config(config_name, "data.resolution=16", "train.batch_size=16")
-    if config_name == "dcgan_digits.py":
+    if config_name == "dcgan.py":
         apply_overrides(config, ["model.g_features=8", "model.d_features=8"])
     source = data.make_source("digits", split="train", resolution=16, channels=1)
     local_batch = next(data.make_train_stream(source, global_batch_size=16, seed=0))
@@ -111,7 +111,7 @@ def test_batch_not_divisible_by_devices_is_a_config_error():
 
 def test_vae_run_reports_test_split_elbo_and_sample_mode(tmp_path):
     config = _config(
-        "vae_digits.py",
+        "vae.py",
         "data.resolution=16",
         "train.batch_size=32",
         "train.steps=4",

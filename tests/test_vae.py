@@ -22,7 +22,7 @@ SMALL = [
 
 @pytest.fixture(scope="module")
 def trained_beta_vae():
-    config = load("vae_digits.py:beta", *SMALL, "model.kl_warmup_steps=20")
+    config = load("vae.py:beta", *SMALL, "model.kl_warmup_steps=20")
     method, state, history, _ = train_on_digits(config, steps=30)
     return method, state, history
 
@@ -74,7 +74,7 @@ def test_reconstructions_and_interpolations(trained_beta_vae):
 
 def test_unknown_variant_and_negative_free_bits_are_config_errors():
     with pytest.raises(ConfigError, match="config variant 'gamma' is unknown"):
-        load("vae_digits.py:gamma")
-    config = load("vae_digits.py", "model.free_bits=-1")
+        load("vae.py:gamma")
+    config = load("vae.py", "model.free_bits=-1")
     with pytest.raises(ConfigError, match=r"config.model.free_bits=-1.0 is invalid"):
         build_method(config)

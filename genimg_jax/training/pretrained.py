@@ -33,7 +33,7 @@ def trained_params(workdir: str, expected_method: str) -> tuple[Any, Any]:
     """(method, params at the latest checkpoint) of the finished `expected_method` run in `workdir`, restored onto
     this process's first device; problems are ConfigErrors naming `FIRST_STAGE_KEY`."""
     if not workdir:
-        raise _first_stage_error(workdir, "name the workdir of a trained VAE run (e.g. one of configs/vae_digits.py)")
+        raise _first_stage_error(workdir, "name the workdir of a trained VAE run (e.g. one of configs/vae.py)")
     try:
         saved = read_saved_config(workdir)
     except (FileNotFoundError, ConfigError) as error:

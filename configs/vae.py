@@ -1,6 +1,6 @@
 """Convolutional VAE (Kingma & Welling 2014) and β-VAE (Higgins et al. 2017) on the embedded digits at 32x32.
 
-Variants (`--config=configs/vae_digits.py:VARIANT`):
+Variants (`--config=configs/vae.py:VARIANT`):
 - `digits` (default): β = 1, Bernoulli likelihood of the binarised digits (`--config.model.likelihood=gaussian`
   models the 256 grey levels with a discretised Gaussian instead).
 - `beta`: β = 4 with the KL weight ramped up linearly over the first 200 steps (Bowman et al. 2016) and 0.25 free
