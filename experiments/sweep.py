@@ -17,7 +17,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from genimg_jax.config import ConfigError, apply_overrides, load_config, split_override_args
+from genimg_jax.cli import split_override_args
+from genimg_jax.config import ConfigError, apply_overrides, load_config
 
 
 def grid_points(grid: Sequence[str]) -> list[list[str]]:

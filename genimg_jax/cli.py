@@ -5,12 +5,30 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from genimg_jax.config import ConfigError, split_override_args
+from genimg_jax.config import ConfigError
 from genimg_jax.data import DataError
 from genimg_jax.training.checkpoint import CheckpointError
 
 BAD_INPUT = 2  # a config, data, checkpoint or workdir that cannot be used
 DIVERGED = 1  # training stopped on non-finite values; the last good checkpoint is kept
+
+
+def split_override_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate `--config.a.b=v` (or `--config.a.b v`) arguments from the rest of the command line."""
+    overrides, rest = [], []
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg.startswith("--config."):
+            body = arg[len("--config.") :]
+            if "=" not in body:
+                if not args:
+                    raise ConfigError(f"override {arg} has no value")
+                body = f"{body}={args.pop(0)}"
+            overrides.append(body)
+        else:
+            rest.append(arg)
+    return overrides, rest
 
 
 def parse_with_overrides(

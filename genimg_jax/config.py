@@ -12,7 +12,7 @@ import difflib
 import fnmatch
 import importlib.util
 import pathlib
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import ml_collections
@@ -140,24 +140,6 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
             raise ConfigError(f"config.{dotted} is a section; override one of its keys instead")
         node[leaf] = _parse_value(text, node[leaf], node.get_type(leaf), dotted)
     return config
-
-
-def split_override_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Separate `--config.a.b=v` (or `--config.a.b v`) arguments from the rest of the command line."""
-    overrides, rest = [], []
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg.startswith("--config."):
-            body = arg[len("--config.") :]
-            if "=" not in body:
-                if not args:
-                    raise ConfigError(f"override {arg} has no value")
-                body = f"{body}={args.pop(0)}"
-            overrides.append(body)
-        else:
-            rest.append(arg)
-    return overrides, rest
 
 
 def require(condition: bool, key: str, value: Any, expectation: str) -> None:

@@ -6,6 +6,7 @@ import pytest
 from tiny_configs import CONFIGS, load
 
 from genimg_jax import main as cli
+from genimg_jax.cli import split_override_args
 from genimg_jax.config import (
     MOVED_KEYS,
     ConfigError,
@@ -13,7 +14,6 @@ from genimg_jax.config import (
     check_variant,
     flat_keys,
     load_config,
-    split_override_args,
     validate_common,
 )
 from genimg_jax.methods import build_method
