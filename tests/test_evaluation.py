@@ -203,6 +203,7 @@ def test_training_evaluates_keeps_the_best_checkpoint_and_eval_mode_reproduces_i
     assert protocol["feature_net"] == "digits" and protocol["num_samples"] == 40 and protocol["resolution"] == 32
     assert protocol["feature_net_weights_sha256"] == features.file_hash(digits_net.WEIGHTS_PATH)
     assert protocol["reference"] == {"dataset": "digits", "split": "train", "num_images": 1500}
+    assert protocol["conditioning"] is None  # an unconditional model
 
     best_step = min(evals, key=lambda step: evals[step]["fid"])
     best = json.loads((tmp_path / "best" / "best.json").read_text())

@@ -111,7 +111,9 @@ def test_a_conditioning_field_flows_through_training_sampling_and_evaluation(pai
     untrained_mse = float(np.mean(np.asarray(images) ** 2))  # a = b = 0 predicts 0
     assert evaluation["mse"] < 0.5 * untrained_mse and evaluation["fid"] > 0
 
-    generated, _ = SampleEvaluator(pair_config, compile_run(pair_config), tmp_path).generate(state, keep_images=True)
+    evaluator = SampleEvaluator(pair_config, compile_run(pair_config), tmp_path)
+    generated, _ = evaluator.generate(state, keep_images=True)
+    assert evaluator.protocol()["conditioning"] == {"fields": ["source"], "split": "test", "order": "index, cycled"}
     expected_sources = np.stack([eval_source[i]["source"] for i in range(40)])  # the eval split, in order
     np.testing.assert_array_equal(generated["source"], expected_sources)
     predicted = data.from_unit_range(np.clip(params["a"] * data.to_unit_range(expected_sources) + params["b"], -1, 1))

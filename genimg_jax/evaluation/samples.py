@@ -242,6 +242,12 @@ class SampleEvaluator:
             "is_splits": evaluation.is_splits,
             "pr_neighbours": evaluation.pr_neighbours,
             "sample_seed": config.seed,
+            # What the samples were drawn for: none, or these fields of the eval split's examples in order.
+            "conditioning": (
+                {"fields": list(self.conditioning_fields), "split": config.data.eval_split, "order": "index, cycled"}
+                if self.conditioning_fields
+                else None
+            ),
         }
 
 
