@@ -117,3 +117,16 @@ def test_workdir_of_another_model_is_refused_and_left_as_it_was(tmp_path):
     )
     assert (tmp_path / "config.json").read_text() == saved
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "config.json"]
+
+
+def test_workdir_saved_before_a_key_moved_says_where_it_went(tmp_path):
+    """A config.json written when the GAN's penalty lived in config.model names the key's new place."""
+    old = json.loads(_gan_config().to_json_best_effort())
+    old["model"]["penalty"] = old["loss"].pop("penalty")
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with pytest.raises(
+        ConfigError,
+        match=r"config\.loss\.penalty: saved None, now 'none'; config\.model\.penalty: "
+        r"saved 'none', since moved to config\.loss\.penalty\)",
+    ):
+        workdirs.check_resumable(tmp_path, _gan_config())

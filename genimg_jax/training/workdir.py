@@ -16,7 +16,7 @@ from typing import Any
 
 import ml_collections
 
-from genimg_jax.config import ConfigError
+from genimg_jax.config import MOVED_KEYS, ConfigError
 
 # Dotted keys, or prefixes ending in '.', whose values must match for a checkpoint to be resumed.
 IDENTITY_KEYS = (
@@ -82,8 +82,16 @@ def check_resumable(workdir: pathlib.Path, config: ml_collections.ConfigDict) ->
         raise ConfigError(f"{error}; cannot tell which run its checkpoints are") from None
     differences = identity_differences(saved, json.loads(config.to_json_best_effort()))
     if differences:
-        listed = "; ".join(f"config.{k}: saved {old!r}, now {new!r}" for k, (old, new) in differences.items())
+        listed = "; ".join(_difference(key, old, new) for key, (old, new) in differences.items())
         raise ConfigError(
             f"workdir {workdir} holds checkpoints of a different run ({listed}); "
             f"use another --workdir, or the saved values to resume"
         )
+
+
+def _difference(key: str, saved: Any, new: Any) -> str:
+    """One state-defining key that differs; a key the config no longer has because it moved says where to."""
+    if new is None and key in MOVED_KEYS:
+        moved_to = ", ".join(f"config.{replacement}" for replacement in MOVED_KEYS[key])
+        return f"config.{key}: saved {saved!r}, since moved to {moved_to}"
+    return f"config.{key}: saved {saved!r}, now {new!r}"
