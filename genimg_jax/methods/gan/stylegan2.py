@@ -191,9 +191,9 @@ class StyleGAN2:
 
     # Networks as functions of their parameters.
 
-    def _labels(self, labels: jax.Array, num: int) -> jax.Array | None:
-        """The classes of a real batch's `labels`, for conditional models."""
-        return sample_labels({"label": labels}, num, self.config.model.num_classes)
+    def _real_labels(self, batch: Batch) -> jax.Array | None:
+        """The classes of a real batch, for conditional models."""
+        return batch["label"] if self.config.model.num_classes else None
 
     def _map(self, params: Any, z: jax.Array, labels: jax.Array | None) -> jax.Array:
         return self.generator.apply({"params": params}, z, labels, method="map")
@@ -235,7 +235,7 @@ class StyleGAN2:
     def init_state(self, rng: jax.Array, example_batch: Batch) -> StyleGAN2State:
         g_rng, d_rng, state_rng = jax.random.split(rng, 3)
         images = data.to_unit_range(example_batch["image"])
-        labels = self._labels(example_batch["label"], images.shape[0])
+        labels = self._real_labels(example_batch)
         z = jnp.zeros((images.shape[0], self.config.model.z_dim))
         generator = self.generator.init(g_rng, z, labels, noise_mode="none")["params"]
         discriminator = self.discriminator.init(d_rng, images, labels)["params"]
@@ -256,7 +256,7 @@ class StyleGAN2:
         """The four phases of the module docstring in order, then the running averages and ADA's p."""
         real = data.to_unit_range(batch["image"])
         num = real.shape[0]
-        labels = self._labels(batch["label"], num)  # fakes get the labels of the real batch: same distribution
+        labels = self._real_labels(batch)  # fakes get the labels of the real batch: same distribution
         draws = self._draws(state, num)
         g_params, g_opt_state, g_loss, w = self._g_main(state, draws, labels)
         g_params, g_opt_state, pl_mean, pl_penalty = self._g_reg(state, draws, labels, g_params, g_opt_state)
