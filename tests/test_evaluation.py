@@ -8,13 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from inception_reference import GOLDEN, random_state_dict
 from PIL import Image
 from tiny_configs import CONFIGS, as_flags, load
+from torch_format import write_state_dict
 
 from genimg_jax import data, main, parallel
 from genimg_jax.config import ConfigError
 from genimg_jax.evaluation import audit
-from genimg_jax.evaluation.samples import SampleEvaluator
+from genimg_jax.evaluation.samples import SampleEvaluator, equal_sized
 from genimg_jax.metrics import digits_net, features, fid, kid, precision_recall, reference
 from genimg_jax.training import trainer
 from genimg_jax.training.checkpoint import Checkpointer
@@ -123,7 +125,11 @@ def test_label_accuracy_checks_each_sample_against_the_class_it_was_drawn_for(sh
     config = load("dcgan.py", *overrides)
     mesh = parallel.make_mesh(config.mesh)
     run = types.SimpleNamespace(method=_PrototypeSampler(shift), mesh=mesh, state_sharding=parallel.replicated(mesh))
-    assert SampleEvaluator(config, run, tmp_path).evaluate(prototypes) == {"label_accuracy": expected}
+    evaluator = SampleEvaluator(config, run, tmp_path)
+    assert evaluator.evaluate(prototypes) == {"label_accuracy": expected}
+    # Balanced over all 50 samples (not restarting at each batch of 16): every class exactly 5 times.
+    generated, _ = evaluator.generate(prototypes)
+    assert np.bincount(generated["label"], minlength=10).tolist() == [5] * 10
 
 
 @pytest.mark.parametrize(
@@ -232,3 +238,35 @@ def test_eval_mode_without_inception_weights_says_which_file_and_where(tmp_path,
     error = capsys.readouterr().err
     assert "pt_inception-2015-12-05-6726825d.pth" in error and "--config.eval.inception_weights=PATH" in error
     assert list(tmp_path.iterdir()) == []  # nothing was written
+
+
+def test_samples_reach_the_feature_net_on_uint8_levels_as_real_images_do():
+    """data.quantized == the round trip through a uint8 PNG, inside jit, including values outside [-1, 1]."""
+    images = np.random.default_rng(3).uniform(-1.2, 1.2, (4, 8, 8, 3)).astype(np.float32)
+    expected = data.to_unit_range(data.from_unit_range(images))
+    np.testing.assert_array_equal(jax.jit(data.quantized)(images), expected)
+    assert len(np.unique(np.asarray(expected))) <= 256
+
+
+def test_precision_recall_sets_are_cut_to_equal_size_by_a_fixed_subset():
+    real, generated = np.arange(50)[:, None] * 1.0, np.arange(20)[:, None] + 0.5
+    cut_real, same_generated = equal_sized(real, generated)
+    assert len(cut_real) == 20 and same_generated is generated
+    assert set(cut_real[:, 0]) <= set(real[:, 0]) and len(set(cut_real[:, 0])) == 20
+    np.testing.assert_array_equal(equal_sized(real, generated)[0], cut_real)  # the same subset every time
+
+
+@pytest.mark.parametrize("name", ["digits", "inception"])
+def test_feature_nets_run_every_matmul_and_convolution_at_full_float32_precision(name, tmp_path):
+    """Pinned whatever the backend's default (TF32 on recent GPUs, one bf16 pass on TPU): the lowered program
+    asks for HIGHEST precision in every dot and convolution."""
+    if name == "inception":
+        path = tmp_path / "pt_inception_random.pth"
+        golden = np.load(GOLDEN)
+        shapes = [tuple(int(d) for d in s.split(",")) for s in golden["shapes"]]
+        write_state_dict(path, random_state_dict([str(n) for n in golden["names"]], shapes))
+    net = features.load_feature_net(name, str(tmp_path / "pt_inception_random.pth"))
+    text = jax.jit(net.apply).lower(net.variables, jnp.zeros((2, 32, 32, 1))).as_text()
+    products = text.count("stablehlo.convolution") + text.count("stablehlo.dot_general")
+    assert products > 0 and text.count("precision HIGHEST") >= products
+    assert net.protocol()["matmul_precision"] == "float32"

@@ -6,7 +6,7 @@ batch = make_global_batch(next(stream), sharding)   # uint8 images; to_unit_rang
 """
 
 from genimg_jax.data.errors import DataError
-from genimg_jax.data.images import from_unit_range, to_unit_range
+from genimg_jax.data.images import from_unit_range, quantized, to_unit_range
 from genimg_jax.data.pipeline import IS_EXAMPLE, TrainStream, cycled_batches, iterate_once, make_train_stream
 from genimg_jax.data.sharding import make_global_batch, shard_whole_batch
 from genimg_jax.data.sources import (
@@ -40,6 +40,7 @@ __all__ = [
     "make_global_batch",
     "make_source",
     "make_train_stream",
+    "quantized",
     "shard_whole_batch",
     "source_from_config",
     "to_unit_range",

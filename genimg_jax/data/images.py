@@ -78,6 +78,13 @@ def to_unit_range(images_uint8: jax.Array | np.ndarray) -> jax.Array:
     return (jnp.asarray(images_uint8, jnp.float32) - 127.5) / 127.5
 
 
+def quantized(images: jax.Array) -> jax.Array:
+    """Float images in [-1, 1] snapped to the 256 levels a uint8 PNG holds (rounded, clipped), staying on device:
+    what evaluation feeds the feature net, so samples reach it as real images do (EDM and pytorch-fid score
+    uint8 files); `to_unit_range(from_unit_range(x))` without leaving the jitted function."""
+    return to_unit_range(jnp.clip(jnp.round((images.astype(jnp.float32) + 1.0) * 127.5), 0, 255))
+
+
 def from_unit_range(images: jax.Array | np.ndarray) -> np.ndarray:
     """Float images in [-1, 1] -> uint8 on the host (rounded, clipped), the inverse of `to_unit_range`,
     for writing PNG sample grids."""

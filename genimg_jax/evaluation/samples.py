@@ -3,11 +3,15 @@ with a classifier of the dataset's classes as feature net (digits), label accura
 
 N images are generated in batches sharded over the mesh (`method.sample` fused with the feature net in one
 jitted function, so images never leave the devices), their features stream into float64 moments, and the
-metrics compare them with cached features of a reference split. Every evaluation generates from the same keys
-(derived from `config.seed`), so values at different steps are paired comparisons, not independent draws.
-A method that conditions on fields of the data (`Method.conditioning_fields`: class labels, a source image, a
-caption) gets them from the examples of `data.eval_split` in index order, cycling if there are more samples
-than examples; so the samples follow the eval split's distribution of conditions, the same at every step.
+metrics compare them with cached features of a reference split. Samples reach the feature net snapped to uint8
+levels, as real images do (`data.quantized`). Every evaluation generates from the same keys (derived from
+`config.seed`), so values at different steps are paired comparisons, not independent draws.
+Class-conditional methods draw balanced labels: sample i is of class i mod num_classes, so N samples hold every
+class N / num_classes times (the papers' class-balanced protocol). A method that conditions on other fields of
+the data (`Method.conditioning_fields`: a source image, a caption) gets them from the examples of
+`data.eval_split` in index order, cycling if there are more samples than examples; so the samples follow the eval
+split's distribution of conditions, the same at every step. Precision/recall compares sets of equal size, as
+Kynkäänniemi et al.: the larger set is subsampled (fixed seed) to the size of the smaller.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ BEST_METRICS = {
 # Feature nets whose logits are the classes of the data they were trained on (Inception's are ImageNet's).
 DATASET_CLASSIFIERS = ("digits",)
 EVAL_SEED_SALT = 0xE7A1
+PR_SUBSAMPLE_SEED = 0x9E1
 
 
 def requested_metrics(config: ml_collections.ConfigDict) -> list[str]:
@@ -112,12 +117,27 @@ def compute_metrics(
         )
     if "pr" in names:
         values["precision"], values["recall"] = precision_recall.precision_recall(
-            real["features"], generated["features"], eval_config.pr_neighbours
+            *equal_sized(real["features"], generated["features"]), eval_config.pr_neighbours
         )
     if "label_accuracy" in names:
         # Fraction of samples the feature net classifies as the class they were drawn for.
         values["label_accuracy"] = float(np.mean(np.argmax(generated["logits"], axis=-1) == generated["label"]))
     return values
+
+
+def equal_sized(real: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sets cut to the smaller one's size by a fixed random subset of the larger (recall depends on N)."""
+    size = min(len(real), len(generated))
+    rng = np.random.default_rng(PR_SUBSAMPLE_SEED)
+    return tuple(
+        points if len(points) == size else points[np.sort(rng.choice(len(points), size, replace=False))]
+        for points in (real, generated)
+    )
+
+
+def balanced_labels(start: int, num: int, num_classes: int) -> np.ndarray:
+    """Labels of samples start .. start + num - 1: class i mod num_classes, balanced over the whole sample set."""
+    return (np.arange(start, start + num) % num_classes).astype(np.int32)
 
 
 def load_split_features(
@@ -157,7 +177,7 @@ class SampleEvaluator:
 
         def generate(state, variables, rng, conditioning):
             images = method.sample(state, rng, batch_size, conditioning or None)  # {}: unconditional
-            images = jax.lax.with_sharding_constraint(images, batch_sharding)
+            images = jax.lax.with_sharding_constraint(data.quantized(images), batch_sharding)
             return images, net.apply(variables, images)
 
         replicated = parallel.replicated(run.mesh)
@@ -175,14 +195,18 @@ class SampleEvaluator:
     def _conditioning(self, num_batches: int) -> Iterator[dict[str, np.ndarray]]:
         """Per batch of samples, the method's conditioning fields of eval-split examples (see the module
         docstring), whole on every process; empty for unconditional methods."""
+        batch_size = self.config.eval.batch_size
         if not self.conditioning_fields:
             return itertools.repeat({}, num_batches)
+        if self.conditioning_fields == ("label",):
+            num_classes = self.config.model.num_classes
+            return ({"label": balanced_labels(i * batch_size, batch_size, num_classes)} for i in range(num_batches))
         if self._conditioning_source is None:
             self._conditioning_source = data.source_from_config(self.config.data, self.config.data.eval_split)
         return data.cycled_batches(
             self._conditioning_source,
             self.conditioning_fields,
-            batch_size=self.config.eval.batch_size,
+            batch_size=batch_size,
             num_batches=num_batches,
         )
 
@@ -239,15 +263,24 @@ class SampleEvaluator:
                 "subsets": evaluation.kid_subsets,
                 "subset_size": min(evaluation.kid_subset_size, evaluation.num_samples, num_reference or math.inf),
             },
+            "samples": "snapped to uint8 levels before the feature net",
             "is_splits": evaluation.is_splits,
             "pr_neighbours": evaluation.pr_neighbours,
+            "pr_set_size": min(evaluation.num_samples, num_reference or math.inf),
             "sample_seed": config.seed,
-            # What the samples were drawn for: none, or these fields of the eval split's examples in order.
-            "conditioning": (
-                {"fields": list(self.conditioning_fields), "split": config.data.eval_split, "order": "index, cycled"}
-                if self.conditioning_fields
-                else None
-            ),
+            # What the samples were drawn for: none, balanced classes, or these fields of the eval split in order.
+            "conditioning": self._conditioning_protocol(),
+        }
+
+    def _conditioning_protocol(self) -> dict[str, Any] | None:
+        if not self.conditioning_fields:
+            return None
+        if self.conditioning_fields == ("label",):
+            return {"fields": ["label"], "labels": "balanced: sample i is of class i mod num_classes"}
+        return {
+            "fields": list(self.conditioning_fields),
+            "split": self.config.data.eval_split,
+            "order": "index, cycled",
         }
 
 
