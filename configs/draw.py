@@ -9,6 +9,9 @@ Variants (`--config=configs/draw.py:VARIANT`):
   87.40 without attention). The trainer needs power-of-two resolutions, so MNIST is resized to 32x32 here and
   binarised at mid-grey rather than the paper's fixed binarisation: the numbers are close in kind, not comparable.
 
+Initialisation (not given in the paper): the write's intensity starts at patch area / image area
+(`genimg_jax/models/draw.py`), which keeps every prior sample from staying a blank canvas.
+
 On `digits` the reported test ELBO is in nats per 32x32 binarised image: a different, much smaller data set than
 MNIST, so it is not comparable with the paper's number either.
 """

@@ -9,7 +9,7 @@ import pytest
 from digits_training import train_on_digits
 from tiny_configs import load
 
-from genimg_jax.models.draw import Attention, filterbank, glimpse, paste
+from genimg_jax.models.draw import Attention, DrawNetwork, filterbank, glimpse, paste
 
 TINY_DRAW = [
     "data.resolution=16",
@@ -93,3 +93,22 @@ def test_draw_canvas_shows_each_step_and_ends_at_the_sample(trained_draw):
     np.testing.assert_allclose(canvas[:, -1], jax.jit(method.sample, static_argnums=2)(state, rng, 8), atol=1e-5)
     # Every step writes something: consecutive canvases differ.
     assert float(jnp.min(jnp.abs(jnp.diff(canvas, axis=1)).max(axis=(0, 2, 3, 4)))) > 1e-3
+
+
+def test_no_sample_from_the_prior_stays_a_blank_canvas(trained_draw):
+    """The write's gain 1/gamma starts at image area / patch area, so every sample writes from the first steps;
+    started at 1 (gamma = 1), the decoder had to learn a ~250x gain through its LSTM state and the samples whose
+    z never led it there stayed the grey canvas sigmoid(0) (4% of samples after the digits config's 1500 steps)."""
+    method, state, _, _ = trained_draw
+    samples = jax.jit(method.sample, static_argnums=2)(state, jax.random.PRNGKey(4), 256)
+    grey = jnp.mean(jnp.abs(samples) < 0.2, axis=(1, 2, 3))  # pixels within 0.1 of sigmoid(0) = 0.5
+    assert float(jnp.max(grey)) < 0.9
+
+
+def test_write_gain_starts_at_image_area_over_patch_area():
+    network = DrawNetwork(resolution=16, channels=1, steps=2, hidden=8, latent_dim=2, read_size=2, write_size=3)
+    params = network.init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 1)), jnp.zeros((2, 1, 2)))["params"]
+    _, _, gamma = Attention(16, 3, math.log(9 / 256)).apply({"params": params["step"]["write"]}, jnp.zeros((1, 8)))
+    assert float(gamma[0, 0]) == pytest.approx(9 / 256, rel=1e-6)
+    _, _, read_gamma = Attention(16, 2).apply({"params": params["step"]["read"]}, jnp.zeros((1, 8)))
+    assert float(read_gamma[0, 0]) == 1.0  # the read's intensity is not rescaled
