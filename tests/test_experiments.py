@@ -99,7 +99,8 @@ def test_table_aggregates_known_values_per_cell(tmp_path):
     assert body[0] == ["8", "3/3", "2 ± 1 [1, 3]", "1.5", "+0.5", "0.5 ± 0 [0.5, 0.5]", "P1"]
     assert body[1] == ["16", "3/3", "30 ± 26.46 [10, 60]", "", "", "0.5 ± 0 [0.5, 0.5]", "P1"]
     text = results.markdown(study, rows)
-    assert "- P1: digits net (weights abc123), 100 samples (seed 0) vs 1500 images of digits/train, 32px" in text
+    protocol = "digits net (weights abc123), 100 samples (drawn from the run's seed) vs 1500 images of digits/train"
+    assert f"- P1: {protocol}, 32px" in text
     assert "- latent_dim=8, fid 1.5: A et al., Table 9; protocol: 50k samples" in text
 
 

@@ -20,6 +20,8 @@ from genimg_jax.cli import parse_with_overrides, run_command
 from genimg_jax.experiments import launch, report, results, runner
 from genimg_jax.experiments.study import expand, load_study
 
+INTERRUPTED = 130  # the shell's status for Ctrl-C; the runs resume when the study runs again
+
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m genimg_jax.experiments", description=__doc__,
@@ -55,7 +57,10 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.parallel < 1:
         print(f"error: --parallel={args.parallel} must be at least 1", file=sys.stderr)
         return 2
-    outcome = runner.run_study(runs, args.parallel)
+    try:
+        outcome = runner.run_study(runs, args.parallel)
+    except KeyboardInterrupt:
+        return INTERRUPTED
     for failed, status in outcome.failed:
         print(f"failed: {failed.cell.name} seed={failed.seed} (exit status {status}) in {failed.workdir}")
     print(f"{len(outcome.finished)}/{len(runs)} runs finished; tables: python -m genimg_jax.experiments table "

@@ -60,7 +60,7 @@ def describe_protocol(protocol: dict[str, Any], eval_split: str) -> str:
     reference = protocol["reference"]
     return (
         f"{protocol['feature_net']} net (weights {protocol['feature_net_weights_sha256']}), "
-        f"{protocol['num_samples']} samples (seed {protocol['sample_seed']}) vs {reference['num_images']} images "
+        f"{protocol['num_samples']} samples (drawn from the run's seed) vs {reference['num_images']} images "
         f"of {reference['dataset']}/{reference['split']}, {protocol['resolution']}px; {held_out}"
     )
 
