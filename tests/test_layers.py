@@ -15,7 +15,7 @@ PACKAGE = pathlib.Path(__file__).parent.parent / "genimg_jax"
 # above evaluation (it runs evaluations); the rest of training/ (compiled run, checkpoints, ...) sits below it,
 # so that evaluating, sampling or auditing a saved run never imports the loop.
 LAYERS = (
-    ("commands", ("genimg_jax.main", "genimg_jax.cli", "genimg_jax.tools")),
+    ("commands", ("genimg_jax.main", "genimg_jax.cli", "genimg_jax.tools", "genimg_jax.experiments")),
     ("training loop", ("genimg_jax.training.trainer",)),
     ("evaluation", ("genimg_jax.evaluation",)),
     ("training", ("genimg_jax.training",)),
