@@ -48,27 +48,33 @@ def count(tree) -> int:
 
 
 @pytest.fixture(scope="module")
-def cifar10_params():
-    network = Diffusion(load("edm.py:cifar10")).network
-    assert isinstance(network, ddpmpp.DDPMPlusPlus)
-    return abstract_params(network)
+def cifar10():
+    """edm.py:cifar10's network and its parameter shapes, as the method initialises them (traced, not run)."""
+    diffusion = Diffusion(load("edm.py:cifar10"))
+    assert isinstance(diffusion.network, ddpmpp.DDPMPlusPlus)
+    batch = {"image": jnp.zeros((2, 32, 32, 3), jnp.uint8), "label": jnp.zeros((2,), jnp.int32)}
+    return diffusion.network, jax.eval_shape(diffusion.init_state, jax.random.PRNGKey(0), batch).params
 
 
-def test_cifar10_network_has_the_reference_parameter_count(cifar10_params):
+def test_cifar10_network_has_the_reference_parameter_count(cifar10):
     """EDM's count: SongUNet.__init__ of NVlabs/edm training/networks.py run with train.py's `--arch=ddpmpp`
     CIFAR-10 arguments (img_resolution 32, 3 channels, model_channels 128, channel_mult [2,2,2], resample_filter
     [1,1], ...) under a stand-in `torch` module whose Parameter records its shape; the sizes summed. The same run
     with augment_dim=9 and with label_dim=10 gave the two differences."""
-    assert count(cifar10_params) == REFERENCE_PARAMETERS
-    augmented = abstract_params(ddpmpp.DDPMPlusPlus(augment_dim=9))
+    network, params = cifar10
+    assert network.augment_dim in (0, 9)  # without augmentation, or with EDM's 9 augment labels
+    assert count(params) == REFERENCE_PARAMETERS + (REFERENCE_AUGMENT_PARAMETERS if network.augment_dim else 0)
+    assert count(abstract_params(network.clone(augment_dim=0))) == REFERENCE_PARAMETERS
+    augmented = abstract_params(network.clone(augment_dim=9))
     assert count(augmented) - REFERENCE_PARAMETERS == REFERENCE_AUGMENT_PARAMETERS
     assert "bias" not in augmented["map"]["map_augment"]
-    conditional = abstract_params(ddpmpp.DDPMPlusPlus(num_classes=10), num_classes=10)
+    conditional = abstract_params(network.clone(augment_dim=0, num_classes=10), num_classes=10)
     assert count(conditional) - REFERENCE_PARAMETERS == REFERENCE_LABEL_PARAMETERS
 
 
-def test_cifar10_network_has_the_reference_blocks(cifar10_params):
-    blocks = {name: tree for name, tree in cifar10_params.items() if "conv0" in tree}
+def test_cifar10_network_has_the_reference_blocks(cifar10):
+    network, params = cifar10
+    blocks = {name: tree for name, tree in params.items() if "conv0" in tree}
     assert blocks.keys() == REFERENCE_BLOCKS.keys()
     for name, (cin, cout, attention, skip) in REFERENCE_BLOCKS.items():
         tree = blocks[name]
@@ -79,14 +85,15 @@ def test_cifar10_network_has_the_reference_blocks(cifar10_params):
         assert ("skip" in tree) == skip, name
         if skip:
             assert tree["skip"]["kernel"].shape == (1, 1, cin, cout), name
-    others = {
-        name: jax.tree.map(lambda a: a.shape, tree) for name, tree in cifar10_params.items() if name not in blocks
+    others = {name: jax.tree.map(lambda a: a.shape, tree) for name, tree in params.items() if name not in blocks}
+    mapping = {
+        "map_layer0": {"kernel": (128, 512), "bias": (512,)},
+        "map_layer1": {"kernel": (512, 512), "bias": (512,)},
     }
+    if network.augment_dim:
+        mapping["map_augment"] = {"kernel": (network.augment_dim, 128)}
     assert others == {
-        "map": {
-            "map_layer0": {"kernel": (128, 512), "bias": (512,)},
-            "map_layer1": {"kernel": (512, 512), "bias": (512,)},
-        },
+        "map": mapping,
         "enc_32x32_conv": {"kernel": (3, 3, 3, 128), "bias": (128,)},
         "dec_32x32_aux_norm": {"scale": (256,), "bias": (256,)},
         "dec_32x32_aux_conv": {"kernel": (3, 3, 256, 3), "bias": (3,)},
