@@ -7,11 +7,14 @@ Variants (`--config=configs/edm.py:VARIANT`):
 - `digits` (default): the embedded digits at 16x16 with the small U-Net of `configs/ddpm.py:digits`.
 - `cifar10`: EDM's CIFAR-10 setup (Table 7, config F): batch 512, Adam lr 1e-3 ramped up over the first 10M
   images (19.5k steps), no gradient clipping, EMA half-life 0.5M images (decay 0.5^(512/5e5) = 0.99929 per step),
-  dropout 0.13, random flips, 200M images (390k steps). The network is this project's DDPM U-Net at the widths of
-  EDM's DDPM++ (channels 128, multipliers (2, 2, 2), 4 blocks per level, attention at 16x16), without DDPM++'s
-  FIR resampling, skip rescaling and augmentation pipeline. Published: FID 1.97 unconditional (VP, DDPM++),
-  1.79 class-conditional, 35 NFE (Karras et al. 2022, Table 2; sample count and reference split
-  not recorded here).
+  dropout 0.13, random flips, 200M images (390k steps). The network is EDM's DDPM++ (`models.ddpmpp`: channels
+  128, multipliers (2, 2, 2), 4 blocks per level, attention at 16x16, [1, 1] resampling in residual blocks, skip
+  scale sqrt(1/2), EDM's initialisation; 55,732,739 parameters unconditional, as EDM's SongUNet counts, plus
+  1,152 with 9 augment labels). The network has no known deviation; its weights differ from EDM's only in
+  layout (NHWC, qkv as three contiguous blocks). For the class-conditional number set `model.num_classes=10
+  model.label_dropout=0` (EDM trains no null class). No augmentation pipeline. Published: FID 1.97
+  unconditional (VP, DDPM++), 1.79 class-conditional, 35 NFE (Karras et al. 2022, Table 2; sample count and
+  reference split not recorded here).
 """
 
 import ml_collections
@@ -36,7 +39,12 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
         return config
     config.data.update(source="tfds:cifar10", resolution=32, channels=3, random_flip=True)
     config.model.update(
-        features=128, channel_multipliers=(2, 2, 2), num_res_blocks=4, attention_resolutions=(16,), dropout=0.13
+        network="ddpmpp",
+        features=128,
+        channel_multipliers=(2, 2, 2),
+        num_res_blocks=4,
+        attention_resolutions=(16,),
+        dropout=0.13,
     )
     config.optim.denoiser.update(learning_rate=1e-3, warmup_steps=19_531, grad_clip_norm=0.0)
     config.train.update(

@@ -22,10 +22,10 @@ from genimg_jax import data, parallel
 from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.diffusion import edm, guidance, samplers, schedules
 from genimg_jax.methods.base import Batch, Metrics, adam, class_conditioning, ema_update, sample_labels
-from genimg_jax.models import latent_mlp, unet
+from genimg_jax.models import ddpmpp, latent_mlp, unet
 
 PARAMETERIZATIONS = ("ddpm_eps", "edm")
-NETWORKS = ("unet", "mlp")
+NETWORKS = ("unet", "ddpmpp", "mlp")
 
 
 def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigDict:
@@ -38,7 +38,7 @@ def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigD
     config.model = ml_collections.ConfigDict(
         {
             "parameterization": "ddpm_eps",
-            "network": "unet",  # "mlp": LatentMLP, for flat latents (num_res_blocks = its number of blocks)
+            "network": "unet",  # "ddpmpp": EDM's DDPM++; "mlp": LatentMLP for flat latents (num_res_blocks = blocks)
             "features": 128,
             "channel_multipliers": (1, 2, 2, 2),
             "num_res_blocks": 2,
@@ -143,8 +143,9 @@ class Diffusion:
             "time_embedding": model.time_embedding,
             "num_classes": model.num_classes,
         }
-        if model.network == "unet":
-            self.network = unet.UNet(
+        if model.network in ("unet", "ddpmpp"):
+            network = unet.UNet if model.network == "unet" else ddpmpp.DDPMPlusPlus
+            self.network = network(
                 channel_multipliers=tuple(model.channel_multipliers),
                 num_res_blocks=model.num_res_blocks,
                 attention_resolutions=tuple(model.attention_resolutions),

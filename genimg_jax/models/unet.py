@@ -3,8 +3,9 @@
 Wide ResNet blocks with GroupNorm, a timestep embedding added inside every block, dropout before each block's
 second convolution, single-head self-attention at the configured resolutions and in the middle, nearest-neighbour
 up-sampling plus convolution (no transposed convolution). Output layers start at zero, so an untrained network
-predicts 0. Class conditioning adds a learned class embedding to the time embedding; index `num_classes` is the
-"null" class that classifier-free guidance trains with label dropout.
+predicts 0. Weights start as DDPM's `variance_scaling(fan_avg, uniform)` (Glorot uniform), biases at 0; the
+layers DDPM scales by 1e-10 start at exactly 0. Class conditioning adds a learned class embedding to the time
+embedding; index `num_classes` is the "null" class that classifier-free guidance trains with label dropout.
 """
 
 import math
@@ -15,12 +16,17 @@ import jax
 import jax.numpy as jnp
 
 TIME_EMBEDDINGS = ("positional", "fourier")
+DDPM_INIT = nn.initializers.xavier_uniform()  # DDPM's default_init(1.0): variance_scaling(1, fan_avg, uniform)
 
 
 def positional_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
-    """Transformer sinusoids of the scalar `t` per example, (N,) -> (N, dim), as DDPM embeds its timestep."""
+    """Transformer sinusoids of the scalar `t` per example, (N,) -> (N, dim), as DDPM embeds its timestep.
+
+    Frequencies run from 1 to exactly 1 / max_period (exponent i / (half - 1)), as DDPM's get_timestep_embedding
+    and EDM's PositionalEmbedding(endpoint=True) space them; sines come first.
+    """
     half = dim // 2
-    frequencies = jnp.exp(-math.log(max_period) * jnp.arange(half) / half)
+    frequencies = jnp.exp(-math.log(max_period) * jnp.arange(half) / (half - 1))
     angles = t[:, None].astype(jnp.float32) * frequencies[None]
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
@@ -50,7 +56,8 @@ class ConditioningEmbedding(nn.Module):
     def __call__(self, t: jax.Array, labels: jax.Array | None) -> jax.Array:
         base = self.dim // 4
         features = FourierEmbedding(base)(t) if self.time_embedding == "fourier" else positional_embedding(t, base)
-        embedding = nn.Dense(self.dim)(nn.swish(nn.Dense(self.dim)(features)))
+        hidden = nn.swish(nn.Dense(self.dim, kernel_init=DDPM_INIT)(features))
+        embedding = nn.Dense(self.dim, kernel_init=DDPM_INIT)(hidden)
         if self.num_classes:
             if labels is None:
                 raise ValueError("a class-conditional network needs labels")
@@ -75,13 +82,13 @@ class ResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, embedding: jax.Array, train: bool) -> jax.Array:
-        h = nn.Conv(self.features, (3, 3))(nn.swish(group_norm(x.shape[-1])(x)))
-        h = h + nn.Dense(self.features)(nn.swish(embedding))[:, None, None, :]
+        h = nn.Conv(self.features, (3, 3), kernel_init=DDPM_INIT)(nn.swish(group_norm(x.shape[-1])(x)))
+        h = h + nn.Dense(self.features, kernel_init=DDPM_INIT)(nn.swish(embedding))[:, None, None, :]
         h = nn.swish(group_norm(self.features)(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         h = nn.Conv(self.features, (3, 3), kernel_init=nn.initializers.zeros_init())(h)
         if x.shape[-1] != self.features:
-            x = nn.Conv(self.features, (1, 1))(x)
+            x = nn.Conv(self.features, (1, 1), kernel_init=DDPM_INIT)(x)
         return x + h
 
 
@@ -92,7 +99,9 @@ class SelfAttention(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         n, h, w, c = x.shape
         tokens = group_norm(c)(x).reshape(n, h * w, c)
-        attention = nn.MultiHeadDotProductAttention(num_heads=1, out_kernel_init=nn.initializers.zeros_init())
+        attention = nn.MultiHeadDotProductAttention(
+            num_heads=1, kernel_init=DDPM_INIT, out_kernel_init=nn.initializers.zeros_init()
+        )
         return x + attention(tokens).reshape(n, h, w, c)
 
 
@@ -114,7 +123,7 @@ class UNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, labels: jax.Array | None = None, train: bool = False) -> jax.Array:
         embedding = ConditioningEmbedding(4 * self.features, self.time_embedding, self.num_classes)(t, labels)
-        h = nn.Conv(self.features, (3, 3))(x)
+        h = nn.Conv(self.features, (3, 3), kernel_init=DDPM_INIT)(x)
         skips = [h]
         for level, multiplier in enumerate(self.channel_multipliers):
             for _ in range(self.num_res_blocks):
@@ -123,7 +132,7 @@ class UNet(nn.Module):
                     h = SelfAttention()(h)
                 skips.append(h)
             if level < len(self.channel_multipliers) - 1:
-                h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2))(h)
+                h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), kernel_init=DDPM_INIT)(h)
                 skips.append(h)
 
         h = ResBlock(h.shape[-1], self.dropout)(h, embedding, train)
@@ -138,6 +147,6 @@ class UNet(nn.Module):
                     h = SelfAttention()(h)
             if level > 0:
                 h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
-                h = nn.Conv(h.shape[-1], (3, 3))(h)
+                h = nn.Conv(h.shape[-1], (3, 3), kernel_init=DDPM_INIT)(h)
         h = nn.swish(group_norm(h.shape[-1])(h))
         return nn.Conv(x.shape[-1], (3, 3), kernel_init=nn.initializers.zeros_init())(h)
