@@ -269,6 +269,7 @@ def test_cifar10_variants_use_the_papers_setup():
         assert (config.model.mapping_layers, config.model.channel_max, config.model.mbstd_group_size) == (2, 512, 32)
         assert config.train.batch_size == 64 and config.loss.r1_gamma == 0.01 and config.loss.pl_weight == 0
         assert config.model.num_classes == 10 and config.model.d_architecture == "orig"
+        assert not config.data.random_flip  # the reference's --mirror is off in its CIFAR-10 runs
     assert (plain.augment.mode, ada.augment.mode) == ("none", "ada")
     faces = _config("stylegan2_ada.py", [])
     assert faces.data.source == "faces" and faces.augment.mode == "ada"
