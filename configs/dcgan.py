@@ -5,9 +5,9 @@ beta1 0.5, batch norm, non-saturating loss); the widths are reduced from 64 to 3
 CPU (its measured speed and results: experiments/records/embedded_configs.md).
 
 cifar10: the paper's setup (Sec. 4: batch 128, Adam lr 2e-4, beta1 0.5, N(0, 0.02) init, ngf = ndf = 64,
-latent 100) on `tfds:cifar10`. The paper reports no FID/IS for CIFAR-10 generation; published numbers for DCGAN
-on CIFAR-10 are IS 6.16 +- 0.07 (as listed in Gulrajani et al. 2017, Table 3) and FID 37.7 (Heusel et al. 2017,
-Table 1, DCGAN, "orig" column: lr 1e-4, 100k updates); sample counts and reference split not recorded here.
+latent 100) on `tfds:cifar10`. The paper reports no FID/IS for CIFAR-10 generation, so none is quoted. This
+codebase's choice, not the paper's: samples come from an EMA generator (0.999), run with the live generator's
+batch-norm running statistics (`train.sample_generator=live` samples the trained generator itself).
 """
 
 import ml_collections

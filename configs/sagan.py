@@ -5,8 +5,10 @@ two time-scale update rule: Adam with lr 1e-4 for G and 4e-4 for D, betas (0, 0.
 (Sec. 5 and 6).
 
 cifar10: the SAGAN recipe at CIFAR-10 scale, attention on the 16x16 feature maps (the paper places it on the
-middle-to-high-level maps). The paper reports ImageNet 128x128 only: Inception score 52.52, FID 18.65 (abstract;
-sample count and reference split not recorded here); there is no published CIFAR-10 number for this exact setup.
+middle-to-high-level maps). The paper reports ImageNet 128x128 only: Inception score 52.52, FID 18.65 (checked:
+the abstract; sample count and reference split not recorded here); there is no published CIFAR-10 number for
+this setup. This codebase's choices, not the paper's: samples from an EMA generator (0.9999, running batch-norm
+statistics of the live generator), the attention's keys and values are not max-pooled 2x.
 digits: 32-wide networks at 16x16 with attention on the 8x8 maps.
 """
 

@@ -7,8 +7,13 @@ n_dis = 5, Adam lr 2e-4, betas (0, 0.9), batch 64.
 cifar10: the paper's CIFAR-10 ResNet (architecture: Appendix B.4, Table 4, G 256 and D 128 channels;
 optimiser: Appendix B.2). The 50k generator updates with learning rates decaying linearly to 0 come from the
 authors' code (pfnet-research/sngan_projection, configs/sn_cifar10_unconditional.yml); the paper's text says
-100k updates unless noted. Published (Table 2, ResNet, SN-GANs with the hinge loss of Eq. 17):
-Inception score 8.22 +- 0.05, FID 21.7 +- 0.21 (sample count and reference split not recorded here).
+100k updates unless noted. As in that code: the generator step draws 128 samples (`train.g_batch_multiple` 2,
+n_gen_samples), the discriminator's output layer has no bias (`model.d_head_bias`), and samples come from the
+live generator with its batch-norm running statistics (`train.sample_generator`: the code evaluates in test
+mode, no EMA). Published: Inception score 8.22, FID 21.7 (checked: Papers with Code's "results from the paper"
+for SN-GANs on CIFAR-10, not the paper's table itself; sample count and reference split not recorded here).
+Deliberate deviations: flax's default initialisers (the code: Glorot uniform, gain sqrt(2) in the residual
+blocks) and batch-norm epsilon 1e-5 (chainer's 2e-5); both are negligible under spectral and batch norm.
 digits: 32-wide networks at 16x16 on the embedded digits.
 faces / faces_ada: the limited-data setting of Zhao et al. 2020 (DiffAugment "color,translation,cutout") and
 Karras et al. 2020 (ADA, target r_t = 0.6), on 160 grey 32x32 faces, with one D step per G step.
@@ -35,6 +40,8 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
         config.data.update(CIFAR10_DATA)
         config.model.update({"g_features": 256, "d_features": 128})
         config.train.update({"steps": 50_000, "sample_every": 5000, "checkpoint_every": 5000})
+        config.train.update({"g_batch_multiple": 2, "sample_generator": "live"})
+        config.model.d_head_bias = False
         decay_learning_rates_linearly(config)
     elif variant == "digits":
         config.data.resolution = 16

@@ -13,14 +13,22 @@ Variants (`--config=configs/stylegan2.py:VARIANT`):
   the linear output.
 - "cifar10": `tfds:cifar10` with the tuned CIFAR-10 setup of the StyleGAN2-ADA paper (Karras et al., "Training
   Generative Adversarial Networks with Limited Data", NeurIPS 2020, appendix; stylegan2-ada-pytorch
-  `--cfg=cifar`), without augmentation: 512 feature maps at every resolution, 2 mapping layers, batch 64,
-  minibatch-stddev group 32, lr 0.0025, R1 gamma 0.01, EMA half-life 500k images with ramp-up 0.05, no style
-  mixing, no path-length regularisation, plain ("orig") discriminator, x-flips, class-conditional.
-  Published in the ADA paper's CIFAR-10 comparison (the official README's "Fig. 11b" models), for its
-  StyleGAN2 baseline without augmentation: FID 8.32 / IS 9.21 unconditional, FID 6.96 / IS 9.53 conditional
-  (numbers as recalled, not yet checked against the paper's text; sample count and reference split not recorded
-  here; the tuned setup with ADA is configs/stylegan2_ada.py:cifar10). The paper trains for 100M images:
-  1.5625M steps at batch 64.
+  `--cfg=cifar`), without augmentation: 512 feature maps at every resolution, 2 mapping layers in G and 8 in
+  D's label mapping (`model.d_mapping_layers`, stylegan2-ada-pytorch's default; the TF code the paper ran uses
+  0), batch 64, minibatch-stddev group 32, lr 0.0025 (Adam lr and betas corrected by c = 4/5 for G and 16/17 for
+  D, as the reference does although path length is off), R1 gamma 0.01, EMA half-life 500k images with ramp-up
+  0.05, no style mixing, no path-length regularisation, plain ("orig") discriminator, no x-flips (the
+  reference's `--mirror` is off by default and its CIFAR-10 commands do not set it), class-conditional. The
+  paper trains for 100M images: 1.5625M steps at batch 64. No published number is quoted: the paper's table for
+  CIFAR-10 could not be checked here, and its StyleGAN2 baseline row is not this setup (the reference names
+  that one `--cfg=cifarbaseline`); the tuned setup with ADA is configs/stylegan2_ada.py:cifar10.
+
+Deliberate deviations from stylegan2-ada-pytorch, in every variant: float32 everywhere (`model.dtype`) where the
+reference runs the top 4 resolutions in float16 with activations clamped to +-256 (its CIFAR-10 setup included);
+the upsampling convolution resamples then convolves with zero padding, which differs from the reference's
+transposed convolution + FIR only in the outermost row and column of each resolution; w_avg (truncation only)
+is updated once per step from G main's w, the reference in every training-mode mapping call; no nan_to_num on
+the gradients. Sample grids use random noise from the fixed grid key (the reference's grids: constant noise).
 """
 
 import ml_collections
@@ -52,7 +60,7 @@ def small_cpu_model(config: ml_collections.ConfigDict) -> None:
 
 def cifar10_setup(config: ml_collections.ConfigDict) -> None:
     """The ADA paper's tuned CIFAR-10 hyperparameters (stylegan2-ada-pytorch `--cfg=cifar`)."""
-    config.data.update({**CIFAR10_DATA, "random_flip": True})
+    config.data.update(CIFAR10_DATA)
     config.model.mapping_layers = 2
     config.model.channel_base = 32768
     config.model.channel_max = 512

@@ -199,6 +199,9 @@ def test_lazy_r1_multi_scale_bfloat16_dcgan():
         ("augment.p=1.5", "augment.p"),
         ("train.d_steps=3", "train.batch_size"),
         ("model.d_scales=3", "model.d_scales"),
+        ("model.d_pooling=max", "model.d_pooling"),
+        ("train.g_batch_multiple=0", "train.g_batch_multiple"),
+        ("train.sample_generator=best", "train.sample_generator"),
     ],
 )
 def test_bad_gan_settings_name_the_key(override, key):
@@ -216,12 +219,18 @@ def test_dcgan_rejects_class_conditioning():
     ("spec", "expected"),
     [
         ("dcgan.py:cifar10", {"batch": 128, "d_steps": 1, "lr": (2e-4, 2e-4), "b": (0.5, 0.999), "decay": 0}),
-        ("wgan_gp.py:cifar10", {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9), "decay": 100000}),
-        ("sngan.py:cifar10", {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9), "decay": 50000}),
+        (
+            "wgan_gp.py:cifar10",
+            {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9), "decay": 100000, "recipe": (2, "live")},
+        ),
+        (
+            "sngan.py:cifar10",
+            {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9), "decay": 50000, "recipe": (2, "live")},
+        ),
         ("sagan.py:cifar10", {"batch": 64, "d_steps": 1, "lr": (1e-4, 4e-4), "b": (0.0, 0.9), "decay": 0}),
         (
             "cgan_projection.py:cifar10",
-            {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9), "decay": 50000},
+            {"batch": 320, "d_steps": 5, "lr": (2e-4, 2e-4), "b": (0.0, 0.9), "decay": 50000, "recipe": (2, "live")},
         ),
     ],
 )
@@ -234,7 +243,50 @@ def test_cifar10_variants_use_the_papers_batch_and_optimiser(spec, expected):
     # Linear decay to 0 over the generator updates, and over the d_steps-times more discriminator updates.
     assert config.optim.g.decay_steps == expected["decay"]
     assert config.optim.d.decay_steps == expected["decay"] * expected["d_steps"]
+    # The authors' code: G steps on 2x the D batch and the live generator is evaluated (SNGAN, projection, WGAN-GP).
+    assert (config.train.g_batch_multiple, config.train.sample_generator) == expected.get("recipe", (1, "ema"))
+    # The WGAN-GP code's critic mean-pools; the SNGAN / projection code's head has no bias.
+    assert config.model.d_pooling == ("mean" if spec.startswith("wgan_gp") else "sum")
+    assert config.model.d_head_bias == (spec.split(".")[0] not in ("sngan", "cgan_projection"))
     build_method(config)  # every key validates
+
+
+def test_generator_step_batch_is_the_multiple_of_the_discriminator_batch():
+    """train.g_batch_multiple=2: each of the 5 D steps fakes 4 images (its slice of 20), the G step 8 (IWT, SNP)."""
+    method = build_method(_tiny("wgan_gp.py", "train.g_batch_multiple=2"))
+    batch = _batches(method.config, 1)[0]
+    state = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), batch)
+    sizes, generate = [], method._generate
+    method._generate = lambda variables, rng, num: (sizes.append(num), generate(variables, rng, num))[1]
+    jax.eval_shape(method.train_step, state, batch)
+    assert sizes == [4] * 5 + [8]
+
+
+def test_mean_pooling_divides_the_sum_pooled_logit_by_the_map_area():
+    """With no head bias, the logit is linear in the pooled features: sum pooling over the final 8x8 maps gives 64
+    times the mean-pooled logit (the WGAN-GP critic's pooling), from the same weights."""
+    images = jax.random.normal(jax.random.PRNGKey(0), (3, 16, 16, 1))
+    nets = {p: Discriminator(features=8, spectral_norm=False, pooling=p, head_bias=False) for p in ("sum", "mean")}
+    variables = nets["sum"].init(jax.random.PRNGKey(1), images, None, train=False)
+    assert "bias" not in variables["params"]["ProjectionHead_0"]["Dense_0"]["Dense_0"]
+    logits = {p: net.apply(variables, images, None, train=False) for p, net in nets.items()}
+    np.testing.assert_allclose(logits["sum"], 64 * logits["mean"], rtol=1e-5)
+
+
+def test_live_sample_generator_uses_the_trained_weights_and_their_statistics():
+    """train.sample_generator=live samples the trained generator (params and batch-norm statistics); ema the EMA."""
+    batch = _batches(_tiny("sngan.py"), 1)[0]
+    samples = {}
+    for choice in ("live", "ema"):
+        method = build_method(_tiny("sngan.py", f"train.sample_generator={choice}"))
+        state = method.init_state(jax.random.PRNGKey(0), batch)
+        ema = jax.tree.map(lambda x: 0.5 * x, state.ema_generator["params"])
+        state = state.replace(ema_generator={**state.ema_generator, "params": ema})
+        samples[choice] = method.sample(state, jax.random.PRNGKey(2), 4)
+        latents = method._latents(jax.random.PRNGKey(2), 4)
+        expected = state.generator if choice == "live" else state.ema_generator
+        np.testing.assert_allclose(samples[choice], method.generator.apply(expected, latents, None, train=False))
+    assert float(jnp.abs(samples["live"] - samples["ema"]).max()) > 1e-3
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.signal
 from jax import lax
 
 from genimg_jax.models.style_layers import (
@@ -80,6 +81,40 @@ def test_equal_conv_runtime_scale():
     params = layer.init(jax.random.PRNGKey(5), x)["params"]
     expected = conv2d(x, params["kernel"] / np.sqrt(3 * 3 * 6)) + params["bias"]
     np.testing.assert_allclose(layer.apply({"params": params}, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def _numpy_blur_stride2_conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The reference's `Conv2dLayer(down=2)` for a 3x3 kernel, written out: zero-pad 2, blur with the 2-D
+    [1, 3, 3, 1] outer product / 64 at full resolution, then a stride-2 3x3 cross-correlation with no padding."""
+    taps = np.array([1.0, 3.0, 3.0, 1.0])
+    blurred = scipy.signal.convolve(
+        np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0))), np.outer(taps, taps)[None, :, :, None] / 64.0, mode="valid"
+    )
+    n, side = x.shape[0], x.shape[1] // 2
+    out = np.zeros((n, side, side, kernel.shape[-1]))
+    for i in range(side):
+        for j in range(side):
+            window = blurred[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3, :]
+            out[:, i, j] = np.einsum("nhwc,hwco->no", window, kernel)
+    return out + bias
+
+
+def test_down_conv_is_blur_then_stride_two_conv():
+    """EqualConv(down=True) = zero padding 2, the [1, 3, 3, 1] blur and a stride-2 3x3 conv at full resolution, at
+    every output pixel (borders included); it differs from blurring, subsampling and convolving at half size."""
+    layer = EqualConv(5, kernel_size=3, down=True)
+    side = 8
+    x = jax.random.normal(jax.random.PRNGKey(12), (2, side, side, 3))
+    params = layer.init(jax.random.PRNGKey(13), x)["params"]
+    params = {**params, "bias": jax.random.normal(jax.random.PRNGKey(14), (5,))}
+    y = np.asarray(layer.apply({"params": params}, x))
+    expected = _numpy_blur_stride2_conv(
+        np.asarray(x, np.float64), np.asarray(params["kernel"]) / np.sqrt(27), params["bias"]
+    )
+    assert y.shape == (2, side // 2, side // 2, 5)
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
+    conv_after_down = EqualConv(5, kernel_size=3).apply({"params": params}, downsample_2x(x))
+    assert float(np.min(np.abs(y - np.asarray(conv_after_down)))) > 0
 
 
 def _numpy_minibatch_stddev(x, group_size, num_channels):

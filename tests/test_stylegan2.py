@@ -114,9 +114,9 @@ def test_truncation(digits_run):
     method, _, state, _ = digits_run
     state = state.replace(w_avg=jax.random.normal(jax.random.PRNGKey(2), state.w_avg.shape))
     rng = jax.random.PRNGKey(3)
-    sample = jax.jit(method.sample, static_argnums=2, static_argnames="truncation_psi")
-    centre = np.asarray(sample(state, rng, 4, truncation_psi=0.0))
-    # psi=0: every z gives the image of the average w (with the default constant noise).
+    sample = jax.jit(method.sample, static_argnums=2, static_argnames=("truncation_psi", "noise_mode"))
+    centre = np.asarray(sample(state, rng, 4, truncation_psi=0.0, noise_mode="const"))
+    # psi=0: every z gives the image of the average w (with constant noise).
     np.testing.assert_allclose(centre, np.broadcast_to(centre[:1], centre.shape), atol=1e-6)
     w_avg_ws = jnp.broadcast_to(state.w_avg, (1, num_ws(8), state.w_avg.shape[0]))
     expected = jax.jit(method._synthesize, static_argnums=3)(
@@ -130,6 +130,23 @@ def test_truncation(digits_run):
     np.testing.assert_allclose(full, sample(other_centre, rng, 4, truncation_psi=1.0), atol=1e-6)
     half = np.asarray(sample(state, rng, 4, truncation_psi=0.5))
     assert np.abs(half - full).max() > 1e-4 and np.abs(half - centre).max() > 1e-4
+
+
+def test_samples_draw_fresh_noise_per_sample_by_default(digits_run):
+    """The metrics' noise: with the noise strengths set to 1, psi=0 samples differ by their noise alone under the
+    default noise_mode (random, as the reference's metrics) and are identical under "const"."""
+    method, _, state, _ = digits_run
+    strong = jax.tree_util.tree_map_with_path(
+        lambda path, x: jnp.ones_like(x) if "strength" in jax.tree_util.keystr(path) else x, state.ema_generator
+    )
+    state = state.replace(ema_generator=strong)
+    sample = jax.jit(method.sample, static_argnums=2, static_argnames=("truncation_psi", "noise_mode"))
+    rng = jax.random.PRNGKey(4)
+    assert method.config.sample.noise_mode == "random"
+    random = np.asarray(sample(state, rng, 4, truncation_psi=0.0))
+    const = np.asarray(sample(state, rng, 4, truncation_psi=0.0, noise_mode="const"))
+    assert np.abs(random[1:] - random[:1]).max(axis=(1, 2, 3)).min() > 1e-2
+    np.testing.assert_allclose(const, np.broadcast_to(const[:1], const.shape), atol=1e-6)
 
 
 def test_class_conditional_generator_and_discriminator_use_the_labels(conditional_run):
@@ -158,6 +175,10 @@ def test_class_conditional_generator_and_discriminator_use_the_labels(conditiona
     )
     blind = [method.discriminator.apply({"params": d_params}, images, jnp.full((2,), c)) for c in (0, 3)]
     np.testing.assert_allclose(blind[0], blind[1], atol=1e-6)
+    # D's label mapping has its own depth (model.d_mapping_layers, the reference's 8), not G's mapping depth (2).
+    d_layers = [name for name in state.discriminator["label_mapping"] if name.startswith("dense")]
+    g_layers = [name for name in state.generator["mapping"] if name.startswith("dense")]
+    assert (len(d_layers), len(g_layers)) == (8, 2)
 
 
 def test_mix_styles_switches_at_the_cutoff():
@@ -211,10 +232,24 @@ def test_lazy_adam_scales_lr_and_betas():
     params = {"w": jnp.zeros(3)}
     grads = {"w": jnp.array([1.0, -2.0, 0.5])}
     # Adam's first step is -lr sign(g); with lazy regularisation every 4 steps lr becomes lr * 4/5.
-    for interval, factor in ((0, 1.0), (4, 0.8), (16, 16 / 17)):
+    for interval, factor in ((1, 0.5), (4, 0.8), (16, 16 / 17)):
         optimizer = lazy_adam(config, "optim.g", interval)
         updates, _ = optimizer.update(grads, optimizer.init(params), params)
         np.testing.assert_allclose(updates["w"], -config.learning_rate * factor * np.sign(grads["w"]), rtol=1e-5)
+
+
+def test_cifar10_optimizers_keep_the_lazy_correction_without_path_length():
+    """As in the reference, G's Adam gets c = 4/5 (G_reg_interval 4) although pl_weight = 0: lr 0.0025 * 0.8 =
+    0.002, beta2 0.99^0.8; D's c = 16/17. Read from Adam's first step: update -lr sign(g), nu = (1 - beta2) g^2."""
+    method = build_method(_config("stylegan2.py:cifar10", []))
+    assert method.config.loss.pl_weight == 0
+    params, grads = {"w": jnp.zeros(2)}, {"w": jnp.array([2.0, -0.5])}
+    for optimizer, c in ((method.g_optimizer, 0.8), (method.d_optimizer, 16 / 17)):
+        updates, opt_state = optimizer.update(grads, optimizer.init(params), params)
+        np.testing.assert_allclose(updates["w"], -0.0025 * c * np.sign(grads["w"]), rtol=1e-5)
+        adam_state = next(s for s in opt_state if isinstance(s, optax.ScaleByAdamState))
+        np.testing.assert_allclose(1 - adam_state.nu["w"] / grads["w"] ** 2, 0.99**c, rtol=1e-5)
+    assert (method.config.model.mapping_layers, method.config.model.d_mapping_layers) == (2, 8)
 
 
 def test_ema_beta_half_life_and_rampup():
@@ -234,6 +269,7 @@ def test_cifar10_variants_use_the_papers_setup():
         assert (config.model.mapping_layers, config.model.channel_max, config.model.mbstd_group_size) == (2, 512, 32)
         assert config.train.batch_size == 64 and config.loss.r1_gamma == 0.01 and config.loss.pl_weight == 0
         assert config.model.num_classes == 10 and config.model.d_architecture == "orig"
+        assert not config.data.random_flip  # the reference's --mirror is off in its CIFAR-10 runs
     assert (plain.augment.mode, ada.augment.mode) == ("none", "ada")
     faces = _config("stylegan2_ada.py", [])
     assert faces.data.source == "faces" and faces.augment.mode == "ada"

@@ -40,11 +40,13 @@ class Dense(nn.Module):
 
     features: int
     spectral_norm: bool = False
+    use_bias: bool = True
     dtype: Dtype = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        return apply_maybe_spectral(nn.Dense(self.features, dtype=self.dtype), x, self.spectral_norm, train)
+        layer = nn.Dense(self.features, use_bias=self.use_bias, dtype=self.dtype)
+        return apply_maybe_spectral(layer, x, self.spectral_norm, train)
 
 
 class ConditionalBatchNorm(nn.Module):
@@ -159,15 +161,17 @@ class SelfAttention(nn.Module):
 
 class ProjectionHead(nn.Module):
     """Discriminator output from pooled features h: psi(h) + <embed(y), h> (Miyato & Koyama 2018, cGANs with a
-    projection discriminator); with `num_classes = 0` only the unconditional term psi(h)."""
+    projection discriminator); with `num_classes = 0` only the unconditional term psi(h). psi has a bias unless
+    `use_bias` is off (the SNGAN / projection code's head has none)."""
 
     num_classes: int = 0
     spectral_norm: bool = False
+    use_bias: bool = True
 
     @nn.compact
     def __call__(self, features: jax.Array, labels: jax.Array | None, train: bool) -> jax.Array:
         features = features.astype(jnp.float32)
-        logits = Dense(1, spectral_norm=self.spectral_norm)(features, train)[:, 0]
+        logits = Dense(1, spectral_norm=self.spectral_norm, use_bias=self.use_bias)(features, train)[:, 0]
         if self.num_classes == 0:
             return logits
         embedding = nn.Embed(self.num_classes, features.shape[-1], embedding_init=nn.initializers.xavier_uniform())

@@ -3,8 +3,9 @@ appendix B.4; Miyato & Koyama 2018; Zhang et al. 2019), at any power-of-2 resolu
 
 Generator: z -> dense 4x4 map -> one up-sampling residual block per doubling -> BN, ReLU, 3x3 conv, tanh; its
 batch norms are class-conditional when `num_classes > 0`. Discriminator: down-sampling residual blocks to 8x8,
-two more blocks at 8x8, ReLU, global sum pooling, linear output plus the class projection. Optional
-self-attention after the block whose output has `attention_resolution` pixels a side (0 = none).
+two more blocks at 8x8, ReLU, global sum pooling (SNGAN's; `pooling="mean"` is the WGAN-GP critic's), linear
+output plus the class projection. Optional self-attention after the block whose output has
+`attention_resolution` pixels a side (0 = none).
 """
 
 from typing import Any
@@ -15,6 +16,8 @@ import jax.numpy as jnp
 
 from genimg_jax.models import gan_layers
 from genimg_jax.models.layers import num_doublings
+
+POOLINGS = {"sum": jnp.sum, "mean": jnp.mean}  # global pooling of the discriminator's last feature maps
 
 
 class Generator(nn.Module):
@@ -46,6 +49,8 @@ class Discriminator(nn.Module):
     num_classes: int = 0
     spectral_norm: bool = True
     attention_resolution: int = 0
+    pooling: str = "sum"  # a key of POOLINGS
+    head_bias: bool = True
     dtype: Any = None
 
     @nn.compact
@@ -59,5 +64,5 @@ class Discriminator(nn.Module):
             size //= 2 if block["down"] else 1
             if size == self.attention_resolution and block["down"]:
                 x = gan_layers.SelfAttention(**layer)(x, train)
-        features = jnp.sum(nn.relu(x), axis=(1, 2))
-        return gan_layers.ProjectionHead(self.num_classes, self.spectral_norm)(features, labels, train)
+        features = POOLINGS[self.pooling](nn.relu(x), axis=(1, 2))
+        return gan_layers.ProjectionHead(self.num_classes, self.spectral_norm, self.head_bias)(features, labels, train)

@@ -7,9 +7,10 @@ lr_mul / sqrt(fan_in), so that Adam's scale-free updates move every layer at the
 
 Resampling uses StyleGAN2's separable [1, 3, 3, 1] FIR filter (= bilinear interpolation for a factor of 2 away
 from the borders), zero-padded as the reference's upfirdn2d pads, written as shifted sums of slices: cheap to
-compile and to differentiate twice, which R1 and path-length regularisation do. Convolutions that change
-resolution resample first and then convolve at the new size (no transposed or strided convolutions), which keeps
-the weight gradients ordinary convolutions: the fast case on XLA's CPU backend (see layers.up_conv).
+compile and to differentiate twice, which R1 and path-length regularisation do. The upsampling convolution
+resamples first and then convolves at the new size (no transposed convolution), which keeps its weight gradient
+an ordinary convolution: the fast case on XLA's CPU backend (see layers.up_conv). The downsampling 3x3
+convolution is the reference's: blur at full resolution, then a stride-2 convolution (`EqualConv(down=True)`).
 """
 
 import itertools
@@ -60,6 +61,25 @@ def _downsample_axis(x: jax.Array, axis: int) -> jax.Array:
     return (previous_odd + 3.0 * even + 3.0 * odd + next_even) * 0.125
 
 
+def _blur_axis(x: jax.Array, axis: int, pad: int) -> jax.Array:
+    """The [1, 3, 3, 1] / 8 FIR filter along `axis` after `pad` zeros on each side (length L + 2 pad - 3)."""
+    padded = lax.pad(x, jnp.zeros((), x.dtype), [(pad, pad, 0) if a == axis else (0, 0, 0) for a in range(x.ndim)])
+    size = x.shape[axis] + 2 * pad - 3
+    taps = [lax.slice_in_dim(padded, k, k + size, axis=axis) for k in range(4)]
+    return (taps[0] + 3.0 * taps[1] + 3.0 * taps[2] + taps[3]) * 0.125
+
+
+def blur_for_down_conv(x: jax.Array, kernel_size: int) -> jax.Array:
+    """NHWC maps blurred with the separable [1, 3, 3, 1] filter (sum 1), padded for a stride-2 `kernel_size` conv.
+
+    The zeros on each side are those the reference's conv2d_resample derives for a 4-tap filter and factor 2: the
+    convolution's own k // 2, plus (4 - 2 + 1) // 2 = (4 - 2) // 2 = 1 for the filter; 2 for k=3, so that the
+    blurred map of side L + 1 gives L / 2 outputs at stride 2 with no further padding.
+    """
+    pad = kernel_size // 2 + 1
+    return _blur_axis(_blur_axis(x, 1, pad), 2, pad)
+
+
 def upsample_2x(x: jax.Array) -> jax.Array:
     """Bilinear 2x upsampling of NHWC maps = zero insertion and the separable [1, 3, 3, 1] FIR filter."""
     return _upsample_axis(_upsample_axis(x, 1), 2)
@@ -102,19 +122,26 @@ class EqualDense(nn.Module):
 
 
 class EqualConv(nn.Module):
-    """Stride-1 'same' convolution with equalized learning rate, computed in `dtype` (e.g. bfloat16)."""
+    """Convolution with equalized learning rate, computed in `dtype` (e.g. bfloat16): stride-1 'same', or with
+    `down` the reference's downsampling convolution, a stride-2 convolution of the blurred map
+    (`blur_for_down_conv`), which halves the resolution."""
 
     features: int
     kernel_size: int = 3
     use_bias: bool = True
+    down: bool = False
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k, in_features = self.kernel_size, x.shape[-1]
         kernel = self.param("kernel", _standard_normal(), (k, k, in_features, self.features))
-        kernel = kernel / math.sqrt(k * k * in_features)
-        y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype))
+        kernel = (kernel / math.sqrt(k * k * in_features)).astype(self.dtype)
+        x = x.astype(self.dtype)
+        if self.down:
+            y = lax.conv_general_dilated(blur_for_down_conv(x, k), kernel, (2, 2), "VALID", dimension_numbers=_NHWC)
+        else:
+            y = conv2d(x, kernel)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros_init(), (self.features,)).astype(self.dtype)
         return y

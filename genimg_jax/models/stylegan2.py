@@ -192,7 +192,8 @@ class Generator(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    """3x3 conv, downsample, 3x3 conv; `residual` adds a downsampled 1x1 skip, both branches scaled by sqrt(1/2)."""
+    """3x3 conv, then a downsampling 3x3 conv (blur, stride 2); `residual` adds a downsampled 1x1 skip, both
+    branches scaled by sqrt(1/2)."""
 
     features: int
     out_features: int
@@ -202,7 +203,7 @@ class DiscriminatorBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         y = lrelu(EqualConv(self.features, 3, dtype=self.dtype, name="conv0")(x))
-        y = lrelu(EqualConv(self.out_features, 3, dtype=self.dtype, name="conv1")(downsample_2x(y)))
+        y = lrelu(EqualConv(self.out_features, 3, down=True, dtype=self.dtype, name="conv1")(y))
         if not self.residual:
             return y
         skip = EqualConv(self.out_features, 1, use_bias=False, dtype=self.dtype, name="skip")(downsample_2x(x))

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from genimg_jax.config import require
+from genimg_jax.config import require, require_choice
 from genimg_jax.losses.penalties import CriticFn, gradient_norm_penalty, wgan_gradient_penalty
 from genimg_jax.methods.base import COMPUTE_DTYPES
 from genimg_jax.models import dcgan, resnet_gan
@@ -24,6 +24,8 @@ def _dcgan(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
         require(model[key] == 0, f"model.{key}", model[key], "must be 0 for the dcgan architecture")
     for key in ("g_spectral_norm", "d_spectral_norm"):
         require(not model[key], f"model.{key}", model[key], "is not supported by the dcgan architecture")
+    require(model.d_pooling == "sum", "model.d_pooling", model.d_pooling, "is a resnet option (dcgan has no pooling)")
+    require(model.d_head_bias, "model.d_head_bias", model.d_head_bias, "is a resnet option (dcgan's head has a bias)")
     dtype = COMPUTE_DTYPES[model.dtype]
     generator = dcgan.Generator(config.data.resolution, config.data.channels, model.g_features, dtype=dtype)
     return generator, dcgan.Discriminator(model.d_features, dtype=dtype)
@@ -31,6 +33,7 @@ def _dcgan(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
 
 def _resnet(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
     model = config.model
+    require_choice(config, "model.d_pooling", tuple(resnet_gan.POOLINGS))
     shared = dict(
         num_classes=model.num_classes,
         attention_resolution=model.attention_resolution,
@@ -43,7 +46,14 @@ def _resnet(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
         spectral_norm=model.g_spectral_norm,
         **shared,
     )
-    return generator, resnet_gan.Discriminator(features=model.d_features, spectral_norm=model.d_spectral_norm, **shared)
+    discriminator = resnet_gan.Discriminator(
+        features=model.d_features,
+        spectral_norm=model.d_spectral_norm,
+        pooling=model.d_pooling,
+        head_bias=model.d_head_bias,
+        **shared,
+    )
+    return generator, discriminator
 
 
 ARCHITECTURES: dict[str, Callable[[ml_collections.ConfigDict], tuple[nn.Module, nn.Module]]] = {

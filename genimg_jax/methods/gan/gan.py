@@ -1,9 +1,12 @@
 """Generative adversarial networks: one train step for every architecture, loss, penalty and augmentation.
 
 Each step makes `train.d_steps` discriminator updates, each on its own slice of the global batch, then one
-generator update against the updated discriminator, then updates the EMA generator used for samples. The images
-D sees, real and fake, pass through the configured differentiable augmentation; ADA's probability p is adapted
-from sign(D(real)) and lives in the state.
+generator update on `train.g_batch_multiple` times a slice's worth of samples (SNGAN's and WGAN-GP's code use 2)
+against the updated discriminator, then updates the EMA generator. The images D sees, real and fake, pass
+through the configured differentiable augmentation; ADA's probability p is adapted from sign(D(real)) and lives
+in the state. `sample` (grids and metrics) uses the generator `train.sample_generator` names: the EMA
+generator, run with the live generator's batch-norm running statistics (an approximation while the weights
+still move), or the live generator with its own statistics, which is what SNGAN and WGAN-GP evaluated.
 """
 
 from typing import Any
@@ -32,6 +35,8 @@ from genimg_jax.methods.gan.augmentation import adapt_probability, augment_confi
 from genimg_jax.methods.gan.common import rampup_ema_decay, when_due
 from genimg_jax.methods.gan.components import ARCHITECTURES, PENALTIES, build_networks
 
+SAMPLE_GENERATORS = ("ema", "live")
+
 
 def gan_config() -> ml_collections.ConfigDict:
     """`base_config()` with every GAN key at its default; experiment files change what their paper uses."""
@@ -48,6 +53,8 @@ def gan_config() -> ml_collections.ConfigDict:
             "d_spectral_norm": False,
             "attention_resolution": 0,  # side of the feature maps that get self-attention (0 = none)
             "d_scales": 1,  # > 1: multi-scale discriminator on the image and its 2x, 4x ... down-sampled copies
+            "d_pooling": "sum",  # resnet D's global pooling: sum (SNGAN) | mean (the WGAN-GP code's critic)
+            "d_head_bias": True,  # resnet D's output layer has a bias (the SNGAN / projection code's has none)
             "dtype": "float32",  # computation dtype: float32 | bfloat16 (parameters stay float32)
         }
     )
@@ -62,6 +69,8 @@ def gan_config() -> ml_collections.ConfigDict:
     config.augment = augment_config()
     config.optim = ml_collections.ConfigDict({"g": adam_config(2e-4, b1=0.5), "d": adam_config(2e-4, b1=0.5)})
     config.train.d_steps = 1
+    config.train.g_batch_multiple = 1  # G step batch = this x the D step batch (train.batch_size / d_steps)
+    config.train.sample_generator = "ema"  # which generator `sample` uses, for grids and metrics: ema | live
     config.train.ema_decay = 0.999
     config.train.ema_rampup = 0.0  # > 0: StyleGAN2-ADA's ramp-up instead of the default EMA warm-up
     return config
@@ -115,6 +124,8 @@ class GAN:
             "must be positive with train.ema_rampup",
         )
         require(train.d_steps >= 1, "train.d_steps", train.d_steps, "must be >= 1")
+        require(train.g_batch_multiple >= 1, "train.g_batch_multiple", train.g_batch_multiple, "must be >= 1")
+        require_choice(config, "train.sample_generator", SAMPLE_GENERATORS)
         require(
             train.batch_size % train.d_steps == 0,
             "train.batch_size",
@@ -255,7 +266,9 @@ class GAN:
         # Generator, against the updated discriminator.
         def g_loss_fn(params):
             images, fake_labels, variables = self._generate(
-                _with_params(state.generator, params), g_rng, real.shape[0] // d_steps
+                _with_params(state.generator, params),
+                g_rng,
+                real.shape[0] // d_steps * self.config.train.g_batch_multiple,
             )
             logits, _ = self._discriminate(discriminator, self.augment(g_aug_rng, images, ada.p), fake_labels)
             return self.generator_loss(logits), variables
@@ -294,9 +307,11 @@ class GAN:
         return class_conditioning(self.config.model.num_classes)
 
     def sample(self, state: GANState, rng: jax.Array, num: int, conditioning: Batch | None = None) -> jax.Array:
-        """`num` images from the EMA generator; conditional models default to labels 0, 1, ... cycling."""
+        """`num` images from the `train.sample_generator` generator (module docstring), batch norm in inference
+        mode; conditional models default to labels 0, 1, ... cycling."""
         labels = sample_labels(conditioning, num, self.config.model.num_classes)
-        return self.generator.apply(state.ema_generator, self._latents(rng, num), labels, train=False)
+        variables = state.generator if self.config.train.sample_generator == "live" else state.ema_generator
+        return self.generator.apply(variables, self._latents(rng, num), labels, train=False)
 
     def evaluate_batch(self, state: GANState, batch: Batch, rng: jax.Array) -> Metrics:
         """Held-out sample-quality metrics (FID, KID, ...) live in the evaluation module, not here."""

@@ -6,7 +6,11 @@ One train step runs the reference's four phases in order, on one global batch:
   D main  logistic loss on real and fake images (both augmented as `config.augment` says);
   D reg   R1 penalty gamma/2 E||grad D(x_real)||^2, every `loss.r1_interval` steps, scaled by the interval.
 Each phase is its own Adam update, so on regularisation steps a network takes two optimizer steps; as in the
-paper, Adam's lr and betas are raised to the power c = k / (k + 1) to keep their effective values. The lazy
+paper, Adam's lr is multiplied and its betas raised to the power c = k / (k + 1) to keep their effective values,
+for both networks whatever the penalty weights (the reference's G_reg_interval = 4 and D_reg_interval = 16
+apply even with pl_weight = 0, as in its CIFAR-10 setup). Fakes are conditioned on labels drawn anew for each
+generator pass from the real batch's labels (with replacement): the label distribution of the data, as the
+reference draws each phase's labels from the dataset. The lazy
 phases are `jax.lax.cond` branches of the one compiled step (`gan.common.when_due`): only the taken branch runs,
 so ordinary steps pay nothing for the regularisers. On the CPU backend, which runs backward convolutions inside
 conditionals about 30x slower, they are computed on every step and selected instead.
@@ -68,12 +72,13 @@ class _StepDraws(NamedTuple):
     direction_rng: jax.Array  # the path-length projection directions
     noise_keys: jax.Array  # noise inputs, per generator pass
     augment_keys: jax.Array  # augmentation: G main, D main, R1
+    label_indices: jax.Array  # (3, N): which real example's label each fake gets, per generator pass
 
 
 def lazy_adam(optim_config: ml_collections.ConfigDict, key: str, interval: int) -> optax.GradientTransformation:
     """`methods.base.adam` of the section at `key`, its lr multiplied and betas raised to c = k / (k + 1) for lazy
-    regularisation every k steps (k=0: c=1), which keeps their effective values over the k + 1 updates."""
-    c = interval / (interval + 1) if interval else 1.0
+    regularisation every k steps, which keeps their effective values over the k + 1 updates."""
+    c = interval / (interval + 1)
     corrected = {"learning_rate": optim_config.learning_rate * c, "b1": optim_config.b1**c, "b2": optim_config.b2**c}
     return adam(ml_collections.ConfigDict({**optim_config.to_dict(), **corrected}), key)
 
@@ -98,6 +103,9 @@ def stylegan2_config() -> ml_collections.ConfigDict:
             "z_dim": 512,
             "w_dim": 512,
             "mapping_layers": 8,
+            # Depth of the conditional D's label mapping: stylegan2-ada-pytorch's default 8 (its D mapping_kwargs
+            # are empty); the TF code the ADA paper ran has 0 (the label embedding alone).
+            "d_mapping_layers": 8,
             "mapping_lr_mul": 0.01,
             "channel_base": 32768,  # feature maps at resolution r: min(channel_base / r, channel_max)
             "channel_max": 512,
@@ -125,7 +133,8 @@ def stylegan2_config() -> ml_collections.ConfigDict:
     config.train.ema_kimg = 10.0  # half-life of the EMA generator in thousands of images
     config.train.ema_rampup = 0.0  # > 0: half-life at most ema_rampup x images seen (0 disables)
     config.augment = augment_config()
-    config.sample = ml_collections.ConfigDict({"truncation_psi": 1.0, "noise_mode": "const"})
+    # noise_mode "random" (fresh noise per sample) is what the reference's metrics use; "const" is for viewing only.
+    config.sample = ml_collections.ConfigDict({"truncation_psi": 1.0, "noise_mode": "random"})
     return config
 
 
@@ -134,6 +143,7 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     for key in ("z_dim", "w_dim", "channel_base", "channel_max", "mbstd_group_size", "mbstd_channels"):
         require(model[key] > 0, f"model.{key}", model[key], "must be positive")
     require(model.mapping_layers >= 1, "model.mapping_layers", model.mapping_layers, "must be >= 1")
+    require(model.d_mapping_layers >= 0, "model.d_mapping_layers", model.d_mapping_layers, "must be >= 0")
     require(model.num_classes >= 0, "model.num_classes", model.num_classes, "must be >= 0 (0 = unconditional)")
     require_choice(config, "model.d_architecture", D_ARCHITECTURES)
     require_choice(config, "model.output_activation", OUTPUT_ACTIVATIONS)
@@ -180,14 +190,14 @@ class StyleGAN2:
             mbstd_group_size=model.mbstd_group_size,
             mbstd_channels=model.mbstd_channels,
             num_classes=model.num_classes,
-            mapping_layers=model.mapping_layers,
+            mapping_layers=model.d_mapping_layers,
             dtype=dtype,
         )
         self.augment = build_augment(config)
         self.use_pl = loss.pl_weight > 0
         self.use_r1 = loss.r1_gamma > 0
-        self.g_optimizer = lazy_adam(config.optim.g, "optim.g", loss.pl_interval if self.use_pl else 0)
-        self.d_optimizer = lazy_adam(config.optim.d, "optim.d", loss.r1_interval if self.use_r1 else 0)
+        self.g_optimizer = lazy_adam(config.optim.g, "optim.g", loss.pl_interval)
+        self.d_optimizer = lazy_adam(config.optim.d, "optim.d", loss.r1_interval)
 
     # Networks as functions of their parameters.
 
@@ -256,11 +266,14 @@ class StyleGAN2:
         """The four phases of the module docstring in order, then the running averages and ADA's p."""
         real = data.to_unit_range(batch["image"])
         num = real.shape[0]
-        labels = self._real_labels(batch)  # fakes get the labels of the real batch: same distribution
+        labels = self._real_labels(batch)
         draws = self._draws(state, num)
-        g_params, g_opt_state, g_loss, w = self._g_main(state, draws, labels)
-        g_params, g_opt_state, pl_mean, pl_penalty = self._g_reg(state, draws, labels, g_params, g_opt_state)
-        d_params, d_opt_state, d_loss, real_logits, fake_logits = self._d_main(state, draws, labels, real, g_params)
+        fake_labels = [None] * 3 if labels is None else list(parallel.constrain_batch(labels[draws.label_indices]))
+        g_params, g_opt_state, g_loss, w = self._g_main(state, draws, fake_labels[0])
+        g_params, g_opt_state, pl_mean, pl_penalty = self._g_reg(state, draws, fake_labels[1], g_params, g_opt_state)
+        d_params, d_opt_state, d_loss, real_logits, fake_logits = self._d_main(
+            state, draws, labels, fake_labels[2], real, g_params
+        )
         d_params, d_opt_state, r1_penalty = self._d_reg(state, draws, labels, real, d_params, d_opt_state)
         ema_generator, w_avg, ada, beta = self._averages(state, num, g_params, w, real_logits)
         new_state = state.replace(
@@ -291,8 +304,8 @@ class StyleGAN2:
     def _draws(self, state: StyleGAN2State, num: int) -> _StepDraws:
         # Few random call sites keep the compiled step small: one draw each for latents and mixing choices of
         # the three generator passes (G main, path length, D main), keys for noise and augmentation per pass.
-        latent_rng, mixing_rng, direction_rng, noise_rng, augment_rng = jax.random.split(
-            jax.random.fold_in(state.rng, state.step), 5
+        latent_rng, mixing_rng, direction_rng, noise_rng, augment_rng, label_rng = jax.random.split(
+            jax.random.fold_in(state.rng, state.step), 6
         )
         return _StepDraws(
             latents=jax.random.normal(latent_rng, (3, 2, num, self.config.model.z_dim)),
@@ -300,6 +313,7 @@ class StyleGAN2:
             direction_rng=direction_rng,
             noise_keys=jax.random.split(noise_rng, 3),
             augment_keys=jax.random.split(augment_rng, 3),
+            label_indices=jax.random.randint(label_rng, (3, num), 0, num),
         )
 
     def _g_main(
@@ -350,20 +364,27 @@ class StyleGAN2:
         )
 
     def _d_main(
-        self, state: StyleGAN2State, draws: _StepDraws, labels: jax.Array | None, real: jax.Array, g_params: Any
+        self,
+        state: StyleGAN2State,
+        draws: _StepDraws,
+        labels: jax.Array | None,
+        fake_labels: jax.Array | None,
+        real: jax.Array,
+        g_params: Any,
     ) -> tuple[Any, Any, jax.Array, jax.Array, jax.Array]:
-        """D main: the logistic loss on real images and fakes of the updated generator, both augmented.
+        """D main: the logistic loss on real images (with their labels) and fakes of the updated generator (with
+        `fake_labels`), both augmented.
 
         Returns (params, opt state, loss, real logits, fake logits).
         """
-        ws, _ = self._styles(g_params, draws.latents[2], draws.mixing[2], labels)
+        ws, _ = self._styles(g_params, draws.latents[2], draws.mixing[2], fake_labels)
         fake = jax.lax.stop_gradient(self._synthesize(g_params, ws, draws.noise_keys[2]))
         # Real and fake images are augmented in one call (each image independently), then judged separately.
         both = self.augment(draws.augment_keys[1], jnp.concatenate([fake, real]), state.ada.p)
         augmented_fake, augmented_real = jnp.split(both, 2)
 
         def d_main_loss(d_params):
-            fake_logits = self._critic(d_params, labels)(augmented_fake)
+            fake_logits = self._critic(d_params, fake_labels)(augmented_fake)
             real_logits = self._critic(d_params, labels)(augmented_real)
             return non_saturating_discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits)
 
@@ -428,8 +449,10 @@ class StyleGAN2:
         noise_mode: str | None = None,
     ) -> jax.Array:
         """Images from the EMA generator, w truncated towards w_avg by psi (default `sample.truncation_psi`),
-        clipped to [-1, 1]. noise_mode (default `sample.noise_mode`): "const" shares one fixed noise map per layer
-        across samples and calls, so that psi=0 gives one image; "random" draws noise from `rng`."""
+        clipped to [-1, 1]. noise_mode (default `sample.noise_mode`): "random" draws each sample's noise from
+        `rng`, as the reference's metrics do (sample grids, drawn from one fixed key, then keep their noise from
+        grid to grid); "const" shares one fixed noise map per layer across samples and calls, so that psi=0 gives
+        one image, and biases FID if used for evaluation."""
         psi = self.config.sample.truncation_psi if truncation_psi is None else truncation_psi
         noise_mode = self.config.sample.noise_mode if noise_mode is None else noise_mode
         z_rng, noise_rng = jax.random.split(rng)
