@@ -19,7 +19,9 @@ earlier committed step is untouched.
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -101,7 +103,7 @@ class Checkpointer:
             where = self.directory if step is None else self.directory / str(step)
             kept = ", ".join(map(str, self._committed_steps())) or "none"
             raise CheckpointSaveError(
-                f"cannot write checkpoint {where} ({_first_line(error)}); stopping; committed steps kept: {kept}"
+                f"cannot write checkpoint {where} ({_os_reason(error)}); stopping; committed steps kept: {kept}"
             ) from error
 
     def _committed_steps(self) -> list[int]:
@@ -197,6 +199,16 @@ class Checkpointer:
         finally:
             with contextlib.suppress(Exception):  # the failure, if any, was already raised
                 self._manager.close()
+
+
+def _os_reason(error: BaseException) -> str:
+    """The operating system's reason for a failed write ("No space left on device"), which TensorStore buries at
+    the end of a long message; else the error's first line."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    if code := re.search(r"os_error_code='?(\d+)", str(error)):
+        return f"{os.strerror(int(code.group(1)))}, in {type(error).__name__} from TensorStore"
+    return _first_line(error)
 
 
 def _first_line(error: BaseException) -> str:
