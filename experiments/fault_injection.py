@@ -1,7 +1,11 @@
 """Fault injection: kill a training run at random moments, restart it each time, and demand the same result.
 
     python -m experiments.fault_injection --workdir=runs/faults --kills=10 [--signals=kill,term] [--seed=0]
-        [--config=configs/dcgan.py] [--config.a.b=v ...]
+        [--processes=1] [--config=configs/dcgan.py] [--config.a.b=v ...]
+
+With `--processes=N > 1` every run is N processes on 127.0.0.1 (2 CPU devices each); SIGKILL kills all of them
+(a job killed), SIGTERM reaches only the last one (the others must learn of it and save the same step). The
+device count of one process comes from XLA_FLAGS as usual (e.g. 8 simulated devices with --config.mesh.fsdp=2).
 
 1. Runs `python -m genimg_jax.main` once uninterrupted (the reference) and times its training steps.
 2. Runs it again in another workdir `--kills` times, each time sending a signal (SIGKILL, or SIGTERM: the
@@ -24,6 +28,7 @@ import os
 import pathlib
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -50,17 +55,29 @@ DEFAULT_OVERRIDES = (
 )
 SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM}
 TIMING_KEYS = ("steps_per_second",)
+CPU_DEVICES_PER_PROCESS = 2
 
 
 class Attempt:
-    """One `genimg_jax.main` process; its output goes to `log_path`; `step` is the last step it printed."""
+    """One run of `genimg_jax.main` (one process per command); process 0's output goes to `log_path` and `step` is
+    the last step it printed; the other processes write `<log_path>.process_<i>`."""
 
-    def __init__(self, command: list[str], log_path: pathlib.Path):
+    def __init__(self, commands: list[list[str]], log_path: pathlib.Path):
         self.training = threading.Event()  # set at the first printed step, or when the process ends
         self.step: int | None = None
         self.step_times: list[float] = []
         self._log = open(log_path, "a")  # noqa: SIM115 - closed in wait()
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1)
+        environ = os.environ
+        if len(commands) > 1:  # each process on its own simulated CPU devices
+            flags = f"--xla_force_host_platform_device_count={CPU_DEVICES_PER_PROCESS}"
+            environ = {**environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
+        self.others = []
+        for index, command in enumerate(commands[1:], start=1):
+            with open(f"{log_path}.process_{index}", "a") as log:  # the child keeps its own descriptor
+                self.others.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environ))
+        self.process = subprocess.Popen(
+            commands[0], stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1, env=environ
+        )
         self.output: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -80,16 +97,38 @@ class Attempt:
         while self.process.poll() is None and (self.step or 0) < step:
             time.sleep(0.005)
 
+    def send(self, signal_number: signal.Signals) -> None:
+        """SIGKILL to every process (the whole job dies); any other signal to the last process only."""
+        processes = [self.process, *self.others]
+        for process in processes if signal_number == signal.SIGKILL else processes[-1:]:
+            if process.poll() is None:
+                process.send_signal(signal_number)
+
     def wait(self) -> int:
-        code = self.process.wait()
+        """Exit status of process 0 (or the first other process that failed)."""
+        codes = [self.process.wait(), *(other.wait() for other in self.others)]
         self._reader.join()
         self._log.close()
-        return code
+        return next((code for code in codes if code != 0), 0)
 
 
-def main_command(config: str, workdir: pathlib.Path, overrides: list[str]) -> list[str]:
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def main_commands(config: str, workdir: pathlib.Path, overrides: list[str], processes: int = 1) -> list[list[str]]:
+    """The command line of each process of one run."""
     flags = [f"--config.{override}" for override in overrides]
-    return [sys.executable, "-m", "genimg_jax.main", f"--config={config}", f"--workdir={workdir}", *flags]
+    command = [sys.executable, "-m", "genimg_jax.main", f"--config={config}", f"--workdir={workdir}", *flags]
+    if processes == 1:
+        return [command]
+    address = f"--config.distributed.coordinator_address=127.0.0.1:{_free_port()}"
+    return [
+        [*command, address, f"--config.distributed.num_processes={processes}", f"--config.distributed.process_id={i}"]
+        for i in range(processes)
+    ]
 
 
 def checkpoint_problems(workdir: pathlib.Path) -> list[str]:
@@ -131,12 +170,17 @@ def run_faults(
     signals: list[str],
     seed: int,
     max_steps_per_attempt: int = 8,
+    processes: int = 1,
 ) -> dict:
     """The experiment of the module docstring; returns a summary (with `failures`, empty when all held)."""
     begin = time.perf_counter()
     rng = random.Random(seed)
     reference_dir, faulty_dir = workdir / "reference", workdir / "interrupted"
-    reference = Attempt(main_command(config, reference_dir, overrides), workdir / "reference.log")
+
+    def attempt(directory: pathlib.Path, log_name: str) -> Attempt:
+        return Attempt(main_commands(config, directory, overrides, processes), workdir / log_name)
+
+    reference = attempt(reference_dir, "reference.log")
     if reference.wait() != 0:
         raise RuntimeError(f"the reference run failed; see {workdir / 'reference.log'}")
     times = reference.step_times
@@ -148,17 +192,18 @@ def run_faults(
     completed = False
     for index in range(kills):
         name = signals[index % len(signals)]
-        attempt = Attempt(main_command(config, faulty_dir, overrides), workdir / "interrupted.log")
-        code = _interrupt(attempt, SIGNALS[name], rng, reference.step, max_steps_per_attempt, step_seconds)
-        if code == 0 and not any(STOPPED_MARK in line for line in attempt.output):
+        interrupted = attempt(faulty_dir, "interrupted.log")
+        code = _interrupt(interrupted, SIGNALS[name], rng, reference.step, max_steps_per_attempt, step_seconds)
+        stopped = any(STOPPED_MARK in line for line in interrupted.output)
+        if code == 0 and not stopped:
             completed = True  # the run completed before the signal: nothing left to interrupt
             break
         interruptions[name] += 1
-        print(f"interruption {index + 1}: SIG{name.upper()} after step {attempt.step}, exit status {code}", flush=True)
-        if name == "term" and (code != 0 or not any(STOPPED_MARK in ln for ln in attempt.output)):
+        print(f"interruption {index + 1}: SIG{name.upper()} after step {interrupted.step}, exit {code}", flush=True)
+        if name == "term" and (code != 0 or not stopped):
             failures.append(f"interruption {index + 1} (SIGTERM): exit {code} without a committed checkpoint")
         failures += [f"after interruption {index + 1} ({name}): {p}" for p in checkpoint_problems(faulty_dir)]
-    if not completed and Attempt(main_command(config, faulty_dir, overrides), workdir / "interrupted.log").wait():
+    if not completed and attempt(faulty_dir, "interrupted.log").wait():
         failures.append(f"the final restart failed; see {workdir / 'interrupted.log'}")
     else:
         failures += final_differences(reference_dir, faulty_dir)
@@ -184,8 +229,7 @@ def _interrupt(
     if attempt.step is not None and attempt.step < last_step:
         attempt.wait_for_step(attempt.step + rng.randint(0, min(max_steps, last_step - 1 - attempt.step)))
         time.sleep(rng.uniform(0.0, step_seconds))
-    if attempt.process.poll() is None:
-        attempt.process.send_signal(signal_number)
+    attempt.send(signal_number)
     return attempt.wait()
 
 
@@ -214,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill times")
     parser.add_argument("--max-steps-per-attempt", type=int, default=8, help="most steps a restarted run may make")
+    parser.add_argument("--processes", type=int, default=1, help="processes per run, on 127.0.0.1")
     args = parser.parse_args([arg for arg in argv if not arg.startswith("--config.")])
     if args.workdir.exists():
         parser.error(f"--workdir {args.workdir} exists; give a new one (runs are compared from scratch)")
@@ -224,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [*DEFAULT_OVERRIDES, f"train.steps={args.steps}", *overrides]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     summary = run_faults(
-        args.config, overrides, args.workdir, args.kills, signals, args.seed, args.max_steps_per_attempt
+        args.config, overrides, args.workdir, args.kills, signals, args.seed, args.max_steps_per_attempt, args.processes
     )
     survived = ", ".join(f"{count} x SIG{name.upper()}" for name, count in summary["interruptions"].items())
     print(

@@ -40,10 +40,11 @@ def parse_with_overrides(
 
 
 def run_command(body: Callable[[], None]) -> int:
-    """Run `body`; bad input ends it with one `error: ...` line and status 2, divergence with status 1."""
+    """Run `body`; bad input or a workdir that cannot be written (full, read-only) ends it with one `error: ...` line
+    and status 2, divergence with status 1."""
     try:
         body()
-    except (ConfigError, DataError, CheckpointError, FileNotFoundError) as error:
+    except (ConfigError, DataError, CheckpointError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT
     except FloatingPointError as error:

@@ -173,9 +173,10 @@ def test_audit_finds_copies_of_training_images(tmp_path):
     copied = np.array([5, 17, 42])
     sample_features = np.concatenate([train_features[copied] + 1e-3, rng.standard_normal((2, 8)) * 10 + 30])
     samples = np.concatenate([train_images[copied], np.zeros((2, 8, 8, 1), np.uint8)])
-    report = audit.write_report(
-        tmp_path, samples, sample_features, train_images.__getitem__, train_features, test_features, {"p": 1}, 3
-    )
+    search = audit.NeighbourSearch(train_features, neighbours=3)
+    for start in range(0, 5, 2):  # streamed in batches of 2, 2 and 1
+        search.add(samples[start : start + 2], sample_features[start : start + 2])
+    report = audit.write_report(tmp_path, search, train_images.__getitem__, test_features, {"p": 1})
     assert report["fraction_closer_than_typical_test"] == pytest.approx(3 / 5)
     assert report["fraction_closer_than_5th_percentile_test"] == pytest.approx(3 / 5)
     assert sorted(p["train_neighbours"][0] for p in report["pictured"][:3]) == sorted(copied.tolist())

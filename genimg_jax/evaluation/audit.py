@@ -5,6 +5,10 @@ reference scale is the distribution of test-to-nearest-train distances: a test i
 copy, so the fraction of samples below its median (and below its 5th percentile, a stricter line) says how
 often the model lands closer to the training set than unseen data does. The report has a picture of the most
 suspicious samples beside their nearest training images, and a histogram of both distance distributions.
+
+Samples stream through `NeighbourSearch` one batch at a time: of each it keeps only its nearest-train distances and
+indices, and the images of the most suspicious samples so far; host memory does not grow with the number of samples
+beyond those few numbers per sample.
 """
 
 from __future__ import annotations
@@ -33,6 +37,36 @@ def nearest_neighbours(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[n
         all_indices.append(np.take_along_axis(indices, order, axis=1))
         all_distances.append(np.sqrt(np.take_along_axis(part, order, axis=1)))
     return np.concatenate(all_distances), np.concatenate(all_indices)
+
+
+class NeighbourSearch:
+    """Nearest training neighbours of samples added batch by batch (see the module docstring)."""
+
+    def __init__(self, train_features: np.ndarray, neighbours: int = 5, pictured: int = 16):
+        self.train_features, self.neighbours, self.pictured = train_features, neighbours, pictured
+        self._distances: list[np.ndarray] = []
+        self._indices: list[np.ndarray] = []
+        self.count = 0
+        self.suspicious = np.zeros(0, np.int64)  # sample numbers of the most suspicious samples, nearest first
+        self.suspicious_images: np.ndarray | None = None  # their uint8 NHWC images
+        self._suspicious_nearest = np.zeros(0)
+
+    def add(self, images: np.ndarray, features: np.ndarray) -> None:
+        """Search the neighbours of one batch of uint8 `images` with their `features`."""
+        distances, indices = nearest_neighbours(features, self.train_features, self.neighbours)
+        self._distances.append(distances)
+        self._indices.append(indices)
+        numbers = np.concatenate([self.suspicious, self.count + np.arange(len(images))])
+        nearest = np.concatenate([self._suspicious_nearest, distances[:, 0]])
+        candidates = images if self.suspicious_images is None else np.concatenate([self.suspicious_images, images])
+        chosen = np.lexsort((numbers, nearest))[: self.pictured]  # nearest first; ties by sample number
+        self.suspicious, self._suspicious_nearest = numbers[chosen], nearest[chosen]
+        self.suspicious_images = candidates[chosen]
+        self.count += len(images)
+
+    def neighbours_of_all(self) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, indices), each (samples, neighbours): every sample's nearest training features so far."""
+        return np.concatenate(self._distances), np.concatenate(self._indices)
 
 
 def memorization_summary(sample_distances: np.ndarray, test_distances: np.ndarray) -> dict[str, float]:
@@ -84,24 +118,20 @@ def histogram_picture(
 
 def write_report(
     directory: pathlib.Path,
-    samples: np.ndarray,
-    sample_features: np.ndarray,
+    search: NeighbourSearch,
     train_image: Callable[[int], np.ndarray],
-    train_features: np.ndarray,
     test_features: np.ndarray,
     protocol: dict,
-    neighbours: int = 5,
-    pictured: int = 16,
 ) -> dict:
     """Write `report.json`, `neighbours.png` (most suspicious samples first) and `distances.png`; returns the
-    report. `samples` are uint8 NHWC in the order of their features; `train_image(i)` is the uint8 HWC training
-    image of `train_features[i]` (only the pictured neighbours are loaded)."""
-    distances, indices = nearest_neighbours(sample_features, train_features, neighbours)
-    test_distances = nearest_neighbours(test_features, train_features, 1)[0][:, 0]
+    report. `train_image(i)` is the uint8 HWC training image of `search.train_features[i]` (only the pictured
+    neighbours are loaded)."""
+    distances, indices = search.neighbours_of_all()
+    test_distances = nearest_neighbours(test_features, search.train_features, 1)[0][:, 0]
     summary = memorization_summary(distances[:, 0], test_distances)
-    suspicious = np.argsort(distances[:, 0])[:pictured]
     directory.mkdir(parents=True, exist_ok=True)
-    grid = neighbour_picture(samples[suspicious], train_image, indices[suspicious])
+    samples, suspicious = search.suspicious_images, search.suspicious
+    grid = neighbour_picture(samples, train_image, indices[suspicious])
     scale = max(1, 64 // samples.shape[1])
     Image.fromarray(np.squeeze(grid.repeat(scale, 0).repeat(scale, 1))).save(directory / "neighbours.png")
     histogram_picture(distances[:, 0], test_distances, summary["test_to_train_median_distance"]).save(
@@ -109,8 +139,8 @@ def write_report(
     )
     report = {
         **summary,
-        "num_samples": len(samples),
-        "num_train": len(train_features),
+        "num_samples": search.count,
+        "num_train": len(search.train_features),
         "num_test": len(test_features),
         "pictured": [
             {"sample": int(i), "train_neighbours": indices[i].tolist(), "distances": distances[i].tolist()}

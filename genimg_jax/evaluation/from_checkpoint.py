@@ -68,7 +68,9 @@ def memorization_audit(config: ml_collections.ConfigDict, workdir: str | pathlib
     state, step = restore_trained_state(config, run, workdir)
     train = samples.split_features(config.data.train_split)
     test = samples.split_features(config.data.eval_split)
-    generated, _ = samples.generate(state, keep_images=True)
+    search = audit.NeighbourSearch(train["features"])
+    for batch in samples.stream(state, with_images=True):  # one batch of images on the host at a time
+        search.add(batch["images"], batch["features"])
     train_source = data.source_from_config(config.data, config.data.train_split)
     directory = workdir / f"audit_{step:07d}"
     protocol = {
@@ -77,13 +79,5 @@ def memorization_audit(config: ml_collections.ConfigDict, workdir: str | pathlib
         "typical_distance_split": config.data.eval_split,
     }
     if jax.process_index() == 0:
-        audit.write_report(
-            directory,
-            generated["images"],
-            generated["features"],
-            lambda index: train_source[index]["image"],
-            train["features"],
-            test["features"],
-            protocol,
-        )
+        audit.write_report(directory, search, lambda index: train_source[index]["image"], test["features"], protocol)
     return directory

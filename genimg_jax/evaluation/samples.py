@@ -210,12 +210,10 @@ class SampleEvaluator:
             num_batches=num_batches,
         )
 
-    def generate(self, state: Any, keep_images: bool = False) -> tuple[dict[str, np.ndarray], fid.FeatureMoments]:
-        """Features, logits, the conditioning fields drawn for (by name, e.g. "label"), and uint8 images if
-        asked, of `eval.num_samples` samples, plus feature moments."""
+    def stream(self, state: Any, with_images: bool = False) -> Iterator[dict[str, np.ndarray]]:
+        """Per batch of samples (`eval.num_samples` in all): features, logits, the conditioning fields drawn for
+        (by name, e.g. "label") and, if asked, the uint8 images; one batch on the host at a time."""
         num_samples, batch_size = self.config.eval.num_samples, self.config.eval.batch_size
-        moments, outputs = None, {"features": [], "logits": [], "images": []}
-        outputs |= {name: [] for name in self.conditioning_fields}
         for index, conditioning in enumerate(self._conditioning(-(-num_samples // batch_size))):
             images, net_outputs = self._generate(
                 state,
@@ -224,16 +222,28 @@ class SampleEvaluator:
                 data.shard_whole_batch(conditioning, self._batch_sharding),
             )
             keep = min(batch_size, num_samples - index * batch_size)
-            net_outputs = {name: np.asarray(value)[:keep] for name, value in jax.device_get(net_outputs).items()}
-            moments = moments or fid.FeatureMoments(net_outputs["features"].shape[-1])
-            moments.update(net_outputs["features"])
-            for name, value in net_outputs.items():
-                outputs[name].append(value)
-            if keep_images:
-                outputs["images"].append(data.from_unit_range(jax.device_get(images))[:keep])
-            for name, value in conditioning.items():
-                outputs[name].append(value[:keep])
-        return {name: np.concatenate(values) for name, values in outputs.items() if values}, moments
+            batch = {name: np.asarray(value)[:keep] for name, value in jax.device_get(net_outputs).items()}
+            batch |= {name: value[:keep] for name, value in conditioning.items()}
+            if with_images:
+                batch["images"] = data.from_unit_range(jax.device_get(images))[:keep]
+            yield batch
+
+    def generate(self, state: Any, keep_images: bool = False) -> tuple[dict[str, np.ndarray], fid.FeatureMoments]:
+        """All of `stream`'s values for `eval.num_samples` samples, plus feature moments. Host memory is what the
+        metrics need: features, logits and per-sample values (labels); images and image-shaped conditioning
+        (a source image) only with `keep_images`."""
+        num_samples = self.config.eval.num_samples
+        moments, outputs, filled = None, {}, 0
+        for batch in self.stream(state, with_images=keep_images):
+            moments = moments or fid.FeatureMoments(batch["features"].shape[-1])
+            moments.update(batch["features"])
+            for name, value in batch.items():
+                if keep_images or name in ("features", "logits") or value.ndim == 1:
+                    if name not in outputs:  # filled in place: no second copy from concatenating at the end
+                        outputs[name] = np.empty((num_samples, *value.shape[1:]), value.dtype)
+                    outputs[name][filled : filled + len(value)] = value
+            filled += len(batch["features"])
+        return outputs, moments
 
     def evaluate(self, state: Any) -> dict[str, float]:
         if self._reference is None:

@@ -5,27 +5,44 @@ target shardings, which may differ from those it was saved with) and `data` (the
 Saves are asynchronous; `wait` blocks until the last one is committed.
 
 A process killed mid-save leaves only an Orbax tmp folder, which Orbax ignores; but a *committed* step that was
-damaged later (a truncated or missing file) is still listed as the latest step, and restoring it fails with a long
-TensorStore error. `restore_latest` therefore tries the steps newest first and sets a failing step aside by
-renaming it to `<step>.corrupt-<n>` (never deleting it; the name is not a step name, so Orbax, including its keep-N
-clean-up, ignores it).
+damaged later is still listed as the latest step: a truncated or missing file fails deep in TensorStore, and flipped
+bytes (same sizes) restore silently as wrong numbers. Every save therefore writes the SHA-256 of its files into the
+step folder before Orbax commits it (checksums.py), and `restore` verifies them first. `restore_latest` tries the
+steps newest first and sets a failing step aside by renaming it to `<step>.corrupt-<n>` (never deleting it; the
+name is not a step name, so Orbax, including its keep-N clean-up, ignores it).
+
+A save that fails (no space left, no permission) surfaces on the next `check`, `save`, `wait` or `close` as one
+CheckpointSaveError naming the step's folder; the folder of the failed save is left as an Orbax tmp folder and every
+earlier committed step is untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pathlib
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from genimg_jax.training import checksums
+
 CORRUPT_MARK = ".corrupt-"
+ITEMS = ("state", "data")
+_TMP_SUFFIX = ".orbax-checkpoint-tmp"  # where Orbax writes a step before renaming it (atomic-rename file systems)
 
 
 class CheckpointError(RuntimeError):
     """No checkpoint of the workdir can be restored; the message says where and why."""
+
+
+class CheckpointSaveError(CheckpointError):
+    """A checkpoint could not be written (full disk, no permission); earlier steps are kept."""
 
 
 class Checkpointer:
@@ -34,11 +51,18 @@ class Checkpointer:
     def __init__(self, directory: str | pathlib.Path, *, keep: int, every: int):
         self.every = every
         self.directory = pathlib.Path(directory).absolute()
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            item_names=("state", "data"),
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
-        )
+        self._in_flight: int | None = None  # the step of the last save started
+        self._failed = False
+        with self._save_failures(None):  # a read-only or full directory fails here already
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                item_names=ITEMS,
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=keep,
+                    create=True,
+                    async_options=ocp.AsyncOptions(post_finalization_callback=self._write_checksums),
+                ),
+            )
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -53,16 +77,53 @@ class Checkpointer:
         """Start an asynchronous save of `state` and the data position at `step` (no-op if already saved)."""
         if step in self._manager.all_steps():
             return
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)),
-            force=True,
-        )
+        self.wait()  # a failure of the previous save is reported as that step's
+        with self._save_failures(step):
+            self._in_flight = step
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)),
+                force=True,
+            )
+
+    def _write_checksums(self) -> None:
+        """Orbax's hook after all processes wrote the step and before it is committed (runs on process 0 only)."""
+        folder = self.directory / f"{self._in_flight}{_TMP_SUFFIX}"
+        if not folder.is_dir():  # object stores write the step in place and commit it with a marker file
+            folder = self.directory / str(self._in_flight)
+        checksums.write_manifest(folder, ITEMS)
+
+    @contextlib.contextmanager
+    def _save_failures(self, step: int | None) -> Iterator[None]:
+        """Turn any error of Orbax's writing into one CheckpointSaveError naming the step's folder."""
+        try:
+            yield
+        except Exception as error:  # Orbax and TensorStore wrap OSErrors in many types
+            self._failed = True
+            where = self.directory if step is None else self.directory / str(step)
+            kept = ", ".join(map(str, self._committed_steps())) or "none"
+            raise CheckpointSaveError(
+                f"cannot write checkpoint {where} ({_os_reason(error)}); stopping; committed steps kept: {kept}"
+            ) from error
+
+    def _committed_steps(self) -> list[int]:
+        return sorted(int(path.name) for path in self.directory.glob("*") if path.name.isdigit() and path.is_dir())
+
+    def check(self) -> None:
+        """Raise CheckpointSaveError if the save in flight has failed (cheap; the trainer asks every step).
+
+        Only the process whose write failed raises; launchers stop the others when one process fails."""
+        if self._failed:
+            return
+        with self._save_failures(self._in_flight):
+            self._manager.check_for_errors()
 
     def restore(self, step: int, abstract_state: Any = None) -> tuple[Any, dict]:
         """Restore step `step` onto the shardings of `abstract_state` (a pytree of jax.ShapeDtypeStruct); without a
         target, every array comes back whole on this process's first device, whatever mesh saved it (inspection
         tools)."""
+        if damage := self._agreed_damage(step):
+            raise CheckpointError(damage)
         if abstract_state is None:
             abstract_state = self._single_device_target(step)
         restored = self._manager.restore(
@@ -70,6 +131,14 @@ class Checkpointer:
             args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()),
         )
         return restored["state"], restored["data"]
+
+    def _agreed_damage(self, step: int) -> str | None:
+        """What the checksums say is wrong with `step` (process 0 reads the files; every process gets its answer)."""
+        damage = checksums.find_damage(self.directory / str(step)) if jax.process_index() == 0 else None
+        if jax.process_count() > 1:
+            damaged = multihost_utils.broadcast_one_to_all(np.int32(damage is not None))
+            damage = damage or ("damaged (process 0 checked the checksums)" if damaged else None)
+        return damage
 
     def _single_device_target(self, step: int) -> Any:
         with ocp.StandardCheckpointer() as reader:
@@ -117,10 +186,29 @@ class Checkpointer:
         return destination
 
     def wait(self) -> None:
-        self._manager.wait_until_finished()
+        """Block until the save in flight is committed; CheckpointSaveError if it failed (raised only once)."""
+        if self._failed:
+            return
+        with self._save_failures(self._in_flight):
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.close()
+        """Wait for the save in flight and release Orbax's threads (a failed save is raised once, by `wait`)."""
+        try:
+            self.wait()
+        finally:
+            with contextlib.suppress(Exception):  # the failure, if any, was already raised
+                self._manager.close()
+
+
+def _os_reason(error: BaseException) -> str:
+    """The operating system's reason for a failed write ("No space left on device"), which TensorStore buries at
+    the end of a long message; else the error's first line."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    if code := re.search(r"os_error_code='?(\d+)", str(error)):
+        return f"{os.strerror(int(code.group(1)))}, in {type(error).__name__} from TensorStore"
+    return _first_line(error)
 
 
 def _first_line(error: BaseException) -> str:

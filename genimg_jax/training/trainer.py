@@ -6,6 +6,7 @@ resumes and reports the same way.
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ from genimg_jax.training.checkpoint import Checkpointer
 from genimg_jax.training.compiled_run import CompiledRun, compile_run, initial_rngs, main_process_report
 from genimg_jax.training.preemption import PreemptionGuard, stopped_message
 from genimg_jax.training.reporting import RunLogger
+from genimg_jax.training.workdir_lock import workdir_lock
 
 
 def _due(step: int, every: int, last_step: int) -> bool:
@@ -32,8 +34,15 @@ def _due(step: int, every: int, last_step: int) -> bool:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any:
-    """Train `config` in `workdir`, resuming from its latest checkpoint if there is one; returns the final state."""
-    workdir = pathlib.Path(workdir)
+    """Train `config` in `workdir`, resuming from its latest checkpoint if there is one; returns the final state.
+
+    One run at a time may write a workdir (workdir_lock.py); a second one stops with the holder's name.
+    """
+    with workdir_lock(workdir):
+        return _train(config, pathlib.Path(workdir))
+
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Any:
     is_main = jax.process_index() == 0
     run = compile_run(config)
     train_config = config.train
@@ -45,7 +54,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
         else None
     )
     sample_evaluation = TrainingEvaluation(config, run, workdir) if config.eval.every else None
-    workdir.mkdir(parents=True, exist_ok=True)
     checkpointer = Checkpointer(
         workdir / "checkpoints", keep=train_config.keep_checkpoints, every=train_config.checkpoint_every
     )
@@ -82,6 +90,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
             if _due(step, config.eval.every, train_config.steps):
                 eval_rng = jax.random.fold_in(init_rng, step)
                 _evaluate(run, state, config, eval_source, sample_evaluation, stream, eval_rng, step, logger)
+            checkpointer.check()  # a save that failed in the background stops the run here
             stop = preemption.stop_requested()
             if checkpointer.should_save(step) or step == train_config.steps or stop:
                 # Never save a diverged state, even between log steps.
@@ -92,11 +101,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
                 break
     finally:  # whatever stops the loop, a save in flight is committed and the logs are flushed
         preemption.uninstall()
-        checkpointer.wait()
-        checkpointer.close()
-        if sample_evaluation:
-            sample_evaluation.close()
-        logger.close()
+        with contextlib.ExitStack() as closing:  # every close runs, even after a failed save raised in the first
+            closing.callback(logger.close)
+            if sample_evaluation:
+                closing.callback(sample_evaluation.close)
+            closing.callback(checkpointer.close)
+            checkpointer.wait()
     if stop:
         logger.message(stopped_message(preemption.signal_name, step))
     else:
