@@ -12,9 +12,9 @@ Variants (`--config=configs/edm.py:VARIANT`):
   per device (`train.microbatch`, EDM's `batch_gpu`): 8 sequential passes on one device, 1 on eight; the
   averaged gradient is that of the full batch of 512 (dropout masks drawn per micro-batch, as in EDM). The network
   is this project's DDPM U-Net at the widths of EDM's DDPM++ (channels 128, multipliers (2, 2, 2), 4 blocks per
-  level, attention at 16x16), without DDPM++'s FIR resampling, skip rescaling and augmentation pipeline. Published: FID 1.97 unconditional (VP, DDPM++),
-  1.79 class-conditional, 35 NFE (Karras et al. 2022, Table 2; sample count and reference split
-  not recorded here).
+  level, attention at 16x16), without DDPM++'s FIR resampling, skip rescaling and augmentation pipeline.
+  Published: FID 1.97 unconditional (VP, DDPM++), 1.79 class-conditional, 35 NFE (Karras et al. 2022, Table 2;
+  sample count and reference split not recorded here).
   Deviations kept: the loss is a mean over pixels where EDM sums over pixels (and divides by the batch): with
   Adam and no clipping that only scales Adam's epsilon by 1/3072. The Heun sampler runs in float32 where EDM's
   runs in float64 (float64 is not available on TPUs); no S_churn, as EDM's deterministic CIFAR-10 sampler; one
