@@ -9,7 +9,8 @@ Two commands: first the autoencoder, then diffusion in its latent space.
 The first stage is frozen; images are encoded to the posterior mean scaled to unit variance (`model.latent_scale`
 = 0 measures the scale; set a number to fix it). The latent is a flat vector, so the denoiser is a residual MLP.
 EDM's objective (sigma_data = 1 for the unit-variance latents) and Heun sampler; data resolution and channels must
-match the VAE run's.
+match the VAE run's. Deviation: images are encoded to the posterior mean where Rombach et al. train on a sample
+of the posterior (`DiagonalGaussianDistribution.sample()`): the method's `encode` has no random key.
 """
 
 import ml_collections

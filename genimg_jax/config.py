@@ -169,6 +169,7 @@ def validate_common(config: ml_collections.ConfigDict) -> None:
     train, data = config.train, config.data
     require(train.steps > 0, "train.steps", train.steps, "must be positive")
     require(train.batch_size > 0, "train.batch_size", train.batch_size, "must be positive")
+    require(train.microbatch >= 0, "train.microbatch", train.microbatch, "must be >= 0 (0 = no accumulation)")
     for key in ("log_every", "sample_every", "checkpoint_every"):
         require(train[key] >= 0, f"train.{key}", train[key], "must be >= 0 (0 disables)")
     require(train.keep_checkpoints > 0, "train.keep_checkpoints", train.keep_checkpoints, "must be positive")
@@ -214,6 +215,9 @@ def base_config() -> ml_collections.ConfigDict:
         {
             "steps": 1000,
             "batch_size": 64,  # global, over all devices and processes
+            # examples per device per gradient pass (gradient accumulation, as EDM's batch_gpu; 0 = the device's whole
+            # share at once): see genimg_jax/methods/microbatching.py; only methods with MICROBATCHING accept it
+            "microbatch": 0,
             "log_every": 50,
             "sample_every": 250,
             "num_sample_images": 64,

@@ -15,7 +15,7 @@ from genimg_jax.diffusion import edm
 from genimg_jax.methods import build_method
 from genimg_jax.methods.latent_diffusion import LatentDiffusion
 from genimg_jax.tools import compare_samplers
-from genimg_jax.training import trainer
+from genimg_jax.training import compiled_run, trainer
 from genimg_jax.training.pretrained import load_pretrained
 
 TRAIN_STEPS = 40
@@ -101,6 +101,9 @@ def test_ddpm_denoiser_feeds_the_network_the_timestep_of_each_noise_level():
         ("model.parameterization=v", "config.model.parameterization"),
         ("sample.guidance_scale=2.0", "config.sample.guidance_scale"),
         ("sample.eta=1.5", "config.sample.eta"),
+        ("sample.variance=learned", "config.sample.variance"),
+        ("sample.respacing=quadratic", "config.sample.respacing"),
+        ("eval.bpd_timesteps=1", "config.eval.bpd_timesteps"),
     ],
 )
 def test_invalid_settings_name_their_key(override, key):
@@ -116,8 +119,11 @@ def test_cifar10_configs_have_the_published_setup():
     assert sum(leaf.size for leaf in jax.tree.leaves(params)) == pytest.approx(35.7e6, rel=0.002)  # Ho et al.
     assert (ddpm.optim.denoiser.learning_rate, ddpm.train.batch_size, ddpm.train.ema_decay) == (2e-4, 128, 0.9999)
     assert ddpm.data.source == "tfds:cifar10" and ddpm.model.dropout == 0.1
+    assert ddpm.sample.variance == "beta" and ddpm.sample.clip_denoised  # fixedlarge, x_0 clipped (run_cifar.py)
     edm = load("edm.py:cifar10")
     assert (edm.model.parameterization, edm.sample.sampler, edm.sample.steps) == ("edm", "heun", 18)
+    assert not edm.sample.clip_denoised  # edm_sampler does not clip
+    assert edm.train.batch_size // edm.train.microbatch == 8  # EDM's batch_gpu 64 on one device
     assert (edm.train.batch_size, edm.optim.denoiser.learning_rate, edm.model.dropout) == (512, 1e-3, 0.13)
 
 
@@ -194,3 +200,74 @@ def test_latent_diffusion_needs_a_trained_vae_workdir(tmp_path):
     (tmp_path / "old" / "config.json").write_text(json.dumps({"method": "vae", "model": {}}))
     with pytest.raises(ConfigError, match=r"config\.model\.first_stage_workdir=.*does not fit this version's 'vae'"):
         load_pretrained(ldm_config(tmp_path / "old"))
+
+
+def test_guidance_is_applied_before_clipping():
+    """Denoiser outputs beyond [-1, 1]: conditional 1.5, unconditional -0.5; w = 1 gives 2(1.5) + 0.5 = 3.5, clipped
+    to 1. Clipping each prediction first would give 2(1) + 0.5 = 2.5."""
+    config = load("ddpm.py:digits_guided", *TINY_UNET)
+    method = build_method(config)
+    null = config.model.num_classes
+    method.denoiser = lambda params: lambda x, sigma, labels: jnp.where(labels[:, None] == null, -0.5, 1.5) + 0 * x
+    x, labels = jnp.zeros((3, 2)), jnp.array([0, 1, 2])
+    np.testing.assert_allclose(method.sampling_denoiser(None, guided=True)(x, 1.0, labels), 1.0)
+    config.sample.clip_denoised = False
+    np.testing.assert_allclose(method.sampling_denoiser(None, guided=True)(x, 1.0, labels), 3.5)
+
+
+# One level, one block, no attention: the cheapest U-Net to compile, for tests of the step's plumbing.
+ONE_LEVEL_UNET = [
+    *TINY_UNET,
+    "model.channel_multipliers=(1,)",
+    "model.num_res_blocks=1",
+    "model.attention_resolutions=()",
+]
+
+
+def test_bits_per_dim_evaluation_on_held_out_images():
+    """A strided bound of a tiny untrained model: per example, L_T as its closed form, and the total at least the
+    decoder plus the prior (the KL terms are >= 0)."""
+    config = load("ddpm.py", *ONE_LEVEL_UNET, "eval.bpd_timesteps=3")
+    method = build_method(config)
+    batch = digits_batches(config, 1, 8)[0]
+    state = jax.jit(method.init_state)(jax.random.PRNGKey(0), batch)
+    values = jax.jit(method.evaluate_batch)(state, batch, jax.random.PRNGKey(1))
+    assert set(values) == {"loss", "bpd_strided", "bpd_decoder", "bpd_prior"}
+    x0 = np.asarray(data.to_unit_range(batch["image"]), np.float64).reshape(8, -1)
+    last = float(method.alpha_bar_float64[-1])
+    prior_nats = 0.5 * (last * x0**2 + (1 - last) - 1 - np.log(1 - last)).sum(-1)
+    np.testing.assert_allclose(values["bpd_prior"], prior_nats / (x0.shape[1] * np.log(2)), rtol=1e-3, atol=1e-9)
+    assert bool(jnp.all(values["bpd_strided"] >= values["bpd_decoder"] + values["bpd_prior"] - 1e-5))
+    with pytest.raises(ConfigError, match=r"config\.eval\.bpd_timesteps"):
+        build_method(load("edm.py", "eval.bpd_timesteps=4"))
+
+
+def test_gradient_accumulation_equals_the_full_batch_step():
+    """Batch 32 over 8 devices (4 each) in micro-batches of 2 per device: the same update as one pass, each
+    micro-batch split over the devices (no data moved between them: no all-to-all, all-gather or permute)."""
+    results = {}
+    for microbatch in (0, 2):
+        run = compiled_run.compile_run(load("ddpm.py", *ONE_LEVEL_UNET, f"train.microbatch={microbatch}"))
+        if not results:
+            batch = data.make_global_batch(digits_batches(run.method.config, 1, 32)[0], run.batch_sharding)
+            initial = run.init(jax.random.PRNGKey(0))
+        step = run.train_step.lower(initial, batch).compile()
+        state, metrics = step(jax.tree.map(jnp.copy, initial), batch)  # the step donates its state
+        results[microbatch] = jax.device_get((state.params, metrics)), step.as_text()
+    (full, full_metrics), _ = results[0]
+    (accumulated, metrics), hlo = results[2]
+    np.testing.assert_allclose(metrics["loss"], full_metrics["loss"], rtol=1e-6)
+    np.testing.assert_allclose(metrics["grad_norm"], full_metrics["grad_norm"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(accumulated), jax.tree.leaves(full), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert not any(op in hlo for op in ("all-to-all", "all-gather", "collective-permute"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "microbatch", "message"),
+    [("ddpm.py", 3, "must divide the 4 examples per device"), ("vae.py", 2, "has no gradient accumulation")],
+)
+def test_microbatch_settings_that_cannot_work_name_the_key(spec, microbatch, message):
+    config = load(spec, "train.batch_size=32", f"train.microbatch={microbatch}")
+    with pytest.raises(ConfigError, match=rf"config\.train\.microbatch={microbatch}.*{message}"):
+        compiled_run.compile_run(config)

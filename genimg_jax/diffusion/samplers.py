@@ -4,9 +4,11 @@ Every model is used through this one interface: an EDM network directly, a DDPM 
 x_0 = x - sigma eps with its input rescaled to x / sqrt(1 + sigma^2) (see `schedules`). The samplers walk a
 decreasing sequence of noise levels sigma_0 > ... > sigma_{N-1} > sigma_N = 0:
 
-- `ddpm`: ancestral sampling with DDPM's reverse step (Ho et al. 2020, Alg. 2, posterior variance beta-tilde),
-  written in the variance-preserving coordinates of the paper; on a subsequence of the training steps the
-  betas are those of the respaced process (Nichol & Dhariwal 2021).
+- `ddpm`: ancestral sampling with DDPM's reverse step (Ho et al. 2020, Alg. 2), written in the variance-preserving
+  coordinates of the paper, with either of the paper's two step variances (`VARIANCES`): sigma_t^2 = beta_t
+  ("beta", the reference code's `fixedlarge`, used for its CIFAR-10 FID) or the posterior variance beta-tilde_t
+  ("beta_tilde", `fixedsmall`); the last step, to sigma = 0, adds no noise. On a subsequence of the training steps
+  the betas are those of the respaced process (Nichol & Dhariwal 2021).
 - `ddim`: DDIM (Song et al. 2021) with stochasticity eta; eta = 0 is deterministic, eta = 1 equals `ddpm`.
 - `heun`: EDM's deterministic 2nd-order sampler (Karras et al. 2022, Alg. 1 without churn).
 """
@@ -18,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 SAMPLERS = ("ddpm", "ddim", "heun")
+VARIANCES = ("beta", "beta_tilde")  # DDPM's reverse-step variance: fixedlarge, fixedsmall
+RESPACINGS = ("linspace", "uniform")
 
 Denoiser = Callable[[jax.Array, jax.Array, jax.Array | None], jax.Array]
 
@@ -30,9 +34,22 @@ def edm_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0)
     return jnp.append(sigmas, 0.0)
 
 
-def schedule_sigmas(training_sigmas: np.ndarray, steps: int) -> jax.Array:
-    """`steps` of a discrete schedule's T noise levels, evenly spaced in t from T-1 down to 0, then 0."""
-    timesteps = np.round(np.linspace(len(training_sigmas) - 1, 0, steps)).astype(int)
+def schedule_sigmas(training_sigmas: np.ndarray, steps: int, respacing: str = "linspace") -> jax.Array:
+    """`steps` of a discrete schedule's T noise levels from high to low, then 0.
+
+    "linspace": t evenly spaced from T-1 down to 0 (rounded), so the walk starts at the last training step.
+    "uniform": DDIM's t = 0, T/S, 2 T/S, ... (Song et al. 2021, `range(0, T, T // S)`), which starts below T-1;
+    S must divide T (otherwise DDIM's range has more than S entries).
+    """
+    num_timesteps = len(training_sigmas)
+    if respacing == "linspace":
+        timesteps = np.round(np.linspace(num_timesteps - 1, 0, steps)).astype(int)
+    elif respacing == "uniform":
+        if num_timesteps % steps:
+            raise ValueError(f"uniform respacing needs the {steps} steps to divide the {num_timesteps} timesteps")
+        timesteps = np.arange(0, num_timesteps, num_timesteps // steps)[::-1]
+    else:
+        raise ValueError(f"unknown respacing {respacing!r}; choose one of {RESPACINGS}")
     return jnp.asarray(np.append(training_sigmas[timesteps], 0.0), jnp.float32)
 
 
@@ -63,20 +80,31 @@ def ddim_step(
 
 
 def ddpm_step(
-    x: jax.Array, denoised: jax.Array, sigma: jax.Array, sigma_next: jax.Array, noise: jax.Array
+    x: jax.Array,
+    denoised: jax.Array,
+    sigma: jax.Array,
+    sigma_next: jax.Array,
+    noise: jax.Array,
+    variance: str = "beta_tilde",
 ) -> jax.Array:
-    """DDPM's x_{t-1} = (x_t - beta / sqrt(1 - alpha_bar) eps) / sqrt(alpha) + sqrt(beta-tilde) z, in VP space.
+    """DDPM's x_{t-1} = (x_t - beta / sqrt(1 - alpha_bar) eps) / sqrt(alpha) + sigma_t z, in VP space, with
+    sigma_t^2 = beta-tilde (`variance="beta_tilde"`) or beta (`"beta"`); no noise on the step to sigma_next = 0.
 
     alpha_bar = 1 / (1 + sigma^2); the one-minus terms are written in sigma to keep precision at small noise.
     """
     alpha_bar, alpha_bar_next = 1.0 / (1.0 + sigma**2), 1.0 / (1.0 + sigma_next**2)
     one_minus_alpha_bar = sigma**2 * alpha_bar
     beta = (sigma**2 - sigma_next**2) * alpha_bar  # 1 - alpha_bar / alpha_bar_next
-    posterior_variance = beta * sigma_next**2 * alpha_bar_next / one_minus_alpha_bar
+    if variance == "beta_tilde":
+        step_variance = beta * sigma_next**2 * alpha_bar_next / one_minus_alpha_bar
+    elif variance == "beta":
+        step_variance = jnp.where(sigma_next > 0, beta, 0.0)
+    else:
+        raise ValueError(f"unknown variance {variance!r}; choose one of {VARIANCES}")
     eps = (x - denoised) / sigma
     x_vp = x * jnp.sqrt(alpha_bar)
     mean = (x_vp - beta / jnp.sqrt(one_minus_alpha_bar) * eps) / jnp.sqrt(1.0 - beta)
-    return (mean + jnp.sqrt(posterior_variance) * noise) / jnp.sqrt(alpha_bar_next)
+    return (mean + jnp.sqrt(step_variance) * noise) / jnp.sqrt(alpha_bar_next)
 
 
 def _first_order(step: Callable, denoise: Denoiser, x: jax.Array, sigmas: jax.Array, labels, rng) -> jax.Array:
@@ -88,8 +116,18 @@ def _first_order(step: Callable, denoise: Denoiser, x: jax.Array, sigmas: jax.Ar
     return jax.lax.fori_loop(0, sigmas.shape[0] - 1, body, x)
 
 
-def ddpm(denoise: Denoiser, x: jax.Array, sigmas: jax.Array, labels: jax.Array | None, rng: jax.Array) -> jax.Array:
-    return _first_order(ddpm_step, denoise, x, sigmas, labels, rng)
+def ddpm(
+    denoise: Denoiser,
+    x: jax.Array,
+    sigmas: jax.Array,
+    labels: jax.Array | None,
+    rng: jax.Array,
+    variance: str = "beta_tilde",
+) -> jax.Array:
+    def step(x, denoised, sigma, sigma_next, noise):
+        return ddpm_step(x, denoised, sigma, sigma_next, noise, variance)
+
+    return _first_order(step, denoise, x, sigmas, labels, rng)
 
 
 def ddim(
@@ -124,10 +162,12 @@ def run(
     labels: jax.Array | None,
     rng: jax.Array,
     eta: float = 0.0,
+    variance: str = "beta_tilde",
 ) -> jax.Array:
-    """Sampler `sampler` (one of SAMPLERS) from x at sigmas[0] down to sigmas[-1] = 0."""
+    """Sampler `sampler` (one of SAMPLERS) from x at sigmas[0] down to sigmas[-1] = 0; `eta` is DDIM's, `variance`
+    DDPM's (one of VARIANCES)."""
     if sampler == "ddpm":
-        return ddpm(denoise, x, sigmas, labels, rng)
+        return ddpm(denoise, x, sigmas, labels, rng, variance)
     if sampler == "ddim":
         return ddim(denoise, x, sigmas, labels, rng, eta)
     if sampler == "heun":

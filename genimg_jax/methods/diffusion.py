@@ -4,10 +4,14 @@
 - "ddpm_eps": t ~ U{0..T-1} on a linear or cosine schedule, the network predicts the noise, loss |eps - eps_hat|^2.
 - "edm": ln(sigma) ~ N(P_mean, P_std^2), the network is preconditioned (`diffusion.edm`), loss
   lambda(sigma) |D(x + sigma n, sigma) - x|^2.
-Both losses are means over data dimensions. Sampling turns either network into a denoiser D(x, sigma, labels) and
-runs any sampler of `diffusion.samplers` (`sample.sampler`) with the EMA weights, optionally with classifier-free
-guidance (`sample.guidance_scale`; trained by replacing labels with the null class with prob `model.label_dropout`).
-Subclasses change the data space through `encode`/`decode` (latent diffusion).
+Both losses are means over data dimensions. A step can take its batch in micro-batches (`train.microbatch`,
+`methods.microbatching`): the noise, noise levels and label dropout are drawn for the whole batch first, so the
+accumulated step equals the full-batch one (up to dropout masks, drawn per micro-batch).
+Sampling turns either network into a denoiser D(x, sigma, labels) and runs any sampler of `diffusion.samplers`
+(`sample.sampler`) with the EMA weights, optionally with classifier-free guidance (`sample.guidance_scale`; trained
+by replacing labels with the null class with prob `model.label_dropout`) applied before the x_0 clipping.
+Held-out evaluation reports the training loss and, with `eval.bpd_timesteps` (DDPM only), the variational bound
+in bits/dim (`diffusion.vlb`). Subclasses change the data space through `encode`/`decode` (latent diffusion).
 """
 
 from typing import Any
@@ -20,7 +24,9 @@ import optax
 
 from genimg_jax import data, parallel
 from genimg_jax.config import adam_config, base_config, require, require_choice
-from genimg_jax.diffusion import edm, guidance, samplers, schedules
+from genimg_jax.diffusion import edm, guidance, samplers, schedules, vlb
+from genimg_jax.losses import likelihood
+from genimg_jax.methods import microbatching
 from genimg_jax.methods.base import Batch, Metrics, adam, class_conditioning, ema_update, sample_labels
 from genimg_jax.models import ddpmpp, latent_mlp, unet
 
@@ -31,7 +37,9 @@ NETWORKS = ("unet", "ddpmpp", "mlp")
 def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigDict:
     """Every key the diffusion methods read, with DDPM's CIFAR-10 values; `configs/*.py` change what differs.
 
-    "edm" switches to EDM's parameterization and its 18-step Heun sampler (35 network evaluations per sample).
+    "edm" switches to EDM's parameterization and its 18-step Heun sampler (35 network evaluations per sample),
+    which does not clip the x_0 estimates (EDM's `edm_sampler` does not): the clipping default follows the
+    parameterization.
     """
     config = base_config()
     config.method = "diffusion"
@@ -64,6 +72,8 @@ def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigD
         {
             "sampler": "ddpm",  # ddpm | ddim | heun
             "steps": 1000,
+            "respacing": "linspace",  # DDPM/DDIM steps < T: linspace (T-1 .. 0, rounded) | uniform (DDIM's T/S stride)
+            "variance": "beta_tilde",  # DDPM step variance: beta_tilde (fixedsmall) | beta (fixedlarge, Ho et al.'s)
             "eta": 0.0,  # DDIM stochasticity
             "guidance_scale": 0.0,  # classifier-free guidance w; 0 = conditional model
             "clip_denoised": True,  # clip each x_0 estimate to the data range [-1, 1], as DDPM's sampler does
@@ -75,9 +85,12 @@ def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigD
     )
     config.train.ema_decay = 0.9999
     config.train.batch_size = 128
+    # DDPM's variational bound on the eval split, in bits/dim (methods' evaluate_batch): 0 = off, T = the exact bound
+    # (T network passes per batch), 2 .. T-1 = an unbiased stratified estimate from that many passes (bpd_strided).
+    config.eval.bpd_timesteps = 0
     if parameterization == "edm":
         config.model.parameterization = "edm"
-        config.sample.update(sampler="heun", steps=18)
+        config.sample.update(sampler="heun", steps=18, clip_denoised=False)
     return config
 
 
@@ -98,6 +111,8 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     require_choice(config, "model.time_embedding", unet.TIME_EMBEDDINGS)
     require_choice(config, "model.schedule", schedules.SCHEDULES)
     require_choice(config, "sample.sampler", samplers.SAMPLERS)
+    require_choice(config, "sample.variance", samplers.VARIANCES)
+    require_choice(config, "sample.respacing", samplers.RESPACINGS)
     require(model.features > 0, "model.features", model.features, "must be positive")
     require(model.num_classes >= 0, "model.num_classes", model.num_classes, "must be >= 0 (0 = unconditional)")
     require(0.0 <= model.label_dropout < 1.0, "model.label_dropout", model.label_dropout, "must be in [0, 1)")
@@ -105,6 +120,25 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     require(model.num_timesteps > 1, "model.num_timesteps", model.num_timesteps, "must be > 1")
     require(model.sigma_data > 0, "model.sigma_data", model.sigma_data, "must be positive")
     require(sample.steps > 1, "sample.steps", sample.steps, "must be > 1")
+    require(
+        sample.respacing != "uniform" or model.num_timesteps % sample.steps == 0,
+        "sample.steps",
+        sample.steps,
+        f"must divide model.num_timesteps={model.num_timesteps} for sample.respacing='uniform'",
+    )
+    bpd_timesteps = config.eval.bpd_timesteps
+    require(
+        bpd_timesteps == 0 or 2 <= bpd_timesteps <= model.num_timesteps,
+        "eval.bpd_timesteps",
+        bpd_timesteps,
+        f"must be 0 (off) or in 2..model.num_timesteps={model.num_timesteps}",
+    )
+    require(
+        bpd_timesteps == 0 or model.parameterization == "ddpm_eps",
+        "eval.bpd_timesteps",
+        bpd_timesteps,
+        "needs the discrete DDPM process (model.parameterization='ddpm_eps')",
+    )
     require(0.0 <= sample.eta <= 1.0, "sample.eta", sample.eta, "must be in [0, 1]")
     require(0 < sample.sigma_min < sample.sigma_max, "sample.sigma_min", sample.sigma_min, "must be in (0, sigma_max)")
     require(
@@ -132,6 +166,8 @@ def _expand(value: jax.Array, x: jax.Array) -> jax.Array:
 class Diffusion:
     """Denoising diffusion in pixel space with a U-Net."""
 
+    MICROBATCHING = True  # accepts train.microbatch
+
     def __init__(self, config: ml_collections.ConfigDict):
         _validate(config)
         self.config = config
@@ -155,6 +191,7 @@ class Diffusion:
             self.network = latent_mlp.LatentMLP(num_blocks=model.num_res_blocks, **network_options)
         self.optimizer = adam(config.optim.denoiser, "optim.denoiser")
         alpha_bar = schedules.make_alpha_bars(model.schedule, model.num_timesteps, model.beta_start, model.beta_end)
+        self.alpha_bar_float64 = alpha_bar
         self.alpha_bar = jnp.asarray(alpha_bar, jnp.float32)
         self.training_sigmas = schedules.sigmas_from_alpha_bars(alpha_bar)
 
@@ -208,19 +245,35 @@ class Diffusion:
 
     def loss(self, params: Any, x0: jax.Array, labels: jax.Array | None, rng: jax.Array, train: bool) -> jax.Array:
         """Per-example training loss; `train` enables dropout."""
-        model = self.config.model
-        num = x0.shape[0]
         noise_rng, level_rng, dropout_rng = jax.random.split(rng, 3)
-        noise = jax.random.normal(noise_rng, x0.shape)
-        network_rng = dropout_rng if train else None
+        noise, level = self.training_noise(noise_rng, level_rng, x0)
+        return self.noised_loss(params, x0, noise, level, labels, dropout_rng if train else None)
+
+    def training_noise(self, noise_rng: jax.Array, level_rng: jax.Array, x0: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(noise n, noise level) of each example: sigma for EDM, the timestep t for DDPM."""
+        model, num = self.config.model, x0.shape[0]
+        noise = parallel.constrain_batch(jax.random.normal(noise_rng, x0.shape))
         if model.parameterization == "edm":
-            sigma = edm.sample_training_sigmas(level_rng, num, model.p_mean, model.p_std)
-            denoised = self.denoiser(params, network_rng)(x0 + _expand(sigma, x0) * noise, sigma, labels)
+            return noise, edm.sample_training_sigmas(level_rng, num, model.p_mean, model.p_std)
+        return noise, jax.random.randint(level_rng, (num,), 0, model.num_timesteps)
+
+    def noised_loss(
+        self,
+        params: Any,
+        x0: jax.Array,
+        noise: jax.Array,
+        level: jax.Array,
+        labels: jax.Array | None,
+        network_rng: jax.Array | None,
+    ) -> jax.Array:
+        """Per-example loss at the given noise and levels (`training_noise`); `network_rng` enables dropout."""
+        model, num = self.config.model, x0.shape[0]
+        if model.parameterization == "edm":
+            denoised = self.denoiser(params, network_rng)(x0 + _expand(level, x0) * noise, level, labels)
             squared_error = jnp.mean((denoised - x0).reshape(num, -1) ** 2, axis=-1)
-            return edm.loss_weight(sigma, model.sigma_data) * squared_error
-        t = jax.random.randint(level_rng, (num,), 0, model.num_timesteps)
-        x_t = schedules.add_noise(x0, noise, self.alpha_bar[t])
-        eps = self._network(params, x_t, t.astype(jnp.float32), labels, network_rng)
+            return edm.loss_weight(level, model.sigma_data) * squared_error
+        x_t = schedules.add_noise(x0, noise, self.alpha_bar[level])
+        eps = self._network(params, x_t, level.astype(jnp.float32), labels, network_rng)
         return jnp.mean((eps - noise).reshape(num, -1) ** 2, axis=-1)
 
     def train_step(self, state: DiffusionState, batch: Batch) -> tuple[DiffusionState, Metrics]:
@@ -231,11 +284,16 @@ class Diffusion:
         if labels is not None:  # classifier-free guidance: learn the unconditional model as the null class
             dropped = jax.random.uniform(label_rng, labels.shape) < model.label_dropout
             labels = jnp.where(dropped, model.num_classes, labels)
+        noise_rng, level_rng, dropout_rng = jax.random.split(loss_rng, 3)
+        noise, level = self.training_noise(noise_rng, level_rng, x0)
+        inputs = {"x0": x0, "noise": noise, "level": level, "labels": labels}
 
-        def loss_fn(params):
-            return jnp.mean(self.loss(params, x0, labels, loss_rng, train=True))
+        def loss_fn(params, micro, index):
+            network_rng = jax.random.fold_in(dropout_rng, index) if index else dropout_rng
+            losses = self.noised_loss(params, micro["x0"], micro["noise"], micro["level"], micro["labels"], network_rng)
+            return jnp.mean(losses), ()
 
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        (loss, _), grads = microbatching.value_and_grad(loss_fn, state.params, inputs, self.config.train.microbatch)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema_params = ema_update(state.ema_params, params, state.step, self.config.train.ema_decay)
@@ -247,7 +305,7 @@ class Diffusion:
         sample = self.config.sample
         if self.config.model.parameterization == "edm":
             return samplers.edm_sigmas(sample.steps, sample.sigma_min, sample.sigma_max, sample.rho)
-        return samplers.schedule_sigmas(self.training_sigmas, sample.steps)
+        return samplers.schedule_sigmas(self.training_sigmas, sample.steps, sample.respacing)
 
     def conditioning_fields(self) -> tuple[str, ...]:
         return class_conditioning(self.config.model.num_classes)
@@ -265,16 +323,39 @@ class Diffusion:
         variance_preserving = model.parameterization == "ddpm_eps"
         initial = samplers.initial_noise(noise_rng, (num, *self.data_shape), sigmas[0], variance_preserving)
         x = parallel.constrain_batch(initial)  # otherwise every device would run the whole sampling loop
-        denoise = self.denoiser(state.ema_params)
-        if sample.clip_denoised:
-            denoise = clipped(denoise)
         labels = sample_labels(conditioning, num, model.num_classes)
-        if labels is not None and sample.guidance_scale:
-            denoise = guidance.guided(denoise, sample.guidance_scale, null_label=model.num_classes)
-        x0 = samplers.run(sampler or sample.sampler, denoise, x, sigmas, labels, sampler_rng, sample.eta)
+        denoise = self.sampling_denoiser(state.ema_params, guided=labels is not None and bool(sample.guidance_scale))
+        x0 = samplers.run(
+            sampler or sample.sampler, denoise, x, sigmas, labels, sampler_rng, sample.eta, sample.variance
+        )
         return self.decode(state.first_stage, x0)
 
+    def sampling_denoiser(self, params: Any, guided: bool) -> samplers.Denoiser:
+        """The denoiser samplers walk with: guided (if `guided`), then clipped (if `sample.clip_denoised`), so that the
+        clipping bounds the x_0 estimate the sampler uses rather than each of guidance's two predictions."""
+        model, sample = self.config.model, self.config.sample
+        denoise = self.denoiser(params)
+        if guided:
+            denoise = guidance.guided(denoise, sample.guidance_scale, null_label=model.num_classes)
+        return clipped(denoise) if sample.clip_denoised else denoise
+
     def evaluate_batch(self, state: DiffusionState, batch: Batch, rng: jax.Array) -> Metrics:
-        """The training loss of the EMA weights on held-out data, one value per example."""
+        """Per example on held-out data, from the EMA weights: the training loss and, with `eval.bpd_timesteps`, the
+        variational bound in bits/dim of the uint8 data (`bpd`, or `bpd_strided` when estimated from fewer terms
+        than T) with its exact parts L_0 (`bpd_decoder`) and L_T (`bpd_prior`), using the sampler's step variance
+        and clipping, as the reference's `calc_bpd_loop`."""
         x0 = self.encode(state.first_stage, batch)
-        return {"loss": self.loss(state.ema_params, x0, self._labels(batch), rng, train=False)}
+        labels = self._labels(batch)
+        values = {"loss": self.loss(state.ema_params, x0, labels, rng, train=False)}
+        terms = self.config.eval.bpd_timesteps
+        if terms:
+            sample = self.config.sample
+            denoise = self.sampling_denoiser(state.ema_params, guided=False)
+            bound_rng = jax.random.fold_in(rng, 1)  # the loss's noise stays that of a run without the bound
+            nats = vlb.bound_nats(denoise, x0, labels, bound_rng, self.alpha_bar_float64, sample.variance, terms)
+            dims = x0[0].size
+            total_name = "bpd" if terms == self.config.model.num_timesteps else "bpd_strided"
+            values[total_name] = likelihood.bits_per_dim(nats["total"], dims)
+            values["bpd_decoder"] = likelihood.bits_per_dim(nats["decoder"], dims)
+            values["bpd_prior"] = likelihood.bits_per_dim(nats["prior"], dims)
+        return values

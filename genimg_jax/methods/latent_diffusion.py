@@ -45,6 +45,12 @@ class LatentDiffusion(Diffusion):
     def __init__(self, config: ml_collections.ConfigDict, first_stage: FirstStage):
         model = config.model
         require(model.network == "mlp", "model.network", model.network, "latent diffusion on flat latents needs 'mlp'")
+        require(
+            config.eval.bpd_timesteps == 0,
+            "eval.bpd_timesteps",
+            config.eval.bpd_timesteps,
+            "must be 0: bits/dim of the pixels is not defined for a model of latents",
+        )
         super().__init__(config)
         self.vae, self._first_stage, self.latent_scale = first_stage.vae, first_stage.params, first_stage.latent_scale
         vae_data = self.vae.config.data

@@ -1,14 +1,17 @@
 """Where arrays live: the device mesh, the batch's sharding, the train state's sharding rules, multi-process
-start-up. Methods see only `constrain_batch`; the training layer builds everything else from the config."""
+start-up. Methods see only `constrain_batch`, `batch_shards` and `microbatch`; the training layer builds everything
+else from the config."""
 
 from genimg_jax.parallel.mesh import (
     BATCH_AXES,
     FSDP_AXIS,
     batch_axis_size,
     batch_sharding,
+    batch_shards,
     constrain_batch,
     make_mesh,
     mesh_shape,
+    microbatch,
     replicated,
     traced_on,
 )
@@ -27,11 +30,13 @@ __all__ = [
     "RULES",
     "batch_axis_size",
     "batch_sharding",
+    "batch_shards",
     "constrain_batch",
     "fsdp_spec",
     "leaf_path",
     "make_mesh",
     "mesh_shape",
+    "microbatch",
     "partition_specs",
     "replicated",
     "state_shardings",

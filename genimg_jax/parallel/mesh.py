@@ -88,15 +88,34 @@ def traced_on(mesh: Mesh, fn: Callable) -> Callable:
     return with_mesh
 
 
+def _context_batch_axes() -> tuple[tuple[str, ...], int]:
+    """The batch axes of the mesh `traced_on` set, and how many shards they make (none and 1 outside it)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    axes = tuple(name for name in mesh.axis_names if name in BATCH_AXES)
+    return axes, int(np.prod([mesh.shape[name] for name in axes]))
+
+
 def constrain_batch(x: jax.Array) -> jax.Array:
     """Split the leading dimension of `x` like the batch (a no-op outside `traced_on` or if it does not divide).
 
     For batch-shaped values that do not descend from the batch, such as a GAN's latents drawn from the replicated
     step key: unconstrained, XLA computes them, and the whole generator pass on them, in full on every device.
     """
-    mesh = jax.sharding.get_abstract_mesh()
-    axes = tuple(name for name in mesh.axis_names if name in BATCH_AXES)
-    shards = int(np.prod([mesh.shape[name] for name in axes]))
+    axes, shards = _context_batch_axes()
     if not axes or x.shape[0] % shards:
         return x
     return jax.lax.with_sharding_constraint(x, PartitionSpec(axes))
+
+
+def batch_shards() -> int:
+    """How many shards the batch has in the function being traced (1 outside `traced_on`)."""
+    return _context_batch_axes()[1]
+
+
+def microbatch(x: jax.Array, rounds: int, index: int) -> jax.Array:
+    """Micro-batch `index` of `rounds` of a batch-sharded `x`: the index-th slice of every shard's own examples, so
+    that each micro-batch is split over the devices like the batch and taking it moves no data between them."""
+    shards = batch_shards()
+    per_shard = x.shape[0] // (shards * rounds)
+    blocks = x.reshape(shards, rounds, per_shard, *x.shape[1:])
+    return constrain_batch(blocks[:, index].reshape(shards * per_shard, *x.shape[1:]))

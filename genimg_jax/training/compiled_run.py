@@ -14,7 +14,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, validate_common
-from genimg_jax.methods import Method, build_method
+from genimg_jax.methods import Method, build_method, microbatching
 from genimg_jax.training import nonfinite
 from genimg_jax.training.checkpoint import Checkpointer
 from genimg_jax.training.pretrained import load_pretrained
@@ -48,6 +48,7 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> 
         if size % shards:
             raise ConfigError(f"config.{key}={size} must be a multiple of the {shards} batch shards of the mesh")
     method = build_method(config, load_pretrained(config))
+    _check_microbatch(config, method, shards)
     batch_sharding = parallel.batch_sharding(mesh)
     replicated = parallel.replicated(mesh)
     example = data.example_batch(config.data, config.train.batch_size)
@@ -84,6 +85,18 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> 
             out_shardings=replicated,
         ),
     )
+
+
+def _check_microbatch(config: ml_collections.ConfigDict, method: Method, shards: int) -> None:
+    """`train.microbatch` only for methods that accumulate gradients, and dividing each device's examples."""
+    microbatch = config.train.microbatch
+    if not microbatch:
+        return
+    if not getattr(method, "MICROBATCHING", False):
+        raise ConfigError(
+            f"config.train.microbatch={microbatch}: method {config.method!r} has no gradient accumulation (use 0)"
+        )
+    microbatching.accumulation_rounds(config.train.batch_size, shards, microbatch)
 
 
 def initial_rngs(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
