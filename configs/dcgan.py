@@ -12,7 +12,7 @@ batch-norm running statistics (`train.sample_generator=live` samples the trained
 
 import ml_collections
 
-from genimg_jax.config import CIFAR10_DATA, check_variant
+from genimg_jax.config import CIFAR10_DATA, CIFAR10_EVAL, check_variant
 from genimg_jax.methods.gan.gan import gan_config
 
 VARIANTS = ("digits", "cifar10")
@@ -30,6 +30,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
         config.eval.metrics = "fid,kid,is,pr"  # with the digits feature net: --mode=eval, or set eval.every
     else:
         config.data.update(CIFAR10_DATA)
+        config.eval.update(CIFAR10_EVAL, every=10_000)
         config.model.update({"g_features": 64, "d_features": 64})
         config.train.update({"steps": 100_000, "batch_size": 128, "sample_every": 5000, "checkpoint_every": 5000})
     return config

@@ -23,7 +23,7 @@ Any sampler works with the trained model: `--config.sample.sampler=ddim --config
 
 import ml_collections
 
-from genimg_jax.config import check_variant
+from genimg_jax.config import CIFAR10_EVAL, check_variant
 from genimg_jax.methods.diffusion import default_config
 
 VARIANTS = ("digits", "digits_guided", "cifar10")
@@ -47,6 +47,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     config = default_config()
     if variant == "cifar10":
         config.data.update(source="tfds:cifar10", resolution=32, channels=3, random_flip=True)
+        config.eval.update(CIFAR10_EVAL, every=800_000)  # the final model, as the paper
         config.train.update(steps=800_000, sample_every=50_000, checkpoint_every=10_000, log_every=500)
         config.sample.variance = "beta"
         return config

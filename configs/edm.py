@@ -28,7 +28,7 @@ Variants (`--config=configs/edm.py:VARIANT`):
 
 import ml_collections
 
-from genimg_jax.config import check_variant
+from genimg_jax.config import CIFAR10_EVAL, check_variant
 from genimg_jax.methods.diffusion import default_config
 
 VARIANTS = ("digits", "cifar10")
@@ -47,6 +47,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
         config.eval.every = 1000
         return config
     config.data.update(source="tfds:cifar10", resolution=32, channels=3, random_flip=True)
+    config.eval.update(CIFAR10_EVAL, every=390_625)  # the final model, as the paper
     config.model.update(
         network="ddpmpp",
         features=128,

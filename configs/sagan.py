@@ -14,7 +14,7 @@ digits: 32-wide networks at 16x16 with attention on the 8x8 maps.
 
 import ml_collections
 
-from genimg_jax.config import CIFAR10_DATA, adam_config, check_variant
+from genimg_jax.config import CIFAR10_DATA, CIFAR10_EVAL, adam_config, check_variant
 from genimg_jax.methods.gan.gan import gan_config
 
 VARIANTS = ("digits", "cifar10")
@@ -29,6 +29,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     config.train.update({"d_steps": 1, "ema_decay": 0.9999})
     if variant == "cifar10":
         config.data.update(CIFAR10_DATA)
+        config.eval.update(CIFAR10_EVAL, every=10_000)
         config.model.update({"g_features": 256, "d_features": 128, "attention_resolution": 16})
         config.train.update({"steps": 100_000, "batch_size": 64, "sample_every": 5000, "checkpoint_every": 5000})
     else:

@@ -21,7 +21,7 @@ Karras et al. 2020 (ADA, target r_t = 0.6), on 160 grey 32x32 faces, with one D 
 
 import ml_collections
 
-from genimg_jax.config import CIFAR10_DATA, adam_config, check_variant
+from genimg_jax.config import CIFAR10_DATA, CIFAR10_EVAL, adam_config, check_variant
 from genimg_jax.methods.gan.gan import decay_learning_rates_linearly, gan_config
 
 VARIANTS = ("digits", "cifar10", "faces", "faces_ada")
@@ -38,6 +38,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     config.train.update({"d_steps": 5, "batch_size": 5 * 64, "ema_decay": 0.999})
     if variant == "cifar10":
         config.data.update(CIFAR10_DATA)
+        config.eval.update(CIFAR10_EVAL, every=5_000)
         config.model.update({"g_features": 256, "d_features": 128})
         config.train.update({"steps": 50_000, "sample_every": 5000, "checkpoint_every": 5000})
         config.train.update({"g_batch_multiple": 2, "sample_generator": "live"})

@@ -33,7 +33,7 @@ the gradients. Sample grids use random noise from the fixed grid key (the refere
 
 import ml_collections
 
-from genimg_jax.config import CIFAR10_DATA, check_variant
+from genimg_jax.config import CIFAR10_DATA, CIFAR10_EVAL, check_variant
 from genimg_jax.methods.gan.stylegan2 import stylegan2_config
 
 VARIANTS = ("digits", "cifar10")
@@ -61,6 +61,7 @@ def small_cpu_model(config: ml_collections.ConfigDict) -> None:
 def cifar10_setup(config: ml_collections.ConfigDict) -> None:
     """The ADA paper's tuned CIFAR-10 hyperparameters (stylegan2-ada-pytorch `--cfg=cifar`)."""
     config.data.update(CIFAR10_DATA)
+    config.eval.update(CIFAR10_EVAL, every=3_125)
     config.model.mapping_layers = 2
     config.model.channel_base = 32768
     config.model.channel_max = 512
