@@ -7,9 +7,12 @@ Variants (`--config=configs/edm.py:VARIANT`):
 - `digits` (default): the embedded digits at 16x16 with the small U-Net of `configs/ddpm.py:digits`.
 - `cifar10`: EDM's CIFAR-10 setup (Table 7, config F): batch 512, Adam lr 1e-3 ramped up over the first 10M
   images (19.5k steps), no gradient clipping, EMA half-life 0.5M images (decay 0.5^(512/5e5) = 0.99929 per step),
-  dropout 0.13, random flips, 200M images (390k steps). The network is this project's DDPM U-Net at the widths of
+  dropout 0.13, EDM's non-leaky augmentation at p = 0.12 (`--augment=0.12`: x-flips, y-flips, isotropic
+  scaling, rotation, anisotropic scaling, fractional translation, with the 9 augment labels fed to the network,
+  `model.augment_dim` = 9; no unlabelled dataset flips, as EDM's `--xflip` is off), 200M images (390k steps).
+  The network is this project's DDPM U-Net at the widths of
   EDM's DDPM++ (channels 128, multipliers (2, 2, 2), 4 blocks per level, attention at 16x16), without DDPM++'s
-  FIR resampling, skip rescaling and augmentation pipeline. Published: FID 1.97 unconditional (VP, DDPM++),
+  FIR resampling and skip rescaling. Published: FID 1.97 unconditional (VP, DDPM++),
   1.79 class-conditional, 35 NFE (Karras et al. 2022, Table 2; sample count and reference split
   not recorded here).
 """
@@ -34,7 +37,9 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
         config.train.update(steps=3000, batch_size=64, ema_decay=0.999, sample_every=1000, checkpoint_every=1000)
         config.eval.every = 1000
         return config
-    config.data.update(source="tfds:cifar10", resolution=32, channels=3, random_flip=True)
+    config.data.update(source="tfds:cifar10", resolution=32, channels=3, random_flip=False)
+    config.augment.update(mode="edm", p=0.12)
+    config.model.augment_dim = 9
     config.model.update(
         features=128, channel_multipliers=(2, 2, 2), num_res_blocks=4, attention_resolutions=(16,), dropout=0.13
     )
