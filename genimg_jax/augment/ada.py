@@ -135,12 +135,15 @@ CHROMA_OPS = ("hue", "saturation")  # no-ops on grey images, skipped there as in
 ADA_OPS = (*dict.fromkeys(name for name, _ in GEOMETRIC_STAGES), *(name for name, _ in COLOUR_STAGES), "cutout")
 
 # stylegan2-ada-pytorch's `--augpipe` names; "filter" and "noise" (and the pipes that include them) are not here.
+_BLIT = ("xflip", "rotate90", "xint")
+_GEOM = ("scale", "rotate", "aniso", "xfrac")
+_COLOR = tuple(name for name, _ in COLOUR_STAGES)
 AUGMENT_PIPES = {
-    "blit": ("xflip", "rotate90", "xint"),
-    "geom": ("scale", "rotate", "aniso", "xfrac"),
-    "color": ("brightness", "contrast", "lumaflip", "hue", "saturation"),
-    "bg": ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac"),
-    "bgc": ADA_OPS[:-1],
+    "blit": _BLIT,
+    "geom": _GEOM,
+    "color": _COLOR,
+    "bg": (*_BLIT, *_GEOM),
+    "bgc": (*_BLIT, *_GEOM, *_COLOR),
     "cutout": ("cutout",),
 }
 DEFAULT_ADA_OPS = AUGMENT_PIPES["bgc"]
