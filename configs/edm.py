@@ -8,14 +8,17 @@ Variants (`--config=configs/edm.py:VARIANT`):
 - `digits` (default): the embedded digits at 16x16 with the small U-Net of `configs/ddpm.py:digits`.
 - `cifar10`: EDM's CIFAR-10 setup (Table 7, config F): batch 512, Adam lr 1e-3 ramped up over the first 10M
   images (19.5k steps), no gradient clipping, EMA half-life 0.5M images (decay 0.5^(512/5e5) = 0.99929 per step),
-  dropout 0.13, random flips, 200M images (390k steps). The step takes its batch in micro-batches of 64 examples
-  per device (`train.microbatch`, EDM's `batch_gpu`): 8 sequential passes on one device, 1 on eight; the
-  averaged gradient is that of the full batch of 512 (dropout masks drawn per micro-batch, as in EDM). The network
-  is EDM's DDPM++ (`models.ddpmpp`: channels 128, multipliers (2, 2, 2), 4 blocks per level, attention at 16x16,
-  [1, 1] resampling in residual blocks, skip scale sqrt(1/2), EDM's initialisation; 55,732,739 parameters
-  unconditional, as EDM's SongUNet counts, plus 1,152 with 9 augment labels); its weights differ from EDM's only
-  in layout (NHWC, qkv as three contiguous blocks). For the class-conditional number set `model.num_classes=10
-  model.label_dropout=0` (EDM trains no null class). No augmentation pipeline.
+  dropout 0.13, EDM's non-leaky augmentation at p = 0.12 (`--augment=0.12`: x-flips, y-flips, isotropic
+  scaling, rotation, anisotropic scaling, fractional translation, with the 9 augment labels fed to the network,
+  `model.augment_dim` = 9; no unlabelled dataset flips, as EDM's `--xflip` is off), 200M images (390k steps).
+  The step takes its batch in micro-batches of 64 examples per device (`train.microbatch`, EDM's `batch_gpu`):
+  8 sequential passes on one device, 1 on eight; the averaged gradient is that of the full batch of 512 (dropout
+  masks drawn per micro-batch, as in EDM). The network is EDM's DDPM++ (`models.ddpmpp`: channels 128,
+  multipliers (2, 2, 2), 4 blocks per level, attention at 16x16, [1, 1] resampling in residual blocks, skip scale
+  sqrt(1/2), EDM's initialisation; 55,732,739 parameters unconditional, as EDM's SongUNet counts, plus 1,152
+  with the 9 augment labels); its weights differ from EDM's only in layout (NHWC, qkv as three contiguous
+  blocks). For the class-conditional number set `model.num_classes=10 model.label_dropout=0` (EDM trains no
+  null class).
   Published (checked: the paper's abstract and NVlabs/edm's README): FID 1.97 unconditional, 1.79
   class-conditional (VP, DDPM++, Table 2), 35 NFE; protocol: 50k generated images against the statistics of
   the 50k CIFAR-10 training images, each FID computed three times (three seed ranges) and the minimum reported.
@@ -46,8 +49,10 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
         config.train.update(steps=3000, batch_size=64, ema_decay=0.999, sample_every=1000, checkpoint_every=1000)
         config.eval.every = 1000
         return config
-    config.data.update(source="tfds:cifar10", resolution=32, channels=3, random_flip=True)
+    config.data.update(source="tfds:cifar10", resolution=32, channels=3, random_flip=False)
     config.eval.update(CIFAR10_EVAL, every=390_625)  # the final model, as the paper
+    config.augment.update(mode="edm", p=0.12)
+    config.model.augment_dim = 9
     config.model.update(
         network="ddpmpp",
         features=128,

@@ -81,7 +81,7 @@ def test_ddpm_denoiser_feeds_the_network_the_timestep_of_each_noise_level():
     method = build_method(config)
     seen = {}
 
-    def network(params, x, t, labels, rng):
+    def network(params, x, t, labels, rng, augment_labels=None):
         seen["x"], seen["t"] = x, t
         return jnp.ones_like(x)
 
@@ -104,6 +104,9 @@ def test_ddpm_denoiser_feeds_the_network_the_timestep_of_each_noise_level():
         ("sample.variance=learned", "config.sample.variance"),
         ("sample.respacing=quadratic", "config.sample.respacing"),
         ("eval.bpd_timesteps=1", "config.eval.bpd_timesteps"),
+        ("augment.mode=ada", "config.augment.mode"),
+        ("augment.mode=edm", "config.model.augment_dim"),
+        ("augment.p=1.5", "config.augment.p"),
     ],
 )
 def test_invalid_settings_name_their_key(override, key):
@@ -125,6 +128,38 @@ def test_cifar10_configs_have_the_published_setup():
     assert not edm.sample.clip_denoised  # edm_sampler does not clip
     assert edm.train.batch_size // edm.train.microbatch == 8  # EDM's batch_gpu 64 on one device
     assert (edm.train.batch_size, edm.optim.denoiser.learning_rate, edm.model.dropout) == (512, 1e-3, 0.13)
+
+
+def test_edm_augmentation_conditions_the_training_loss_only():
+    """With augment.mode = "edm" the training loss augments x0 and feeds the network the augment labels through a
+    bias-free linear map into its embedding; the held-out loss (and sampling, through the same label-free
+    denoiser) gives zero labels, so that map's weights change nothing there."""
+    config = load("edm.py", *TINY_UNET, "augment.mode=edm", "augment.p=0.5", "model.augment_dim=9")
+    method = build_method(config)
+    x0 = data.to_unit_range(digits_batches(config, 1, 32)[0]["image"])
+    # Random weights everywhere: the zero-initialised output layers would hide any dependence on the embedding.
+    shapes = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), {"image": x0}).params
+    numpy_rng = np.random.default_rng(1)
+    params = jax.tree.map(lambda leaf: jnp.asarray(0.2 * numpy_rng.normal(size=leaf.shape), jnp.float32), shapes)
+    map_augment = params["ConditioningEmbedding_0"]["map_augment"]
+    assert map_augment["kernel"].shape == (9, config.model.features) and "bias" not in map_augment
+    perturbed = jax.tree.map(lambda leaf: leaf, params)
+    perturbed["ConditioningEmbedding_0"]["map_augment"] = {"kernel": map_augment["kernel"] + 1.0}
+
+    @jax.jit
+    def losses(params):
+        rng = jax.random.PRNGKey(2)
+        return method.loss(params, x0, None, rng, train=True), method.loss(params, x0, None, rng, train=False)
+
+    (train, held_out), (train_perturbed, held_out_perturbed) = losses(params), losses(perturbed)
+    assert float(jnp.max(jnp.abs(train - train_perturbed))) > 1e-3
+    np.testing.assert_array_equal(held_out, held_out_perturbed)
+
+
+def test_edm_cifar10_uses_edm_augmentation():
+    config = load("edm.py:cifar10")
+    assert (config.augment.mode, config.augment.p, config.model.augment_dim) == ("edm", 0.12, 9)
+    assert not config.data.random_flip  # EDM's dataset x-flips are off: the augment pipe flips, with labels
 
 
 def tiny_vae(workdir):

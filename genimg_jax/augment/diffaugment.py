@@ -25,7 +25,7 @@ def _translation(rng: jax.Array, images: jax.Array) -> jax.Array:
     max_y, max_x = int(height * TRANSLATION_RATIO + 0.5), int(width * TRANSLATION_RATIO + 0.5)
     shift_y = jax.random.randint(y_rng, (images.shape[0],), -max_y, max_y + 1)
     shift_x = jax.random.randint(x_rng, (images.shape[0],), -max_x, max_x + 1)
-    return ops.translate(images, shift_y, shift_x, mode="zeros")
+    return ops.translate(images, shift_y, shift_x)
 
 
 def _cutout(rng: jax.Array, images: jax.Array) -> jax.Array:

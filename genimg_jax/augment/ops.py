@@ -2,7 +2,8 @@
 
 Every op is a gather, a select or an affine map of pixel values, so gradients flow from the augmented images back
 to the inputs (and hence to a generator). Parameters are arrays of shape (batch,) so the random policies in
-`diffaugment` and `ada` stay thin and the ops themselves are testable without randomness.
+`diffaugment`, `ada` and `edm` stay thin and the ops themselves are testable without randomness. (ADA's and EDM's
+geometric and colour ops are matrices instead: `geometric`, `colour`.)
 """
 
 import jax
@@ -18,36 +19,23 @@ def flip_x(images: jax.Array, flip: jax.Array) -> jax.Array:
     return jnp.where(_per_image(flip), images[:, :, ::-1, :], images)
 
 
-def rotate90(images: jax.Array, quarter_turns: jax.Array) -> jax.Array:
-    """Rotate square images counter-clockwise by `quarter_turns` (0..3) multiples of 90 degrees."""
-    turns = _per_image(quarter_turns % 4)
-    result = images
-    for k in (1, 2, 3):
-        result = jnp.where(turns == k, jnp.rot90(images, k, axes=(1, 2)), result)
-    return result
+def flip_y(images: jax.Array, flip: jax.Array) -> jax.Array:
+    """Mirror top-bottom the images where the boolean `flip` is set."""
+    return jnp.where(_per_image(flip), images[:, ::-1, :, :], images)
 
 
-def _source_indices(size: int, shift: jax.Array, mode: str) -> tuple[jax.Array, jax.Array]:
+def _source_indices(size: int, shift: jax.Array) -> tuple[jax.Array, jax.Array]:
     """For output positions 0..size-1 of each image, the input position it reads and whether that is inside."""
     index = jnp.arange(size)[None, :] - shift[:, None]
     inside = (index >= 0) & (index < size)
-    if mode == "reflect":  # mirror without repeating the edge pixel; valid for |shift| < size
-        index = jnp.abs(index)
-        index = jnp.where(index > size - 1, 2 * (size - 1) - index, index)
-        inside = jnp.ones_like(inside)
-    elif mode != "zeros":
-        raise ValueError(f"translation padding must be 'zeros' or 'reflect', got {mode!r}")
     return jnp.clip(index, 0, size - 1), inside
 
 
-def translate(images: jax.Array, shift_y: jax.Array, shift_x: jax.Array, mode: str = "zeros") -> jax.Array:
-    """Move each image's content down by `shift_y` and right by `shift_x` whole pixels.
-
-    Uncovered pixels are 0 (mid-grey) with mode "zeros" (DiffAugment) or mirrored content with "reflect" (ADA).
-    """
+def translate(images: jax.Array, shift_y: jax.Array, shift_x: jax.Array) -> jax.Array:
+    """Move each image's content down by `shift_y` and right by `shift_x` whole pixels; uncovered pixels are 0."""
     height, width = images.shape[1:3]
-    rows, rows_inside = _source_indices(height, shift_y, mode)
-    cols, cols_inside = _source_indices(width, shift_x, mode)
+    rows, rows_inside = _source_indices(height, shift_y)
+    cols, cols_inside = _source_indices(width, shift_x)
     moved = jnp.take_along_axis(images, rows[:, :, None, None], axis=1)
     moved = jnp.take_along_axis(moved, cols[:, None, :, None], axis=2)
     inside = rows_inside[:, :, None, None] & cols_inside[:, None, :, None]
@@ -72,7 +60,7 @@ def adjust_brightness(images: jax.Array, delta: jax.Array) -> jax.Array:
 
 
 def adjust_contrast(images: jax.Array, factor: jax.Array) -> jax.Array:
-    """Scale each image's deviation from its mean intensity by `factor`."""
+    """Scale each image's deviation from its mean intensity by `factor` (DiffAugment's contrast)."""
     mean = jnp.mean(images, axis=(1, 2, 3), keepdims=True)
     return (images - mean) * _per_image(factor).astype(images.dtype) + mean
 

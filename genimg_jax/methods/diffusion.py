@@ -5,13 +5,17 @@
 - "edm": ln(sigma) ~ N(P_mean, P_std^2), the network is preconditioned (`diffusion.edm`), loss
   lambda(sigma) |D(x + sigma n, sigma) - x|^2.
 Both losses are means over data dimensions. A step can take its batch in micro-batches (`train.microbatch`,
-`methods.microbatching`): the noise, noise levels and label dropout are drawn for the whole batch first, so the
-accumulated step equals the full-batch one (up to dropout masks, drawn per micro-batch).
+`methods.microbatching`): the noise, noise levels, label dropout and augmentation are drawn for the whole batch
+first, so the accumulated step equals the full-batch one (up to dropout masks, drawn per micro-batch).
 Sampling turns either network into a denoiser D(x, sigma, labels) and runs any sampler of `diffusion.samplers`
 (`sample.sampler`) with the EMA weights, optionally with classifier-free guidance (`sample.guidance_scale`; trained
 by replacing labels with the null class with prob `model.label_dropout`) applied before the x_0 clipping.
 Held-out evaluation reports the training loss and, with `eval.bpd_timesteps` (DDPM only), the variational bound
 in bits/dim (`diffusion.vlb`). Subclasses change the data space through `encode`/`decode` (latent diffusion).
+
+`augment.mode = "edm"` is EDM's non-leaky augmentation (`augment.edm`): each training image is augmented with
+probability `augment.p` per op before noising, and the network is given the augment labels (`model.augment_dim`
+= 9); sampling and the held-out loss give it none, i.e. zeros: the un-augmented distribution.
 """
 
 from typing import Any
@@ -23,6 +27,7 @@ import ml_collections
 import optax
 
 from genimg_jax import data, parallel
+from genimg_jax.augment import edm as edm_augment
 from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.diffusion import edm, guidance, samplers, schedules, vlb
 from genimg_jax.losses import likelihood
@@ -32,6 +37,8 @@ from genimg_jax.models import ddpmpp, latent_mlp, unet
 
 PARAMETERIZATIONS = ("ddpm_eps", "edm")
 NETWORKS = ("unet", "ddpmpp", "mlp")
+AUGMENT_MODES = ("none", "edm")
+_AUGMENT_STREAM = 0x417567  # folded into the loss key for the augmentation, leaving the other draws as they were
 
 
 def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigDict:
@@ -55,6 +62,7 @@ def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigD
             "time_embedding": "positional",  # or "fourier"
             "num_classes": 0,  # > 0: class-conditional, with a null class for classifier-free guidance
             "label_dropout": 0.1,
+            "augment_dim": 0,  # width of the augment labels the network gets: 9 with augment.mode = "edm"
             # ddpm_eps
             "schedule": "linear",
             "num_timesteps": 1000,
@@ -64,6 +72,12 @@ def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigD
             "sigma_data": 0.5,
             "p_mean": -1.2,
             "p_std": 1.2,
+        }
+    )
+    config.augment = ml_collections.ConfigDict(
+        {
+            "mode": "none",  # none | edm (EDM's non-leaky augmentation with augment labels)
+            "p": 0.0,  # probability of each augmentation op per image (EDM's --augment; 0.12 on CIFAR-10)
         }
     )
     config.optim = ml_collections.ConfigDict({"denoiser": adam_config(2e-4)})
@@ -148,6 +162,22 @@ def _validate(config: ml_collections.ConfigDict) -> None:
         "needs a class-conditional model (model.num_classes > 0)",
     )
     require(0.0 <= config.train.ema_decay < 1.0, "train.ema_decay", config.train.ema_decay, "must be in [0, 1)")
+    augment = config.augment
+    require_choice(config, "augment.mode", AUGMENT_MODES)
+    require(0.0 <= augment.p <= 1.0, "augment.p", augment.p, "must be in [0, 1]")
+    expected_dim = edm_augment.AUGMENT_DIM if augment.mode == "edm" else 0
+    require(
+        model.augment_dim == expected_dim,
+        "model.augment_dim",
+        model.augment_dim,
+        f"must be {expected_dim} with augment.mode={augment.mode!r}",
+    )
+    require(
+        model.augment_dim == 0 or model.network != "mlp",
+        "model.network",
+        model.network,
+        "augmentation (augment.mode='edm') needs an image network",
+    )
 
 
 def clipped(denoise: samplers.Denoiser) -> samplers.Denoiser:
@@ -185,6 +215,7 @@ class Diffusion:
                 channel_multipliers=tuple(model.channel_multipliers),
                 num_res_blocks=model.num_res_blocks,
                 attention_resolutions=tuple(model.attention_resolutions),
+                augment_dim=model.augment_dim,
                 **network_options,
             )
         else:
@@ -217,15 +248,27 @@ class Diffusion:
         opt_state = self.optimizer.init(params)
         return DiffusionState(jnp.zeros((), jnp.int32), state_rng, params, params, opt_state, first_stage)
 
-    def _network(self, params: Any, x: jax.Array, noise_input: jax.Array, labels, rng: jax.Array | None) -> jax.Array:
+    def _network(
+        self,
+        params: Any,
+        x: jax.Array,
+        noise_input: jax.Array,
+        labels,
+        rng: jax.Array | None,
+        augment_labels: jax.Array | None = None,
+    ) -> jax.Array:
         train = rng is not None
         rngs = {"dropout": rng} if train else None
-        return self.network.apply({"params": params}, x, noise_input, labels, train=train, rngs=rngs)
+        augment = {} if augment_labels is None else {"augment_labels": augment_labels}
+        return self.network.apply({"params": params}, x, noise_input, labels, train=train, rngs=rngs, **augment)
 
-    def denoiser(self, params: Any, rng: jax.Array | None = None) -> samplers.Denoiser:
+    def denoiser(
+        self, params: Any, rng: jax.Array | None = None, augment_labels: jax.Array | None = None
+    ) -> samplers.Denoiser:
         """D(x, sigma, labels) -> x_0 estimate, for x = x_0 + sigma n; sigma is a scalar or one per example.
 
         A DDPM network sees x / sqrt(1 + sigma^2) and the (fractional) timestep whose noise level is sigma.
+        `augment_labels` (training with augment.mode = "edm") say how each x_0 was augmented.
         """
         model = self.config.model
 
@@ -233,21 +276,22 @@ class Diffusion:
             sigma = _per_example(sigma, x.shape[0])
             if model.parameterization == "edm":
                 scaled = _expand(edm.c_in(sigma, model.sigma_data), x) * x
-                output = self._network(params, scaled, edm.c_noise(sigma), labels, rng)
+                output = self._network(params, scaled, edm.c_noise(sigma), labels, rng, augment_labels)
                 skip, out = edm.c_skip(sigma, model.sigma_data), edm.c_out(sigma, model.sigma_data)
                 return _expand(skip, x) * x + _expand(out, x) * output
             log_sigmas = jnp.log(jnp.asarray(self.training_sigmas, jnp.float32))
             t = jnp.interp(jnp.log(sigma), log_sigmas, jnp.arange(model.num_timesteps, dtype=jnp.float32))
-            eps = self._network(params, x / _expand(jnp.sqrt(1.0 + sigma**2), x), t, labels, rng)
+            eps = self._network(params, x / _expand(jnp.sqrt(1.0 + sigma**2), x), t, labels, rng, augment_labels)
             return x - _expand(sigma, x) * eps
 
         return denoise
 
     def loss(self, params: Any, x0: jax.Array, labels: jax.Array | None, rng: jax.Array, train: bool) -> jax.Array:
-        """Per-example training loss; `train` enables dropout."""
+        """Per-example training loss; `train` enables dropout and the augmentation of `config.augment`."""
+        x0, augment_labels = self.augmented(rng, x0) if train else (x0, None)
         noise_rng, level_rng, dropout_rng = jax.random.split(rng, 3)
         noise, level = self.training_noise(noise_rng, level_rng, x0)
-        return self.noised_loss(params, x0, noise, level, labels, dropout_rng if train else None)
+        return self.noised_loss(params, x0, noise, level, labels, dropout_rng if train else None, augment_labels)
 
     def training_noise(self, noise_rng: jax.Array, level_rng: jax.Array, x0: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(noise n, noise level) of each example: sigma for EDM, the timestep t for DDPM."""
@@ -257,6 +301,13 @@ class Diffusion:
             return noise, edm.sample_training_sigmas(level_rng, num, model.p_mean, model.p_std)
         return noise, jax.random.randint(level_rng, (num,), 0, model.num_timesteps)
 
+    def augmented(self, rng: jax.Array, x0: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        """(x_0 as the network trains on it, augment labels): EDM's augmentation with `augment.mode = "edm"`."""
+        if self.config.augment.mode != "edm":
+            return x0, None
+        augment_rng = jax.random.fold_in(rng, _AUGMENT_STREAM)
+        return edm_augment.edm_augment(augment_rng, x0, jnp.float32(self.config.augment.p))
+
     def noised_loss(
         self,
         params: Any,
@@ -265,15 +316,17 @@ class Diffusion:
         level: jax.Array,
         labels: jax.Array | None,
         network_rng: jax.Array | None,
+        augment_labels: jax.Array | None = None,
     ) -> jax.Array:
         """Per-example loss at the given noise and levels (`training_noise`); `network_rng` enables dropout."""
         model, num = self.config.model, x0.shape[0]
         if model.parameterization == "edm":
-            denoised = self.denoiser(params, network_rng)(x0 + _expand(level, x0) * noise, level, labels)
+            denoise = self.denoiser(params, network_rng, augment_labels)
+            denoised = denoise(x0 + _expand(level, x0) * noise, level, labels)
             squared_error = jnp.mean((denoised - x0).reshape(num, -1) ** 2, axis=-1)
             return edm.loss_weight(level, model.sigma_data) * squared_error
         x_t = schedules.add_noise(x0, noise, self.alpha_bar[level])
-        eps = self._network(params, x_t, level.astype(jnp.float32), labels, network_rng)
+        eps = self._network(params, x_t, level.astype(jnp.float32), labels, network_rng, augment_labels)
         return jnp.mean((eps - noise).reshape(num, -1) ** 2, axis=-1)
 
     def train_step(self, state: DiffusionState, batch: Batch) -> tuple[DiffusionState, Metrics]:
@@ -284,13 +337,22 @@ class Diffusion:
         if labels is not None:  # classifier-free guidance: learn the unconditional model as the null class
             dropped = jax.random.uniform(label_rng, labels.shape) < model.label_dropout
             labels = jnp.where(dropped, model.num_classes, labels)
+        x0, augment_labels = self.augmented(loss_rng, x0)
         noise_rng, level_rng, dropout_rng = jax.random.split(loss_rng, 3)
         noise, level = self.training_noise(noise_rng, level_rng, x0)
-        inputs = {"x0": x0, "noise": noise, "level": level, "labels": labels}
+        inputs = {"x0": x0, "noise": noise, "level": level, "labels": labels, "augment_labels": augment_labels}
 
         def loss_fn(params, micro, index):
             network_rng = jax.random.fold_in(dropout_rng, index) if index else dropout_rng
-            losses = self.noised_loss(params, micro["x0"], micro["noise"], micro["level"], micro["labels"], network_rng)
+            losses = self.noised_loss(
+                params,
+                micro["x0"],
+                micro["noise"],
+                micro["level"],
+                micro["labels"],
+                network_rng,
+                micro["augment_labels"],
+            )
             return jnp.mean(losses), ()
 
         (loss, _), grads = microbatching.value_and_grad(loss_fn, state.params, inputs, self.config.train.microbatch)

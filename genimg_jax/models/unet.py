@@ -6,6 +6,9 @@ up-sampling plus convolution (no transposed convolution). Output layers start at
 predicts 0. Weights start as DDPM's `variance_scaling(fan_avg, uniform)` (Glorot uniform), biases at 0; the
 layers DDPM scales by 1e-10 start at exactly 0. Class conditioning adds a learned class embedding to the time
 embedding; index `num_classes` is the "null" class that classifier-free guidance trains with label dropout.
+With `augment_dim` > 0 the network is told how its training image was augmented (EDM's non-leaky augmentation,
+`augment.edm`): a bias-free linear map of the augment labels is added to the noise-level sinusoids before the
+embedding MLP, as EDM's `map_augment`; without labels (at sampling) the labels are zeros, i.e. no augmentation.
 """
 
 import math
@@ -46,16 +49,27 @@ class FourierEmbedding(nn.Module):
 
 
 class ConditioningEmbedding(nn.Module):
-    """Noise-level embedding (an MLP on sinusoids) plus, if `num_classes` > 0, a learned class embedding."""
+    """Noise-level embedding (an MLP on sinusoids, plus the augment labels mapped linearly if `augment_dim` > 0)
+    and, if `num_classes` > 0, a learned class embedding."""
 
     dim: int
     time_embedding: str = "positional"
     num_classes: int = 0
+    augment_dim: int = 0
 
     @nn.compact
-    def __call__(self, t: jax.Array, labels: jax.Array | None) -> jax.Array:
+    def __call__(self, t: jax.Array, labels: jax.Array | None, augment_labels: jax.Array | None = None) -> jax.Array:
         base = self.dim // 4
         features = FourierEmbedding(base)(t) if self.time_embedding == "fourier" else positional_embedding(t, base)
+        if self.augment_dim:
+            if augment_labels is None:  # sampling: no augmentation
+                augment_labels = jnp.zeros((t.shape[0], self.augment_dim), jnp.float32)
+            map_augment = nn.Dense(
+                base, use_bias=False, kernel_init=nn.initializers.xavier_uniform(), name="map_augment"
+            )
+            features = features + map_augment(augment_labels.astype(jnp.float32))
+        elif augment_labels is not None:
+            raise ValueError("augment labels given to a network with augment_dim = 0")
         hidden = nn.swish(nn.Dense(self.dim, kernel_init=DDPM_INIT)(features))
         embedding = nn.Dense(self.dim, kernel_init=DDPM_INIT)(hidden)
         if self.num_classes:
@@ -110,6 +124,7 @@ class UNet(nn.Module):
 
     `channel_multipliers` gives the width of each resolution level relative to `features`; each level but the
     last halves the resolution. `attention_resolutions` are the feature-map sizes that get self-attention.
+    `augment_dim` is the width of the augment labels (0: none may be given; > 0: None means zeros).
     """
 
     features: int = 128
@@ -119,10 +134,20 @@ class UNet(nn.Module):
     dropout: float = 0.1
     time_embedding: str = "positional"
     num_classes: int = 0
+    augment_dim: int = 0
 
     @nn.compact
-    def __call__(self, x: jax.Array, t: jax.Array, labels: jax.Array | None = None, train: bool = False) -> jax.Array:
-        embedding = ConditioningEmbedding(4 * self.features, self.time_embedding, self.num_classes)(t, labels)
+    def __call__(
+        self,
+        x: jax.Array,
+        t: jax.Array,
+        labels: jax.Array | None = None,
+        train: bool = False,
+        augment_labels: jax.Array | None = None,
+    ) -> jax.Array:
+        embedding = ConditioningEmbedding(4 * self.features, self.time_embedding, self.num_classes, self.augment_dim)(
+            t, labels, augment_labels
+        )
         h = nn.Conv(self.features, (3, 3), kernel_init=DDPM_INIT)(x)
         skips = [h]
         for level, multiplier in enumerate(self.channel_multipliers):

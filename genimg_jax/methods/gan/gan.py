@@ -19,7 +19,7 @@ import ml_collections
 import optax
 
 from genimg_jax import data, parallel
-from genimg_jax.augment.ada import AdaState, init_ada_state
+from genimg_jax.augment import AdaState, init_ada_state
 from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.losses.adversarial import LOSSES
 from genimg_jax.methods.base import (
