@@ -126,6 +126,7 @@ def workdir_lock(workdir: str | pathlib.Path) -> Iterator[None]:
     """Hold the lock of `workdir` for the run (process 0 takes it); ConfigError naming the holder if it is taken."""
     workdir = pathlib.Path(workdir).absolute()
     holder = _holder()
+    created = not workdir.exists()  # a run stopped by bad input before writing anything leaves no workdir behind
     problem = _acquire(workdir, holder) if jax.process_index() == 0 else None
     if jax.process_count() > 1:
         refused = multihost_utils.broadcast_one_to_all(np.int32(problem is not None))
@@ -137,3 +138,5 @@ def workdir_lock(workdir: str | pathlib.Path) -> Iterator[None]:
     finally:
         if jax.process_index() == 0 and _read(workdir / LOCK_NAME) == holder:
             (workdir / LOCK_NAME).unlink()
+            if created and not any(workdir.iterdir()):
+                workdir.rmdir()
