@@ -277,6 +277,7 @@ class SampleEvaluator:
             "is_splits": evaluation.is_splits,
             "pr_neighbours": evaluation.pr_neighbours,
             "pr_set_size": min(evaluation.num_samples, num_reference or math.inf),
+            "pr_features": f"{self.net.name} features (Kynkäänniemi et al. use VGG-16's)",
             "sample_seed": config.seed,
             # What the samples were drawn for: none, balanced classes, or these fields of the eval split in order.
             "conditioning": self._conditioning_protocol(),
