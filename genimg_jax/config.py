@@ -23,7 +23,7 @@ CIFAR10_DATA = {"source": "tfds:cifar10", "resolution": 32, "channels": 3}
 # logits of 50k samples against the 50k train images, FID and IS (Heusel et al.; Ho et al. and Karras et al. use
 # the train split too). A run that sets it fails at start-up, in one line, if the weights file is not given.
 # Inputs reach 299x299 as pytorch-fid resizes them, not as the TF1 graph behind the published numbers does (see
-# the README's evaluation section): the one known difference left in the protocol.
+# the README's evaluation section), one of the two differences left in the protocol.
 CIFAR10_EVAL = {"metrics": "fid,is", "feature_net": "inception", "num_samples": 50_000, "reference_split": "train"}
 
 
