@@ -5,12 +5,14 @@ Each `configs/*.py:cifar10` variant trains `--steps` steps at the published mode
 accumulation as its config sets it) on a folder of random 32x32 RGB images in 10 class folders (CIFAR-shaped
 data, made once under DIR), evaluates its paper metrics on `--num_samples` samples (with the Inception weights
 file if given; without it, sample metrics are off and the line says so) and writes its sample grid. One line
-per setup: parameters, seconds of the first (compiling) step and of each later step, the metrics, or the error.
+per setup: parameters, seconds from the process start to the first step (imports, data, compiling) and of each
+later step (between their progress lines), the metrics, or the error.
 Each setup runs in its own process, so one that fails (out of memory, say) does not stop the others.
 """
 
 import argparse
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -32,7 +34,7 @@ PAPER_VARIANT = "cifar10"
 PAPER_CONFIGS = ("dcgan", "sngan", "cgan_projection", "wgan_gp", "sagan", "stylegan2", "stylegan2_ada", "ddpm", "edm")
 IMAGES_PER_CLASS = 64
 TRAINED_NETWORKS = ("generator", "discriminator", "params")  # train-state fields holding network parameters
-_STEP_LINE = re.compile(r"^step (\d+)/\d+ .* \| ([0-9.]+) steps/s")
+_STEP_LINE = re.compile(r"^step \d+/\d+ ")
 
 
 def write_cifar_shaped_folder(directory: pathlib.Path, images_per_class: int = IMAGES_PER_CLASS) -> pathlib.Path:
@@ -94,25 +96,40 @@ def paper_config(name: str, *overrides: str) -> ml_collections.ConfigDict:
     return apply_overrides(load_config(f"configs/{name}.py:{PAPER_VARIANT}"), list(overrides))
 
 
+def timed_run(command: list[str]) -> tuple[int, list[float], str, float]:
+    """Run `command`: (exit status, arrival time of each training step's progress line, its last line of output,
+    wall seconds). Steps log every step, so the gaps between their lines are the steps' durations."""
+    started = time.perf_counter()
+    step_times, last = [], "(no output)"
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each line as it is printed, for its time
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
+    ) as process:
+        for line in process.stdout:
+            last = line.strip() or last
+            if _STEP_LINE.match(line):
+                step_times.append(time.perf_counter())
+    return process.returncode, [t - started for t in step_times], last, time.perf_counter() - started
+
+
 def run_setup(name: str, root: pathlib.Path, args: argparse.Namespace) -> str:
     """Run one setup in its own process; its summary line."""
     workdir = root / name
     command = setup_command(name, workdir, root / "images", args.steps, args.num_samples, args.inception_weights)
-    started = time.perf_counter()
-    completed = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if completed.returncode:
-        last = (completed.stderr.strip() or completed.stdout.strip()).splitlines()[-1:] or ["(no output)"]
-        return f"{name:16s} FAILED (exit {completed.returncode}, {wall:.0f} s): {last[0][:300]}"
-    rates = [float(match[2]) for line in completed.stdout.splitlines() if (match := _STEP_LINE.match(line))]
-    first = 1 / rates[0] if rates else float("nan")
-    later = np.mean([1 / rate for rate in rates[1:]]) if len(rates) > 1 else float("nan")
+    status, step_times, last, wall = timed_run(command)
+    if status:
+        return f"{name:16s} FAILED (exit {status}, {wall:.0f} s): {last[:300]}"
+    first = step_times[0] if step_times else float("nan")  # process start to the first step: imports, compile
+    later = np.mean(np.diff(step_times)) if len(step_times) > 1 else float("nan")
     evals = sorted(workdir.glob("eval_*.json"))
     values = json.loads(evals[-1].read_text())["values"] if evals else {}
     metrics = ", ".join(f"{key} {value:.4g}" for key, value in values.items()) or "no sample metrics"
     sizes = network_sizes(compile_run(paper_config(name)).abstract_state)
     params = " + ".join(f"{network} {size / 1e6:.2f}M" for network, size in sizes.items())
-    return f"{name:16s} ok: {params}, first step {first:.1f} s, then {later:.2f} s/step, {wall:.0f} s in all; {metrics}"
+    return (
+        f"{name:16s} ok: {params}; start to first step {first:.0f} s, then {later:.2f} s/step; "
+        f"{wall:.0f} s in all; {metrics}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
