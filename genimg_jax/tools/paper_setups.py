@@ -1,12 +1,13 @@
 """Every paper setup at its published size, end to end: `python -m genimg_jax.tools.paper_setups --root=DIR
-[--inception_weights=PATH] [--only=edm,ddpm] [--steps=2] [--num_samples=64]`.
+[--inception_weights=PATH] [--only=edm,ddpm] [--steps=2] [--num_samples=64] [--sample_steps=8]`.
 
 Each `configs/*.py:cifar10` variant trains `--steps` steps at the published model size and batch (gradient
 accumulation as its config sets it) on a folder of random 32x32 RGB images in 10 class folders (CIFAR-shaped
-data, made once under DIR), evaluates its paper metrics on `--num_samples` samples (with the Inception weights
-file if given; without it, sample metrics are off and the line says so) and writes its sample grid. One line
-per setup: parameters, seconds from the process start to the first step (imports, data, compiling) and of each
-later step (between their progress lines), the metrics, or the error.
+data, made once under DIR), evaluates its paper metrics on `--num_samples` samples (the diffusion models with
+`--sample_steps` sampler steps; with the Inception weights file if given; without it, sample metrics are off and
+the line says so) and writes its sample grid. One line per setup: parameters, seconds from the process start to
+the first step (imports, data, compiling) and of each later step (between their progress lines), the metrics,
+or the error.
 Each setup runs in its own process, so one that fails (out of memory, say) does not stop the others.
 """
 
@@ -50,7 +51,13 @@ def write_cifar_shaped_folder(directory: pathlib.Path, images_per_class: int = I
 
 
 def setup_command(
-    name: str, workdir: pathlib.Path, images: pathlib.Path, steps: int, num_samples: int, inception_weights: str
+    name: str,
+    workdir: pathlib.Path,
+    images: pathlib.Path,
+    steps: int,
+    num_samples: int,
+    inception_weights: str,
+    sample_steps: int = 8,
 ) -> list[str]:
     """The `genimg_jax.main` command line that trains, evaluates and samples one paper setup."""
     overrides = {
@@ -66,6 +73,8 @@ def setup_command(
         "eval.kid_subset_size": num_samples,
         "eval.is_splits": 1,
     }
+    if "steps" in paper_config(name).get("sample", {}):  # a diffusion sampler: the paper's 1000 steps take hours
+        overrides["sample.steps"] = sample_steps
     if inception_weights:
         overrides["eval.inception_weights"] = inception_weights
     else:
@@ -115,7 +124,9 @@ def timed_run(command: list[str]) -> tuple[int, list[float], str, float]:
 def run_setup(name: str, root: pathlib.Path, args: argparse.Namespace) -> str:
     """Run one setup in its own process; its summary line."""
     workdir = root / name
-    command = setup_command(name, workdir, root / "images", args.steps, args.num_samples, args.inception_weights)
+    command = setup_command(
+        name, workdir, root / "images", args.steps, args.num_samples, args.inception_weights, args.sample_steps
+    )
     status, step_times, last, wall = timed_run(command)
     if status:
         return f"{name:16s} FAILED (exit {status}, {wall:.0f} s): {last[:300]}"
@@ -139,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated subset of " + ",".join(PAPER_CONFIGS))
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--num_samples", type=int, default=64)
+    parser.add_argument("--sample_steps", type=int, default=8, help="sampler steps of the diffusion setups")
 
     def run() -> None:
         args = parser.parse_args(argv)
