@@ -12,6 +12,7 @@ import difflib
 import fnmatch
 import importlib.util
 import pathlib
+import types
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -31,15 +32,22 @@ class ConfigError(ValueError):
     """A config file, key or value that cannot be used; the message names which and where."""
 
 
+def load_python_file(path_text: str, kind: str) -> types.ModuleType:
+    """Run the python file at `path_text` (a `kind` file: config, study) as a module of its own, outside the
+    package; a missing file is a ConfigError naming it."""
+    path = pathlib.Path(path_text)
+    if not path.is_file():
+        raise ConfigError(f"{kind} file {path_text!r} does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"_genimg_{kind}_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
     """Load `path/to/config.py` or `path/to/config.py:ARG` by calling its `get_config()` (or `get_config(ARG)`)."""
     path_text, _, arg = spec.partition(":")
-    path = pathlib.Path(path_text)
-    if not path.is_file():
-        raise ConfigError(f"config file {path_text!r} does not exist")
-    module_spec = importlib.util.spec_from_file_location(f"_genimg_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = load_python_file(path_text, "config")
     if not hasattr(module, "get_config"):
         raise ConfigError(f"config file {path_text!r} defines no get_config()")
     config = module.get_config(arg) if arg else module.get_config()

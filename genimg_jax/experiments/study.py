@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import itertools
 import json
 import pathlib
@@ -18,7 +17,7 @@ from typing import Any
 
 import ml_collections
 
-from genimg_jax.config import ConfigError, apply_overrides, load_config
+from genimg_jax.config import ConfigError, apply_overrides, load_config, load_python_file
 
 # Keys that say where things are on one machine, not what a run computes: they stay out of the workdir hash, so a
 # run launched on a cluster (other data and weights paths) lands in the same directory as one launched here.
@@ -97,11 +96,7 @@ def override_text(key: str, value: Any) -> str:
 def load_study(path: str | pathlib.Path) -> Study:
     """The `STUDY` defined by the python file at `path`."""
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise ConfigError(f"study file {str(path)!r} does not exist")
-    spec = importlib.util.spec_from_file_location(f"_genimg_study_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_python_file(str(path), "study")
     study = getattr(module, "STUDY", None)
     if not isinstance(study, Study):
         raise ConfigError(f"study file {str(path)!r} must define STUDY = Study(...)")
