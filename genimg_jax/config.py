@@ -228,6 +228,9 @@ def base_config() -> ml_collections.ConfigDict:
             # examples per device per gradient pass (gradient accumulation, as EDM's batch_gpu; 0 = the device's whole
             # share at once): see genimg_jax/methods/microbatching.py; only methods with MICROBATCHING accept it
             "microbatch": 0,
+            # compare XLA's memory estimate of the compiled step with the device's memory before the first step, and
+            # stop with one line if it cannot fit (training/memory_check.py)
+            "memory_check": True,
             "log_every": 50,
             "sample_every": 250,
             "num_sample_images": 64,

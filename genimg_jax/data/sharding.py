@@ -38,6 +38,16 @@ def make_global_batch(local_batch: dict[str, np.ndarray], sharding: NamedShardin
     return {key: to_global(key, np.asarray(value)) for key, value in local_batch.items()}
 
 
+def abstract_global_batch(fields: dict, batch_size: int, sharding: NamedSharding) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shapes, dtypes and shardings of a global batch of `fields` (name -> `Field`), for compiling ahead of data."""
+    return {
+        name: jax.ShapeDtypeStruct(
+            (batch_size, *field.shape), field.dtype, sharding=_entry_sharding(sharding, 1 + len(field.shape))
+        )
+        for name, field in fields.items()
+    }
+
+
 def shard_whole_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
     """Like `make_global_batch` for a batch that every process holds whole (`pipeline.cycled_batches`): each
     process places the rows of its own devices."""

@@ -63,6 +63,7 @@ def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigD
             "num_classes": 0,  # > 0: class-conditional, with a null class for classifier-free guidance
             "label_dropout": 0.1,
             "augment_dim": 0,  # width of the augment labels the network gets: 9 with augment.mode = "edm"
+            "remat": False,  # recompute each U-Net block's activations in the backward pass (memory for compute)
             # ddpm_eps
             "schedule": "linear",
             "num_timesteps": 1000,
@@ -178,6 +179,7 @@ def _validate(config: ml_collections.ConfigDict) -> None:
         model.network,
         "augmentation (augment.mode='edm') needs an image network",
     )
+    require(not model.remat or model.network != "mlp", "model.remat", model.remat, "applies to the U-Nets only")
 
 
 def clipped(denoise: samplers.Denoiser) -> samplers.Denoiser:
@@ -216,6 +218,7 @@ class Diffusion:
                 num_res_blocks=model.num_res_blocks,
                 attention_resolutions=tuple(model.attention_resolutions),
                 augment_dim=model.augment_dim,
+                remat=model.remat,
                 **network_options,
             )
         else:
@@ -343,7 +346,7 @@ class Diffusion:
         inputs = {"x0": x0, "noise": noise, "level": level, "labels": labels, "augment_labels": augment_labels}
 
         def loss_fn(params, micro, index):
-            network_rng = jax.random.fold_in(dropout_rng, index) if index else dropout_rng
+            network_rng = dropout_rng if index is None else jax.random.fold_in(dropout_rng, index)
             losses = self.noised_loss(
                 params,
                 micro["x0"],

@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genimg_jax.models.layers import rematerialized
 from genimg_jax.models.unet import FourierEmbedding, positional_embedding
 
 SKIP_SCALE = math.sqrt(0.5)
@@ -128,6 +129,7 @@ class DDPMPlusPlus(nn.Module):
     time_embedding: str = "positional"
     num_classes: int = 0
     augment_dim: int = 0
+    remat: bool = False  # recompute each block's activations in the backward pass
 
     @nn.compact
     def __call__(
@@ -141,8 +143,10 @@ class DDPMPlusPlus(nn.Module):
         mapping = Mapping(self.features, self.time_embedding, self.num_classes, self.augment_dim, name="map")
         embedding = mapping(noise_input, labels, augment_labels)
 
+        block_class = rematerialized(Block, self.remat, static_argnums=(3,))
+
         def block(name: str, features: int, **options) -> Block:
-            return Block(features, self.dropout, name=name, **options)
+            return block_class(features, self.dropout, name=name, **options)
 
         resolution = x.shape[1]
         h = conv(self.features, 3, name=f"enc_{resolution}x{resolution}_conv")(x)

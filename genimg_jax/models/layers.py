@@ -25,6 +25,13 @@ def dcgan_scale_init(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = 
     return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
+def rematerialized(module: type[nn.Module], enabled: bool, static_argnums: tuple[int, ...] = ()) -> type[nn.Module]:
+    """`module`, recomputing its activations in the backward pass instead of keeping them when `enabled`
+    (`model.remat`: memory for compute). `static_argnums` count the module itself as argument 0. Give instances
+    explicit names: the wrapped class would otherwise rename them, and with them the parameters and their init."""
+    return nn.remat(module, static_argnums=static_argnums) if enabled else module
+
+
 def num_doublings(resolution: int) -> int:
     """Number of stride-2 stages between a 4x4 map and ``resolution``; rejects sizes the nets cannot reach."""
     if resolution < 8 or resolution & (resolution - 1):

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from genimg_jax import parallel
-from genimg_jax.models.layers import num_doublings
+from genimg_jax.models.layers import num_doublings, rematerialized
 from genimg_jax.models.style_layers import (
     EqualConv,
     EqualDense,
@@ -123,6 +123,7 @@ class SynthesisNetwork(nn.Module):
     channel_max: int
     dtype: jnp.dtype = jnp.float32
     output_activation: str = "linear"
+    remat: bool = False  # recompute each layer's activations in the backward pass
 
     def _features(self, resolution: int) -> int:
         return channels_at(resolution, self.channel_base, self.channel_max)
@@ -138,17 +139,14 @@ class SynthesisNetwork(nn.Module):
         noise = iter(noise_maps(noise_rng, ws.shape[0], resolutions, noise_mode))
         const = self.param("const", nn.initializers.normal(1.0), (4, 4, self._features(4)))
         x = jnp.broadcast_to(const, (ws.shape[0], *const.shape))
-        x = SynthesisLayer(self._features(4), dtype=self.dtype, name="b4_conv1")(x, ws[:, 0], next(noise))
+        layer = rematerialized(SynthesisLayer, self.remat)
+        x = layer(self._features(4), dtype=self.dtype, name="b4_conv1")(x, ws[:, 0], next(noise))
         images = ToRGB(self.channels, dtype=self.dtype, name="b4_torgb")(x, ws[:, 1]).astype(jnp.float32)
         index, resolution = 1, 8
         while resolution <= self.resolution:
             features = self._features(resolution)
-            x = SynthesisLayer(features, up=True, dtype=self.dtype, name=f"b{resolution}_conv0")(
-                x, ws[:, index], next(noise)
-            )
-            x = SynthesisLayer(features, dtype=self.dtype, name=f"b{resolution}_conv1")(
-                x, ws[:, index + 1], next(noise)
-            )
+            x = layer(features, up=True, dtype=self.dtype, name=f"b{resolution}_conv0")(x, ws[:, index], next(noise))
+            x = layer(features, dtype=self.dtype, name=f"b{resolution}_conv1")(x, ws[:, index + 1], next(noise))
             rgb = ToRGB(self.channels, dtype=self.dtype, name=f"b{resolution}_torgb")(x, ws[:, index + 2])
             images = upsample_2x(images) + rgb.astype(jnp.float32)
             index, resolution = index + 2, resolution * 2
@@ -169,11 +167,18 @@ class Generator(nn.Module):
     mapping_lr_mul: float = 0.01
     dtype: jnp.dtype = jnp.float32
     output_activation: str = "linear"
+    remat: bool = False
 
     def setup(self):
         self.mapping = MappingNetwork(self.w_dim, self.mapping_layers, self.num_classes, self.mapping_lr_mul)
         self.synthesis = SynthesisNetwork(
-            self.resolution, self.channels, self.channel_base, self.channel_max, self.dtype, self.output_activation
+            self.resolution,
+            self.channels,
+            self.channel_base,
+            self.channel_max,
+            self.dtype,
+            self.output_activation,
+            self.remat,
         )
 
     @property
@@ -221,6 +226,7 @@ class Discriminator(nn.Module):
     num_classes: int = 0
     mapping_layers: int = 8  # of the label embedding, when conditional
     dtype: jnp.dtype = jnp.float32
+    remat: bool = False  # recompute each block's activations in the backward pass
 
     def _features(self, resolution: int) -> int:
         return channels_at(resolution, self.channel_base, self.channel_max)
@@ -233,7 +239,7 @@ class Discriminator(nn.Module):
         num_doublings(resolution)  # rejects sizes the network cannot reduce to 4x4
         x = lrelu(EqualConv(self._features(resolution), 1, dtype=self.dtype, name="fromrgb")(images))
         while resolution > 4:
-            block = DiscriminatorBlock(
+            block = rematerialized(DiscriminatorBlock, self.remat)(
                 self._features(resolution),
                 self._features(resolution // 2),
                 residual=self.architecture == "resnet",

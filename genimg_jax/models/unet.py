@@ -11,12 +11,15 @@ With `augment_dim` > 0 the network is told how its training image was augmented 
 embedding MLP, as EDM's `map_augment`; without labels (at sampling) the labels are zeros, i.e. no augmentation.
 """
 
+import itertools
 import math
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from genimg_jax.models.layers import rematerialized
 
 TIME_EMBEDDINGS = ("positional", "fourier")
 DDPM_INIT = nn.initializers.xavier_uniform()  # DDPM's default_init(1.0): variance_scaling(1, fan_avg, uniform)
@@ -124,7 +127,8 @@ class UNet(nn.Module):
 
     `channel_multipliers` gives the width of each resolution level relative to `features`; each level but the
     last halves the resolution. `attention_resolutions` are the feature-map sizes that get self-attention.
-    `augment_dim` is the width of the augment labels (0: none may be given; > 0: None means zeros).
+    `augment_dim` is the width of the augment labels (0: none may be given; > 0: None means zeros). `remat`
+    recomputes each residual block's activations in the backward pass.
     """
 
     features: int = 128
@@ -135,6 +139,7 @@ class UNet(nn.Module):
     time_embedding: str = "positional"
     num_classes: int = 0
     augment_dim: int = 0
+    remat: bool = False
 
     @nn.compact
     def __call__(
@@ -148,11 +153,17 @@ class UNet(nn.Module):
         embedding = ConditioningEmbedding(4 * self.features, self.time_embedding, self.num_classes, self.augment_dim)(
             t, labels, augment_labels
         )
+        block_class = rematerialized(ResBlock, self.remat, static_argnums=(3,))
+        numbers = itertools.count()
+
+        def res_block(features: int) -> ResBlock:  # named as flax names ResBlocks, with or without remat
+            return block_class(features, self.dropout, name=f"ResBlock_{next(numbers)}")
+
         h = nn.Conv(self.features, (3, 3), kernel_init=DDPM_INIT)(x)
         skips = [h]
         for level, multiplier in enumerate(self.channel_multipliers):
             for _ in range(self.num_res_blocks):
-                h = ResBlock(self.features * multiplier, self.dropout)(h, embedding, train)
+                h = res_block(self.features * multiplier)(h, embedding, train)
                 if h.shape[1] in self.attention_resolutions:
                     h = SelfAttention()(h)
                 skips.append(h)
@@ -160,14 +171,14 @@ class UNet(nn.Module):
                 h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), kernel_init=DDPM_INIT)(h)
                 skips.append(h)
 
-        h = ResBlock(h.shape[-1], self.dropout)(h, embedding, train)
+        h = res_block(h.shape[-1])(h, embedding, train)
         h = SelfAttention()(h)
-        h = ResBlock(h.shape[-1], self.dropout)(h, embedding, train)
+        h = res_block(h.shape[-1])(h, embedding, train)
 
         for level, multiplier in reversed(list(enumerate(self.channel_multipliers))):
             for _ in range(self.num_res_blocks + 1):
                 h = jnp.concatenate([h, skips.pop()], axis=-1)
-                h = ResBlock(self.features * multiplier, self.dropout)(h, embedding, train)
+                h = res_block(self.features * multiplier)(h, embedding, train)
                 if h.shape[1] in self.attention_resolutions:
                     h = SelfAttention()(h)
             if level > 0:

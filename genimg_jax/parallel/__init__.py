@@ -1,6 +1,6 @@
 """Where arrays live: the device mesh, the batch's sharding, the train state's sharding rules, multi-process
-start-up. Methods see only `constrain_batch`, `batch_shards` and `microbatch`; the training layer builds everything
-else from the config."""
+start-up. Methods see only `constrain_batch`, `batch_shards`, `microbatch` and `stacked_microbatches`; the training
+layer builds everything else from the config."""
 
 from genimg_jax.parallel.mesh import (
     BATCH_AXES,
@@ -13,6 +13,7 @@ from genimg_jax.parallel.mesh import (
     mesh_shape,
     microbatch,
     replicated,
+    stacked_microbatches,
     traced_on,
 )
 from genimg_jax.parallel.sharding import (
@@ -39,6 +40,7 @@ __all__ = [
     "microbatch",
     "partition_specs",
     "replicated",
+    "stacked_microbatches",
     "state_shardings",
     "traced_on",
     "validate_sharding_config",

@@ -112,6 +112,16 @@ def batch_shards() -> int:
     return _context_batch_axes()[1]
 
 
+def stacked_microbatches(x: jax.Array, rounds: int) -> jax.Array:
+    """All `rounds` micro-batches of a batch-sharded `x` stacked on a new leading axis (rounds, batch / rounds, ...),
+    each split over the devices like the batch, as `microbatch` takes them: what a `lax.scan` over rounds reads."""
+    axes, shards = _context_batch_axes()
+    per_shard = x.shape[0] // (shards * rounds)
+    blocks = x.reshape(shards, rounds, per_shard, *x.shape[1:]).swapaxes(0, 1)
+    stacked = blocks.reshape(rounds, shards * per_shard, *x.shape[1:])
+    return jax.lax.with_sharding_constraint(stacked, PartitionSpec(None, axes)) if axes else stacked
+
+
 def microbatch(x: jax.Array, rounds: int, index: int) -> jax.Array:
     """Micro-batch `index` of `rounds` of a batch-sharded `x`: the index-th slice of every shard's own examples, so
     that each micro-batch is split over the devices like the batch and taking it moves no data between them."""

@@ -19,7 +19,7 @@ from genimg_jax.evaluation import grids
 from genimg_jax.evaluation.held_out import evaluate_split
 from genimg_jax.evaluation.illustrations import compile_illustrations, write_illustrations
 from genimg_jax.evaluation.periodic import TrainingEvaluation
-from genimg_jax.training import nonfinite
+from genimg_jax.training import memory_check, nonfinite
 from genimg_jax.training import workdir as workdirs
 from genimg_jax.training.checkpoint import Checkpointer
 from genimg_jax.training.compiled_run import CompiledRun, compile_run, initial_rngs, main_process_report
@@ -45,6 +45,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
 def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Any:
     is_main = jax.process_index() == 0
     run = compile_run(config)
+    memory_check.check_train_step(run, config)  # a step that cannot fit stops here, before anything is written
     train_config = config.train
     stream = _train_stream(config)
     draws_illustrations = hasattr(run.method, "illustrations") and train_config.sample_every > 0

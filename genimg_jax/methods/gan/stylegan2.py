@@ -115,6 +115,7 @@ def stylegan2_config() -> ml_collections.ConfigDict:
             "mbstd_group_size": 4,
             "mbstd_channels": 1,
             "dtype": "float32",  # float32 | bfloat16: compute type of the convolutions (params stay float32)
+            "remat": False,  # recompute each G layer's and D block's activations in the backward pass
         }
     )
     config.loss = ml_collections.ConfigDict(
@@ -182,6 +183,7 @@ class StyleGAN2:
             mapping_lr_mul=model.mapping_lr_mul,
             dtype=dtype,
             output_activation=model.output_activation,
+            remat=model.remat,
         )
         self.discriminator = Discriminator(
             channel_base=model.channel_base,
@@ -192,6 +194,7 @@ class StyleGAN2:
             num_classes=model.num_classes,
             mapping_layers=model.d_mapping_layers,
             dtype=dtype,
+            remat=model.remat,
         )
         self.augment = build_augment(config)
         self.use_pl = loss.pl_weight > 0
