@@ -10,7 +10,6 @@ import pytest
 from scipy import stats
 
 from genimg_jax.losses import elbo, likelihood
-from genimg_jax.methods.vae import slerp
 
 # A linear Gaussian model p(z) = N(0, I), p(x|z) = N(Wz + b, s²I) has log p(x) = log N(x; b, WWᵀ + s²I) and a
 # Gaussian posterior; W has orthogonal columns so that the posterior is diagonal, i.e. inside q's family.
@@ -100,14 +99,3 @@ def test_kl_weight_ramps_linearly_to_beta():
     weights = [float(elbo.kl_weight(jnp.array(step), 4.0, 100)) for step in (0, 25, 100, 500)]
     assert weights == pytest.approx([0.0, 1.0, 4.0, 4.0])
     assert float(elbo.kl_weight(jnp.array(0), 2.0, 0)) == 2.0
-
-
-def test_slerp_ends_at_its_endpoints_and_follows_the_circle():
-    start, end = jnp.array([2.0, 0.0]), jnp.array([0.0, 2.0])
-    path = slerp(start, end, jnp.linspace(0.0, 1.0, 5))
-    np.testing.assert_allclose(path[0], start, atol=1e-6)
-    np.testing.assert_allclose(path[-1], end, atol=1e-6)
-    np.testing.assert_allclose(jnp.linalg.norm(path, axis=1), 2.0, rtol=1e-6)
-    np.testing.assert_allclose(path[2], [math.sqrt(2.0), math.sqrt(2.0)], rtol=1e-6)
-    # Parallel vectors: the straight line.
-    np.testing.assert_allclose(slerp(start, 2 * start, jnp.array([0.5]))[0], [3.0, 0.0], rtol=1e-6)

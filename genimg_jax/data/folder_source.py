@@ -16,8 +16,10 @@ Layout rules, chosen to match how image folders are usually shipped:
 """
 
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -34,10 +36,11 @@ SMALL_IMAGE_POLICIES = ("upscale", "skip")
 NOT_AN_IMAGE, UNDECODABLE, TOO_SMALL = "not an image", "cannot be decoded", "smaller than the resolution"
 
 
-def decode_file(path: Path) -> np.ndarray:
-    """Pixels of one image file (see `pil_pixels`); DataError naming the file if it cannot be decoded."""
+def decode_file(path: Path, file: BinaryIO | None = None) -> np.ndarray:
+    """Pixels of one image file (see `pil_pixels`), read from `file` if given (e.g. a zip member) else from `path`;
+    DataError naming the file if it cannot be decoded."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path if file is None else file) as image:
             image.load()
             return pil_pixels(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
@@ -56,7 +59,7 @@ def _problem(path: Path, resolution: int) -> tuple[str, str] | None:
     return None
 
 
-def _summary(problems: dict[str, list[tuple[Path, str]]]) -> str:
+def problem_summary(problems: dict[str, list[tuple[PurePath | str, str]]]) -> str:
     """'2 cannot be decoded (e.g. a.png: ...), 1 not an image (e.g. notes.txt)' for a one-line message."""
     parts = []
     for kind, found in problems.items():
@@ -79,7 +82,7 @@ def _split_root(path: str, split: str, where: str) -> Path:
     return root
 
 
-def _visible_files(root: Path, where: str) -> list[Path]:
+def visible_files(root: Path, where: str) -> list[Path]:
     """Every file below `root` outside hidden files and folders, relative to it, sorted by path."""
     found = sorted(
         (
@@ -109,7 +112,7 @@ def _find_problems(
     return problems
 
 
-def _class_labels(files: list[Path]) -> tuple[tuple[str, ...], list[int]]:
+def class_labels(files: Sequence[PurePath]) -> tuple[tuple[str, ...], list[int]]:
     """(class names, label per file): the top-level folders if every file lies in one, else no classes."""
     if not all(len(rel.parts) > 1 for rel in files):
         return (), [0] * len(files)
@@ -134,21 +137,21 @@ class FolderSource:
             raise DataError(f"bad_images={bad_images!r} / small_images={small_images!r} are not valid policies")
         where = f"(source 'folder:{path}')"
         root = _split_root(path, split, where)
-        found = _visible_files(root, where)
+        found = visible_files(root, where)
         problems = _find_problems(root, found, resolution, small_images)
         if problems[UNDECODABLE] and bad_images == "error":
             raise DataError(
-                f"image folder '{root}': {_summary({UNDECODABLE: problems[UNDECODABLE]})}; remove or fix them, or set "
-                f"config.data.bad_images=skip to leave them out {where}"
+                f"image folder '{root}': {problem_summary({UNDECODABLE: problems[UNDECODABLE]})}; remove or fix "
+                f"them, or set config.data.bad_images=skip to leave them out {where}"
             )
         skipped = {rel for found_problems in problems.values() for rel, _ in found_problems}
         self._files = [rel for rel in found if rel not in skipped]  # non-images are among the skipped
         if not self._files:
-            raise DataError(f"image folder '{root}' has no usable images: {_summary(problems)} {where}")
+            raise DataError(f"image folder '{root}' has no usable images: {problem_summary(problems)} {where}")
         if skipped:
             print(
                 f"warning: image folder '{root}': using {len(self._files)} of {len(found)} files; "
-                f"skipped {_summary(problems)}",
+                f"skipped {problem_summary(problems)}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -156,7 +159,7 @@ class FolderSource:
         self._root = root
         self._resolution = resolution
         self._channels = channels
-        self.class_names, self._labels = _class_labels(self._files)
+        self.class_names, self._labels = class_labels(self._files)
         self.num_classes = len(self.class_names)
         self.fields = labelled_image_fields(resolution, channels)
 

@@ -45,9 +45,12 @@ def center_crop_square(image: np.ndarray) -> np.ndarray:
     return image[top : top + side, left : left + side]
 
 
-def fit_image(image: np.ndarray, resolution: int, channels: int) -> np.ndarray:
+def fit_image(
+    image: np.ndarray, resolution: int, channels: int, resample: Image.Resampling = Image.Resampling.BICUBIC
+) -> np.ndarray:
     """Returns `image` (HW or HWC with 1 or 3 channels, any real dtype, values on the 0..255 scale) as uint8
-    `(resolution, resolution, channels)`: channels converted, centre-cropped, bicubic-resized, rounded."""
+    `(resolution, resolution, channels)`: channels converted, centre-cropped, resized with PIL's antialiased
+    `resample` filter (bicubic; the dataset tool uses Lanczos), rounded."""
     pixels = np.asarray(image, np.float32)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
@@ -60,9 +63,7 @@ def fit_image(image: np.ndarray, resolution: int, channels: int) -> np.ndarray:
         pixels = np.stack(
             [
                 np.asarray(
-                    Image.fromarray(np.ascontiguousarray(pixels[..., c])).resize(
-                        (resolution, resolution), Image.Resampling.BICUBIC
-                    )
+                    Image.fromarray(np.ascontiguousarray(pixels[..., c])).resize((resolution, resolution), resample)
                 )
                 for c in range(channels)
             ],

@@ -61,10 +61,14 @@ def network_evaluations(sampler: str, steps: int, guided: bool = False) -> int:
     return calls * (2 if guided else 1)
 
 
+def initial_noise_scale(sigma_max: jax.Array, variance_preserving: bool) -> jax.Array:
+    """The standard deviation of x at sigma_max: sqrt(1 + sigma^2) for a variance-preserving process, else sigma."""
+    return jnp.sqrt(1.0 + sigma_max**2) if variance_preserving else sigma_max
+
+
 def initial_noise(rng: jax.Array, shape: tuple[int, ...], sigma_max: jax.Array, variance_preserving: bool) -> jax.Array:
     """A draw of x at sigma_max: N(0, (1 + sigma^2) I) for a variance-preserving process, else N(0, sigma^2 I)."""
-    scale = jnp.sqrt(1.0 + sigma_max**2) if variance_preserving else sigma_max
-    return scale * jax.random.normal(rng, shape)
+    return initial_noise_scale(sigma_max, variance_preserving) * jax.random.normal(rng, shape)
 
 
 def ddim_step(

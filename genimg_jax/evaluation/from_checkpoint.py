@@ -3,12 +3,14 @@ illustrations), `--mode=eval` (all metrics) and `--mode=audit` (memorization).
 
 Each restores the newest checkpoint that restores onto the current mesh and writes its results beside it:
 `samples/sample_step_<step>_<i>.png`, `eval_<step>.json` (values and protocol) and `audit_<step>/`
-(report.json, neighbours.png, distances.png).
+(report.json, neighbours.png, distances.png). Other tools on a saved run (latent walks) restore through
+`restore_latest`.
 """
 
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 import jax
 import ml_collections
@@ -18,14 +20,20 @@ from genimg_jax.evaluation import audit, grids
 from genimg_jax.evaluation.held_out import evaluate_split
 from genimg_jax.evaluation.illustrations import compile_illustrations, write_illustrations
 from genimg_jax.evaluation.samples import SampleEvaluator, optional_sample_evaluator, write_results
-from genimg_jax.training.compiled_run import compile_run, initial_rngs, restore_trained_state
+from genimg_jax.training.compiled_run import CompiledRun, compile_run, initial_rngs, restore_trained_state
+
+
+def restore_latest(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tuple[CompiledRun, Any, int]:
+    """(compiled run, state, step) of the newest checkpoint in `workdir` that restores onto `config.mesh`."""
+    run = compile_run(config)
+    state, step = restore_trained_state(config, run, pathlib.Path(workdir))
+    return run, state, step
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_grids: int = 1) -> list[pathlib.Path]:
     """Write sample grids (and the method's illustrations) from the latest checkpoint; returns their paths."""
     workdir = pathlib.Path(workdir)
-    run = compile_run(config)
-    state, step = restore_trained_state(config, run, workdir)
+    run, state, step = restore_latest(config, workdir)
     _, sample_rng = initial_rngs(config)
     paths = []
     for index in range(num_grids):

@@ -48,6 +48,20 @@ class Method(Protocol):
         """
 
 
+class LatentSampler(Protocol):
+    """What a method that draws its samples from a standard-normal latent (a GAN's z, a diffusion model's initial
+    noise) adds, so that tools can choose the latents (latent walks): `sample(state, rng, num, conditioning)` equals
+    `sample_latents` of latents it draws from `rng`."""
+
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one sample's latent."""
+
+    def sample_latents(
+        self, state: Any, latents: jax.Array, rng: jax.Array, conditioning: Batch | None = None
+    ) -> jax.Array:
+        """Images in [-1, 1], NHWC, one per latent (N, *latent_shape()); `rng` is any other randomness of sampling."""
+
+
 def class_conditioning(num_classes: int) -> tuple[str, ...]:
     """`conditioning_fields` of a model that is class-conditional when `num_classes` > 0."""
     return ("label",) if num_classes else ()

@@ -382,17 +382,31 @@ class Diffusion:
 
         Returns images in [-1, 1] (or decoded latents); class-conditional models use `conditioning["label"]`.
         """
-        model, sample = self.config.model, self.config.sample
         noise_rng, sampler_rng = jax.random.split(rng)
+        latents = jax.random.normal(noise_rng, (num, *self.data_shape))
+        return self.sample_latents(state, latents, sampler_rng, conditioning, sampler)
+
+    def latent_shape(self) -> tuple[int, ...]:
+        return self.data_shape
+
+    def sample_latents(
+        self,
+        state: DiffusionState,
+        latents: jax.Array,
+        rng: jax.Array,
+        conditioning: Batch | None = None,
+        sampler: str = "",
+    ) -> jax.Array:
+        """The samples of `sample` from given standard-normal latents (N, *data_shape), scaled to the initial noise
+        level; `rng` drives the stochastic samplers (DDPM, DDIM with eta > 0), the others are a function of the
+        latents alone."""
+        model, sample = self.config.model, self.config.sample
         sigmas = self.sampling_sigmas()
-        variance_preserving = model.parameterization == "ddpm_eps"
-        initial = samplers.initial_noise(noise_rng, (num, *self.data_shape), sigmas[0], variance_preserving)
-        x = parallel.constrain_batch(initial)  # otherwise every device would run the whole sampling loop
-        labels = sample_labels(conditioning, num, model.num_classes)
+        scale = samplers.initial_noise_scale(sigmas[0], variance_preserving=model.parameterization == "ddpm_eps")
+        x = parallel.constrain_batch(scale * latents)  # otherwise every device would run the whole sampling loop
+        labels = sample_labels(conditioning, latents.shape[0], model.num_classes)
         denoise = self.sampling_denoiser(state.ema_params, guided=labels is not None and bool(sample.guidance_scale))
-        x0 = samplers.run(
-            sampler or sample.sampler, denoise, x, sigmas, labels, sampler_rng, sample.eta, sample.variance
-        )
+        x0 = samplers.run(sampler or sample.sampler, denoise, x, sigmas, labels, rng, sample.eta, sample.variance)
         return self.decode(state.first_stage, x0)
 
     def sampling_denoiser(self, params: Any, guided: bool) -> samplers.Denoiser:

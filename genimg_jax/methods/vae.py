@@ -20,8 +20,9 @@ from genimg_jax.losses.likelihood import binarize
 from genimg_jax.methods.base import Batch, Metrics
 from genimg_jax.methods.variational import VariationalMethod, VariationalState
 from genimg_jax.models import vae as vae_models
+from genimg_jax.models.interpolation import slerp
 
-__all__ = ["VAE", "VAEState", "binarize", "slerp", "vae_config"]
+__all__ = ["VAE", "VAEState", "binarize", "vae_config"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 INTERPOLATION_STEPS = 8
@@ -152,20 +153,3 @@ class VAE(VariationalMethod[VAEState]):
             "reconstructions": pairs.reshape(shown // per_row, 2 * per_row, *image_shape),
             "interpolations": decoded.reshape(num_pairs, INTERPOLATION_STEPS, *image_shape),
         }
-
-
-def slerp(start: jax.Array, end: jax.Array, fractions: jax.Array) -> jax.Array:
-    """Spherical interpolation from `start` to `end` (vectors) at each of `fractions`, shape (len(fractions), D).
-
-    Shoemake's formula on the raw vectors, as White (2016) proposes for latent spaces: under a Gaussian prior the
-    path keeps a typical norm where a straight line would pass near the (atypical) origin. Linear for parallel
-    vectors.
-    """
-    start_norm, end_norm = jnp.linalg.norm(start), jnp.linalg.norm(end)
-    cosine = jnp.dot(start, end) / jnp.maximum(start_norm * end_norm, 1e-12)
-    angle = jnp.arccos(jnp.clip(cosine, -1.0, 1.0))
-    t = fractions[:, None]
-    safe_sine = jnp.where(angle > 1e-4, jnp.sin(angle), 1.0)
-    spherical = (jnp.sin((1.0 - t) * angle) * start + jnp.sin(t * angle) * end) / safe_sine
-    linear = (1.0 - t) * start + t * end
-    return jnp.where(angle > 1e-4, spherical, linear)

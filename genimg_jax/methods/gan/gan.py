@@ -309,9 +309,19 @@ class GAN:
     def sample(self, state: GANState, rng: jax.Array, num: int, conditioning: Batch | None = None) -> jax.Array:
         """`num` images from the `train.sample_generator` generator (module docstring), batch norm in inference
         mode; conditional models default to labels 0, 1, ... cycling."""
-        labels = sample_labels(conditioning, num, self.config.model.num_classes)
+        return self.sample_latents(state, self._latents(rng, num), rng, conditioning)
+
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.config.model.latent_dim,)
+
+    def sample_latents(
+        self, state: GANState, latents: jax.Array, rng: jax.Array, conditioning: Batch | None = None
+    ) -> jax.Array:
+        """The images of `sample` from given latents z (N, latent_dim); the generator uses no randomness (`rng`)."""
+        del rng
+        labels = sample_labels(conditioning, latents.shape[0], self.config.model.num_classes)
         variables = state.generator if self.config.train.sample_generator == "live" else state.ema_generator
-        return self.generator.apply(variables, self._latents(rng, num), labels, train=False)
+        return self.generator.apply(variables, parallel.constrain_batch(latents), labels, train=False)
 
     def evaluate_batch(self, state: GANState, batch: Batch, rng: jax.Array) -> Metrics:
         """Held-out sample-quality metrics (FID, KID, ...) live in the evaluation module, not here."""

@@ -456,15 +456,44 @@ class StyleGAN2:
         `rng`, as the reference's metrics do (sample grids, drawn from one fixed key, then keep their noise from
         grid to grid); "const" shares one fixed noise map per layer across samples and calls, so that psi=0 gives
         one image, and biases FID if used for evaluation."""
+        z_rng, noise_rng = jax.random.split(rng)
+        z = jax.random.normal(z_rng, (num, self.config.model.z_dim))
+        return self.sample_latents(state, z, noise_rng, conditioning, truncation_psi, noise_mode)
+
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.config.model.z_dim,)
+
+    def sample_latents(
+        self,
+        state: StyleGAN2State,
+        latents: jax.Array,
+        rng: jax.Array,
+        conditioning: Batch | None = None,
+        truncation_psi: float | None = None,
+        noise_mode: str | None = None,
+    ) -> jax.Array:
+        """The images of `sample` from given latents z (N, z_dim); `rng` draws the noise inputs."""
+        w = self.map_latents(state, latents, conditioning)
+        return self.synthesize_styles(state, w, rng, truncation_psi, noise_mode)
+
+    def map_latents(self, state: StyleGAN2State, latents: jax.Array, conditioning: Batch | None = None) -> jax.Array:
+        """w (N, w_dim) of latents z (N, z_dim) through the EMA mapping network, before truncation."""
+        labels = sample_labels(conditioning, latents.shape[0], self.config.model.num_classes)
+        return self._map(state.ema_generator, parallel.constrain_batch(latents), labels)
+
+    def synthesize_styles(
+        self,
+        state: StyleGAN2State,
+        w: jax.Array,
+        rng: jax.Array,
+        truncation_psi: float | None = None,
+        noise_mode: str | None = None,
+    ) -> jax.Array:
+        """Images of `w` (N, w_dim) at every layer, truncated and with noise as `sample` says."""
         psi = self.config.sample.truncation_psi if truncation_psi is None else truncation_psi
         noise_mode = self.config.sample.noise_mode if noise_mode is None else noise_mode
-        z_rng, noise_rng = jax.random.split(rng)
-        z = parallel.constrain_batch(jax.random.normal(z_rng, (num, self.config.model.z_dim)))
-        labels = sample_labels(conditioning, num, self.config.model.num_classes)
-        w = truncate(self._map(state.ema_generator, z, labels), state.w_avg, psi)
-        ws = jnp.repeat(w[:, None], self.generator.num_ws, axis=1)
-        if noise_mode == "const":
-            noise_rng = jax.random.PRNGKey(CONST_NOISE_KEY)
+        ws = jnp.repeat(truncate(w, state.w_avg, psi)[:, None], self.generator.num_ws, axis=1)
+        noise_rng = jax.random.PRNGKey(CONST_NOISE_KEY) if noise_mode == "const" else rng
         return jnp.clip(self._synthesize(state.ema_generator, ws, noise_rng, noise_mode), -1.0, 1.0)
 
     def evaluate_batch(self, state: StyleGAN2State, batch: Batch, rng: jax.Array) -> Metrics:
