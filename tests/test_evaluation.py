@@ -196,12 +196,15 @@ def test_brute_force_nearest_neighbours():
     np.testing.assert_allclose(distances, np.sort(full, axis=1)[:, :4], atol=1e-9)
 
 
-def test_training_evaluates_keeps_the_best_checkpoint_and_eval_mode_reproduces_it(tmp_path):
+def test_training_evaluates_keeps_the_best_checkpoint_and_eval_mode_reproduces_it(tmp_path, capsys):
     config = load("dcgan.py", *TINY_GAN_WITH_EVAL)
     trainer.train(config, tmp_path)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    evals = {r["step"]: r for r in records if r["split"] == "test"}
-    assert sorted(evals) == [2, 4]
+    # Sample metrics are named for the split they compare with (eval.reference_split), not data.eval_split.
+    assert config.eval.reference_split == "train" and config.data.eval_split == "test"
+    evals = {r["step"]: r for r in records if r["split"] == "samples_vs_train"}
+    assert sorted(evals) == [2, 4] and not any(r["split"] == "test" for r in records)  # a GAN has no likelihood
+    assert "eval at step 4 | samples_vs_train: fid " in capsys.readouterr().out
     for record in evals.values():
         assert record["fid"] > 0 and 1.0 <= record["is_mean"] <= 10.0 and 0 <= record["precision"] <= 1
     written = json.loads((tmp_path / "eval_0000004.json").read_text())

@@ -229,7 +229,7 @@ def test_reduced_embedded_ablation_runs_end_to_end(tmp_path):
     command = [sys.executable, "-m", "genimg_jax.experiments", "run", str(study_file), f"--root={root}", "--parallel=2"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "[2/2 done (0 already), 0 running, 0 failed, 0 waiting" in result.stdout
+    assert "runs 2/2 | running 0 failed 0 waiting 0 skipped 0 | " in result.stdout
     assert main(["table", str(study_file), f"--root={root}"]) == 0
     with open(root / "report" / "runs.csv") as handle:
         rows = list(csv.DictReader(handle))

@@ -48,6 +48,12 @@ EVAL_SEED_SALT = 0xE7A1
 PR_SUBSAMPLE_SEED = 0x9E1
 
 
+def sample_metrics_split(config: ml_collections.ConfigDict) -> str:
+    """The name sample metrics are logged under ("samples_vs_train"): it says what they compare with, which is
+    `eval.reference_split`, not the `data.eval_split` the likelihood metrics are computed on."""
+    return f"samples_vs_{config.eval.reference_split}"
+
+
 def requested_metrics(config: ml_collections.ConfigDict) -> list[str]:
     """The metric names of `config.eval.metrics` ("fid,kid,is,pr"), validated."""
     names = [name.strip() for name in config.eval.metrics.split(",") if name.strip()]

@@ -13,6 +13,7 @@ import pathlib
 import re
 import shutil
 
+from genimg_jax.evaluation.samples import sample_metrics_split
 from genimg_jax.experiments import charts
 from genimg_jax.experiments.results import CellRow, protocol_notes, published_sources, table
 from genimg_jax.experiments.study import Study
@@ -68,14 +69,13 @@ def _logged(workdir: pathlib.Path) -> list[dict]:
 def curves_chart(study: Study, row: CellRow) -> charts.Image.Image | None:
     """Per cell: each training loss and each study metric over steps, a line per seed."""
     logs = {result.run.seed: _logged(result.run.workdir) for result in row.runs}
-    eval_split = row.runs[0].run.config.data.eval_split
+    config = row.runs[0].run.config
+    shown_splits = (CURVE_SPLIT, config.data.eval_split, sample_metrics_split(config))
     panels: dict[tuple[str, str], None] = {}
     for records in logs.values():
         for record in records:
             names = [n for n in record if ("loss" in n and record["split"] == CURVE_SPLIT) or n in study.metrics]
-            panels.update(
-                {(record["split"], name): None for name in names if record["split"] in (CURVE_SPLIT, eval_split)}
-            )
+            panels.update({(record["split"], name): None for name in names if record["split"] in shown_splits})
     images = []
     for split, name in panels:
         series = []

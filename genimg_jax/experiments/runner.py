@@ -1,6 +1,6 @@
 """Running a study's runs on this machine: N at a time, finished ones skipped, interrupted ones resumed (the trainer
 resumes from the run's last checkpoint), a failing one reported while the rest go on, and one progress line for
-the whole study."""
+the whole study, formatted like a training run's (`reporting.progress_line`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Protocol, TextIO
 
 from genimg_jax.experiments.launch import training_command
 from genimg_jax.experiments.study import Run, is_finished
-from genimg_jax.training.reporting import format_duration, progress_step
+from genimg_jax.training.reporting import eta_seconds, progress_line, progress_step
 
 LOG_NAME = "train.log"
 RUN_INFO_NAME = "study_run.json"
@@ -85,13 +85,13 @@ def run_study(
     def report() -> None:
         nonlocal last_report
         work_left = len(pending) + sum(1 - _fraction_done(run) for run, _, _ in active.values())
-        eta = work_left * sum(durations) / len(durations) / parallel if durations else float("nan")
-        print(
-            f"[{len(outcome.finished)}/{len(runs)} done ({len(skipped)} already), {len(active)} running, "
-            f"{len(outcome.failed)} failed, {len(pending)} waiting | ETA {format_duration(eta)}]",
-            file=out,
-            flush=True,
-        )
+        runs_per_second = parallel * len(durations) / sum(durations) if durations else float("nan")
+        counts = {"running": len(active), "failed": len(outcome.failed), "waiting": len(pending)}
+        counts["skipped"] = len(skipped)  # finished before this study run started
+        rate = f"{60 * runs_per_second:.3g} runs/min" if durations else "? runs/min"
+        eta = eta_seconds(work_left, runs_per_second)
+        line = progress_line("runs", len(outcome.finished), len(runs), counts, rate, eta, bar=out.isatty())
+        print(line, file=out, flush=True)
         last_report = time.monotonic()
 
     report()

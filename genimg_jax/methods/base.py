@@ -23,6 +23,8 @@ class Method(Protocol):
     """
 
     config: ml_collections.ConfigDict
+    # The few `train_step` metrics the progress line shows (its losses); metrics.jsonl and TensorBoard get all.
+    KEY_METRICS: tuple[str, ...]
 
     def init_state(self, rng: jax.Array, example_batch: Batch) -> Any:
         """A fresh train state; `example_batch` gives shapes only."""

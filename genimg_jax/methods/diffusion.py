@@ -199,6 +199,7 @@ class Diffusion:
     """Denoising diffusion in pixel space with a U-Net."""
 
     MICROBATCHING = True  # accepts train.microbatch
+    KEY_METRICS = ("loss",)  # what the progress line shows; every metric is logged
 
     def __init__(self, config: ml_collections.ConfigDict):
         _validate(config)

@@ -37,6 +37,8 @@ class VariationalMethod(Generic[State]):
     """Base of the VAE family: subclasses set `state_class` and `NETWORK` (the name of their `optim.<net>`
     section) and define `init_params`, `elbo_terms` and `sample`."""
 
+    KEY_METRICS = ("loss", "bits_per_dim")  # the objective and the true ELBO: the progress line; all are logged
+
     state_class: type[State]
     NETWORK: str
 

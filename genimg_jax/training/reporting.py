@@ -8,7 +8,9 @@ import math
 import os
 import pathlib
 import re
+import sys
 import time
+from collections.abc import Mapping
 
 import numpy as np
 from clu import metric_writers
@@ -24,6 +26,41 @@ def format_duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+BAR_WIDTH = 20
+
+
+def eta_seconds(remaining: float, rate: float) -> float:
+    """Seconds left for `remaining` units at `rate` units per second (inf when nothing moves)."""
+    return remaining / rate if rate > 0 else math.inf
+
+
+def progress_bar(done: float, total: float, width: int = BAR_WIDTH) -> str:
+    """'[#####---------------]  25%': the share done, in whole cells and per cent (rounded down)."""
+    share = min(max(done / total, 0.0), 1.0) if total > 0 else 1.0
+    filled = math.floor(share * width)
+    return f"[{'#' * filled}{'-' * (width - filled)}] {math.floor(share * 100):3d}%"
+
+
+def progress_line(
+    unit: str,
+    done: int,
+    total: int,
+    values: Mapping[str, float],
+    rate: str,
+    eta: float,
+    bar: bool = False,
+) -> str:
+    """One progress line, the same for a training run and a study: 'step 7/60 | d_loss 0.69 g_loss 0.71 |
+    3.21 steps/s | ETA 16s', with `progress_bar` at the end when `bar` (for a terminal; logs stay plain).
+    `progress_step` parses it back, so the part before the first '|' stays '<unit> <done>/<total> '."""
+    parts = [f"{unit} {done}/{total}"]
+    if values:
+        parts.append(" ".join(f"{name} {value:.4g}" for name, value in values.items()))
+    parts += [rate, f"ETA {format_duration(eta)}"]
+    line = " | ".join(parts)
+    return f"{line} {progress_bar(done, total)}" if bar else line
 
 
 def progress_step(line: str) -> int | None:
@@ -59,12 +96,25 @@ def _set_aside_records_after(path: pathlib.Path, step: int) -> None:
 class RunLogger:
     """Writes scalars to `metrics.jsonl` and TensorBoard, pictures to TensorBoard, and progress to stdout."""
 
-    def __init__(self, workdir: pathlib.Path, total_steps: int, enabled: bool, resume_step: int = 0):
+    def __init__(
+        self,
+        workdir: pathlib.Path,
+        total_steps: int,
+        enabled: bool,
+        resume_step: int = 0,
+        key_metrics: tuple[str, ...] | None = None,
+        terminal: bool | None = None,
+    ):
         """`resume_step`: the checkpoint a resumed run starts from; later records are moved out of
-        `metrics.jsonl` (to `metrics.superseded.jsonl`) because the resumed run recomputes exactly those steps."""
+        `metrics.jsonl` (to `metrics.superseded.jsonl`) because the resumed run recomputes exactly those steps.
+        `key_metrics`: the values the progress line shows (the method's `KEY_METRICS`; None: all of them);
+        `metrics.jsonl` and TensorBoard get every value. `terminal`: whether stdout is one, which adds a progress
+        bar (None: ask stdout)."""
         self.enabled = enabled
         self.workdir = workdir
         self.total_steps = total_steps
+        self.key_metrics = key_metrics
+        self.terminal = sys.stdout.isatty() if terminal is None else terminal
         self._last_time: float | None = None
         self._last_step: int | None = None
         if enabled:
@@ -91,15 +141,14 @@ class RunLogger:
         self._jsonl.flush()
 
     def progress(self, step: int, values: dict[str, float], steps_per_second: float) -> None:
-        """One line on stdout, parsed back by `progress_step`."""
+        """One `progress_line` on stdout with the key metrics of `values`, parsed back by `progress_step`."""
         if not self.enabled:
             return
-        eta = (self.total_steps - step) / steps_per_second if steps_per_second > 0 else math.inf
-        shown = " ".join(f"{name} {value:.4g}" for name, value in values.items())
-        print(
-            f"step {step}/{self.total_steps} | {shown} | {steps_per_second:.2f} steps/s | ETA {format_duration(eta)}",
-            flush=True,
-        )
+        names = values if self.key_metrics is None else [name for name in self.key_metrics if name in values]
+        eta = eta_seconds(self.total_steps - step, steps_per_second)
+        shown = {name: values[name] for name in names}
+        rate = f"{steps_per_second:.3g} steps/s"
+        print(progress_line("step", step, self.total_steps, shown, rate, eta, bar=self.terminal), flush=True)
 
     def message(self, text: str) -> None:
         if self.enabled:

@@ -19,6 +19,7 @@ from genimg_jax.evaluation import grids
 from genimg_jax.evaluation.held_out import evaluate_split
 from genimg_jax.evaluation.illustrations import compile_illustrations, write_illustrations
 from genimg_jax.evaluation.periodic import TrainingEvaluation
+from genimg_jax.evaluation.samples import sample_metrics_split
 from genimg_jax.training import memory_check, nonfinite
 from genimg_jax.training import workdir as workdirs
 from genimg_jax.training.checkpoint import Checkpointer
@@ -66,7 +67,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Any:
     illustrate = compile_illustrations(run, config, eval_source, sample_rng) if draws_illustrations else None
     restored = checkpointer.restore_latest(run.abstract_state, report=main_process_report)
     start_step = restored[0] if restored else 0
-    logger = RunLogger(workdir, train_config.steps, enabled=is_main, resume_step=start_step)
+    key_metrics = getattr(run.method, "KEY_METRICS", None)
+    logger = RunLogger(workdir, train_config.steps, enabled=is_main, resume_step=start_step, key_metrics=key_metrics)
     state = _initial_state(run, restored, stream, init_rng, logger, workdir)
 
     last_checkpoint = start_step if restored else None
@@ -187,12 +189,17 @@ def _evaluate(
     step: int,
     logger: RunLogger,
 ) -> None:
-    """Held-out and sample metrics of `state`, recorded (best checkpoint, evaluation log) and logged."""
-    results = evaluate_split(run, state, source, config.eval.batch_size, rng)
-    results.update(sample_evaluation.sample_metrics(state))
-    sample_evaluation.record(step, results, state, stream.get_state())
-    logger.scalars(step, config.data.eval_split, results)
-    logger.message(f"eval at step {step} on {config.data.eval_split}: {_format(results)}")
+    """Held-out and sample metrics of `state`, recorded (best checkpoint, evaluation log) and logged, each group
+    under the name of the split it was measured against."""
+    held_out = evaluate_split(run, state, source, config.eval.batch_size, rng)
+    sample_values = sample_evaluation.sample_metrics(state)
+    sample_evaluation.record(step, {**held_out, **sample_values}, state, stream.get_state())
+    groups = {config.data.eval_split: held_out, sample_metrics_split(config): sample_values}
+    for split, values in groups.items():
+        if values:
+            logger.scalars(step, split, values)
+    shown = " | ".join(f"{split}: {_format(values)}" for split, values in groups.items() if values)
+    logger.message(f"eval at step {step} | {shown}")
 
 
 def _format(values: dict[str, float]) -> str:

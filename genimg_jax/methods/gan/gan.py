@@ -104,6 +104,8 @@ def _with_params(variables: Any, params: Any) -> Any:
 class GAN:
     """GANs assembled from config-selected parts; see `gan_config` for the keys."""
 
+    KEY_METRICS = ("d_loss", "g_loss")  # what the progress line shows; every metric is logged
+
     def __init__(self, config: ml_collections.ConfigDict):
         model, loss, train = config.model, config.loss, config.train
         require_choice(config, "model.architecture", ARCHITECTURES)

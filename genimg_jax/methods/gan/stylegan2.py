@@ -166,6 +166,8 @@ def _validate(config: ml_collections.ConfigDict) -> None:
 class StyleGAN2:
     """StyleGAN2 (config-F networks, lazy R1 + path-length regularisation), optionally with ADA and labels."""
 
+    KEY_METRICS = ("d_loss", "g_loss")  # what the progress line shows; every metric is logged
+
     def __init__(self, config: ml_collections.ConfigDict):
         _validate(config)
         self.config = config
