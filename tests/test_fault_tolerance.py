@@ -336,7 +336,9 @@ def test_a_kill_on_8_devices_with_fsdp_leaves_the_run_bitwise_unchanged(tmp_path
 
 
 @pytest.mark.slow
-def test_kills_and_a_preemption_of_one_of_2_processes_leave_the_run_bitwise_unchanged(tmp_path, monkeypatch):
+def test_kills_and_a_preemption_of_one_of_2_processes_leave_the_run_bitwise_unchanged(
+    tmp_path, monkeypatch, uncached_subprocesses
+):
     from experiments import fault_injection
 
     monkeypatch.chdir(ROOT)

@@ -100,7 +100,7 @@ def _losses(workdir: pathlib.Path) -> list[tuple[int, float, float]]:
 
 
 @pytest.mark.slow
-def test_two_processes_train_checkpoint_resume_and_match_one_process(tmp_path):
+def test_two_processes_train_checkpoint_resume_and_match_one_process(tmp_path, uncached_subprocesses):
     workdir = tmp_path / "two_processes"
     first = _launch(workdir, steps=2)
     assert "starting a new run" in first
