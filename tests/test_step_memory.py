@@ -8,12 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tiny_configs import TINY_GAN, TINY_UNET, load
+from tiny_configs import CONFIGS, TINY_GAN, TINY_UNET, load
 
 from genimg_jax.config import ConfigError
 from genimg_jax.methods import microbatching
 from genimg_jax.models.unet import UNet
+from genimg_jax.tools import step_memory
 from genimg_jax.training import memory_check, trainer
+from genimg_jax.training.compiled_run import compile_run
 
 BATCH = 64
 
@@ -104,3 +106,14 @@ def test_a_step_too_big_for_the_device_stops_before_anything_is_written(tmp_path
     assert not workdir.exists()
     trainer.train(load("dcgan.py", *quick, "train.steps=1", "train.memory_check=False"), workdir)
     assert (workdir / "checkpoints").is_dir()  # the check off: the step runs (in host memory, as XLA:CPU does)
+
+
+def test_the_step_memory_tool_prints_the_estimate_the_check_uses(capsys):
+    overrides = [f"--config.{o}" for o in TINY_GAN]
+    assert step_memory.main(["--config=" + str(CONFIGS / "dcgan.py"), *overrides]) == 0
+    header, line = capsys.readouterr().out.strip().splitlines()
+    config = load("dcgan.py", *TINY_GAN)
+    expected = memory_check.check_train_step(compile_run(config), config)
+    assert f"batch {config.train.batch_size} over {jax.device_count()} cpu devices" in header
+    assert line.startswith("  train.microbatch=0: ") and line.endswith(": fits")
+    assert f"{expected.total / 2**30:.2f} GiB per device" in line

@@ -24,6 +24,7 @@ from genimg_jax.training import memory_check, nonfinite
 from genimg_jax.training import workdir as workdirs
 from genimg_jax.training.checkpoint import Checkpointer
 from genimg_jax.training.compiled_run import CompiledRun, compile_run, initial_rngs, main_process_report
+from genimg_jax.training.host_memory import release_freed_memory
 from genimg_jax.training.preemption import PreemptionGuard, stopped_message
 from genimg_jax.training.reporting import RunLogger
 from genimg_jax.training.workdir_lock import workdir_lock
@@ -90,9 +91,11 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Any:
                 sums, last_logged = {}, step
             if _due(step, train_config.sample_every, train_config.steps):
                 _write_samples(run, state, sample_rng, illustrate, step, workdir, logger, is_main)
+                release_freed_memory()
             if _due(step, config.eval.every, train_config.steps):
                 eval_rng = jax.random.fold_in(init_rng, step)
                 _evaluate(run, state, config, eval_source, sample_evaluation, stream, eval_rng, step, logger)
+                release_freed_memory()
             checkpointer.check()  # a save that failed in the background stops the run here
             stop = preemption.stop_requested()
             if checkpointer.should_save(step) or step == train_config.steps or stop:
