@@ -207,7 +207,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.seed = 0
     config.data = ml_collections.ConfigDict(
         {
-            # digits | faces | tfds:NAME[:SPLIT] | folder:PATH
+            # digits | faces | tfds:NAME[:SPLIT] | folder:PATH | npz:PATH
             "source": "digits",
             "data_dir": "",  # tensorflow-datasets data directory ('' = tfds default)
             "train_split": "train",
@@ -249,6 +249,9 @@ def base_config() -> ml_collections.ConfigDict:
             "metrics": "",
             "num_samples": 2000,
             "reference_split": "train",
+            # FID against the mean and covariance in this .npz (pytorch-fid's `mu`/`sigma`; tools.fid_stats writes
+            # one) instead of features of `reference_split` ('' = off); only fid, is and label_accuracy then.
+            "reference_stats": "",
             "feature_net": "digits",  # digits (32x32 grayscale, shipped) | inception (needs inception_weights)
             "inception_weights": "",  # pytorch-fid's pt_inception-2015-12-05-*.pth
             "cache_dir": "",  # reference features cache ('' = WORKDIR/eval_cache)

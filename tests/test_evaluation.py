@@ -176,7 +176,7 @@ def test_audit_finds_copies_of_training_images(tmp_path):
     search = audit.NeighbourSearch(train_features, neighbours=3)
     for start in range(0, 5, 2):  # streamed in batches of 2, 2 and 1
         search.add(samples[start : start + 2], sample_features[start : start + 2])
-    report = audit.write_report(tmp_path, search, train_images.__getitem__, test_features, {"p": 1})
+    report = audit.write_report(tmp_path, search, train_images.__getitem__, test_features, {"p": 1}, {"seed": "0"})
     assert report["fraction_closer_than_typical_test"] == pytest.approx(3 / 5)
     assert report["fraction_closer_than_5th_percentile_test"] == pytest.approx(3 / 5)
     assert sorted(p["train_neighbours"][0] for p in report["pictured"][:3]) == sorted(copied.tolist())

@@ -27,7 +27,7 @@ import numpy as np
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.images import fit_image
 
-SPEC_FORMS = ("digits", "faces", "tfds:NAME", "tfds:NAME:SPLIT", "folder:PATH")
+SPEC_FORMS = ("digits", "faces", "tfds:NAME", "tfds:NAME:SPLIT", "folder:PATH", "npz:PATH")
 
 
 class Field(NamedTuple):
@@ -75,7 +75,7 @@ def _fixed_split(name: str, num_examples: int, num_test: int, split: str) -> np.
 
 
 class ArraySource:
-    """Images held in memory at their native size (0..255 scale floats), fitted to the resolution on access,
+    """Images held in memory at their native size (on the 0..255 scale), fitted to the resolution on access,
     so memory stays small whatever resolution a config asks for."""
 
     def __init__(
@@ -153,6 +153,22 @@ def _folder(argument: str, split: str, options: SourceOptions) -> ImageSource:
     return FolderSource(argument, split, options.resolution, options.channels, options.bad_images, options.small_images)
 
 
+def _npz(argument: str, split: str, options: SourceOptions) -> ArraySource:
+    """uint8 images under `x` (NHWC or NHW, e.g. a generated set's .npz) and, if present, int labels under
+    `labels`; held in memory, and the whole file serves every split."""
+    try:
+        with np.load(argument) as arrays:
+            images = arrays["x"]
+            labels = arrays["labels"] if "labels" in arrays.files else None
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
+        raise DataError(f"cannot read images (key 'x') from '{argument}': {type(error).__name__}: {error}") from None
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise DataError(f"'{argument}' key 'x' must be uint8 NHWC or NHW images, not {images.dtype} {images.shape}")
+    num_classes = 0 if labels is None else int(labels.max()) + 1
+    labels = np.zeros(len(images), np.int32) if labels is None else labels.astype(np.int32)
+    return ArraySource(images, labels, [str(c) for c in range(num_classes)], options.resolution, options.channels)
+
+
 def _labelled_images(options: SourceOptions) -> dict[str, Field]:
     return labelled_image_fields(options.resolution, options.channels)
 
@@ -164,6 +180,7 @@ SOURCE_KINDS: dict[str, SourceKind] = {
     "faces": SourceKind(_faces, _labelled_images),
     "tfds:": SourceKind(_tfds, _labelled_images),
     "folder:": SourceKind(_folder, _labelled_images),
+    "npz:": SourceKind(_npz, _labelled_images),
 }
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from genimg_jax.evaluation import grids
+from genimg_jax.evaluation.provenance import save_png
 from genimg_jax.metrics.precision_recall import pairwise_squared_distances
 
 _ROWS = 1024
@@ -122,10 +123,11 @@ def write_report(
     train_image: Callable[[int], np.ndarray],
     test_features: np.ndarray,
     protocol: dict,
+    provenance: Mapping[str, str],
 ) -> dict:
-    """Write `report.json`, `neighbours.png` (most suspicious samples first) and `distances.png`; returns the
-    report. `train_image(i)` is the uint8 HWC training image of `search.train_features[i]` (only the pictured
-    neighbours are loaded)."""
+    """Write `report.json`, `neighbours.png` (most suspicious samples first) and `distances.png`, both carrying
+    the samples' `provenance`; returns the report. `train_image(i)` is the uint8 HWC training image of
+    `search.train_features[i]` (only the pictured neighbours are loaded)."""
     distances, indices = search.neighbours_of_all()
     test_distances = nearest_neighbours(test_features, search.train_features, 1)[0][:, 0]
     summary = memorization_summary(distances[:, 0], test_distances)
@@ -133,10 +135,9 @@ def write_report(
     samples, suspicious = search.suspicious_images, search.suspicious
     grid = neighbour_picture(samples, train_image, indices[suspicious])
     scale = max(1, 64 // samples.shape[1])
-    Image.fromarray(np.squeeze(grid.repeat(scale, 0).repeat(scale, 1))).save(directory / "neighbours.png")
-    histogram_picture(distances[:, 0], test_distances, summary["test_to_train_median_distance"]).save(
-        directory / "distances.png"
-    )
+    save_png(grid.repeat(scale, 0).repeat(scale, 1), directory / "neighbours.png", provenance)
+    histogram = histogram_picture(distances[:, 0], test_distances, summary["test_to_train_median_distance"])
+    save_png(histogram, directory / "distances.png", provenance)
     report = {
         **summary,
         "num_samples": search.count,

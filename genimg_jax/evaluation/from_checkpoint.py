@@ -19,8 +19,15 @@ from genimg_jax import data
 from genimg_jax.evaluation import audit, grids
 from genimg_jax.evaluation.held_out import evaluate_split
 from genimg_jax.evaluation.illustrations import compile_illustrations, write_illustrations
+from genimg_jax.evaluation.provenance import image_provenance
 from genimg_jax.evaluation.samples import SampleEvaluator, optional_sample_evaluator, write_results
-from genimg_jax.training.compiled_run import CompiledRun, compile_run, initial_rngs, restore_trained_state
+from genimg_jax.training.compiled_run import (
+    CompiledRun,
+    checkpoint_digest,
+    compile_run,
+    initial_rngs,
+    restore_trained_state,
+)
 
 
 def restore_latest(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tuple[CompiledRun, Any, int]:
@@ -34,19 +41,20 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_g
     """Write sample grids (and the method's illustrations) from the latest checkpoint; returns their paths."""
     workdir = pathlib.Path(workdir)
     run, state, step = restore_latest(config, workdir)
+    provenance = image_provenance(config, step, config.seed, checkpoint_digest(workdir, step))
     _, sample_rng = initial_rngs(config)
     paths = []
     for index in range(num_grids):
         images = data.from_unit_range(jax.device_get(run.sample(state, jax.random.fold_in(sample_rng, index))))
         if jax.process_index() == 0:
             path = workdir / "samples" / f"sample_step_{step:07d}_{index}.png"
-            grids.save_grid(images, path)
+            grids.save_grid(images, path, {**provenance, "grid": str(index)})
             paths.append(path)
     if hasattr(run.method, "illustrations"):
         eval_source = data.source_from_config(config.data, config.data.eval_split)
         pictures = compile_illustrations(run, config, eval_source, sample_rng)(state)
         if jax.process_index() == 0:
-            paths += write_illustrations(pictures, step, workdir / "samples")
+            paths += write_illustrations(pictures, step, workdir / "samples", provenance)
     return paths
 
 
@@ -86,6 +94,9 @@ def memorization_audit(config: ml_collections.ConfigDict, workdir: str | pathlib
         "reference": {"dataset": config.data.source, "train_split": config.data.train_split},
         "typical_distance_split": config.data.eval_split,
     }
+    provenance = image_provenance(config, step, config.seed, checkpoint_digest(workdir, step))
     if jax.process_index() == 0:
-        audit.write_report(directory, search, lambda index: train_source[index]["image"], test["features"], protocol)
+        audit.write_report(
+            directory, search, lambda index: train_source[index]["image"], test["features"], protocol, provenance
+        )
     return directory

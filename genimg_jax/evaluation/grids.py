@@ -2,9 +2,11 @@
 
 import math
 import pathlib
+from collections.abc import Mapping
 
 import numpy as np
-from PIL import Image
+
+from genimg_jax.evaluation.provenance import save_png
 
 DISPLAY_SIZE = 256  # grids of small images are enlarged by whole pixels to about this width
 
@@ -31,13 +33,15 @@ def display_scale(images: np.ndarray, columns: int | None = None) -> int:
 
 
 def save_grid(
-    images: np.ndarray, path: str | pathlib.Path, columns: int | None = None, scale: int | None = None
+    images: np.ndarray,
+    path: str | pathlib.Path,
+    provenance: Mapping[str, str],
+    columns: int | None = None,
+    scale: int | None = None,
 ) -> np.ndarray:
-    """Write a grid of uint8 NHWC images to `path`, each pixel repeated `scale` times (default `display_scale`);
-    returns the grid at its own size."""
+    """Write a grid of uint8 NHWC images to `path` with its `provenance` (provenance.py), each pixel repeated
+    `scale` times (default `display_scale`); returns the grid at its own size."""
     grid = make_grid(images, columns)
     scale = display_scale(images, columns) if scale is None else scale
-    pixels = grid.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else grid
-    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
+    save_png(grid.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else grid, path, provenance)
     return grid

@@ -8,7 +8,7 @@ the eval split, so pictures from different steps show the same examples. An entr
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -48,12 +48,14 @@ def compile_illustrations(
     return draw
 
 
-def write_illustrations(pictures: dict[str, np.ndarray], step: int, directory: pathlib.Path) -> list[pathlib.Path]:
-    """Write each uint8 picture as `directory/<name>_step_<step>.png`; returns the paths."""
+def write_illustrations(
+    pictures: dict[str, np.ndarray], step: int, directory: pathlib.Path, provenance: Mapping[str, str]
+) -> list[pathlib.Path]:
+    """Write each uint8 picture as `directory/<name>_step_<step>.png` with `provenance`; returns the paths."""
     paths = []
     for name, images in pictures.items():
         columns = images.shape[1] if images.ndim == 5 else None
         path = directory / f"{name}_step_{step:07d}.png"
-        save_grid(images.reshape(-1, *images.shape[-3:]), path, columns=columns)
+        save_grid(images.reshape(-1, *images.shape[-3:]), path, {**provenance, "picture": name}, columns=columns)
         paths.append(path)
     return paths

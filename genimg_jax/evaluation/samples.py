@@ -6,17 +6,13 @@ jitted function, so images never leave the devices), their features stream into 
 metrics compare them with cached features of a reference split. Samples reach the feature net snapped to uint8
 levels, as real images do (`data.quantized`). Every evaluation generates from the same keys (derived from
 `config.seed`), so values at different steps are paired comparisons, not independent draws.
-Class-conditional methods draw balanced labels: sample i is of class i mod num_classes, so N samples hold every
-class N / num_classes times (the papers' class-balanced protocol). A method that conditions on other fields of
-the data (`Method.conditioning_fields`: a source image, a caption) gets them from the examples of
-`data.eval_split` in index order, cycling if there are more samples than examples; so the samples follow the eval
-split's distribution of conditions, the same at every step. Precision/recall compares sets of equal size, as
-Kynkäänniemi et al.: the larger set is subsampled (fixed seed) to the size of the smaller.
+Class-conditional methods draw balanced labels (sample i is of class i mod num_classes), methods conditioned on
+other fields get those of the eval split's examples in order (conditioning.py). Precision/recall compares sets
+of equal size, as Kynkäänniemi et al.: the larger set is subsampled (fixed seed) to the size of the smaller.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import pathlib
@@ -29,7 +25,8 @@ import numpy as np
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, require, require_choice
-from genimg_jax.metrics import features, fid, inception_score, kid, precision_recall, reference
+from genimg_jax.evaluation.conditioning import SampleConditioning
+from genimg_jax.metrics import features, fid, fid_stats_file, inception_score, kid, precision_recall, reference
 from genimg_jax.training.compiled_run import CompiledRun
 
 METRICS = ("fid", "kid", "is", "pr", "label_accuracy")
@@ -42,6 +39,8 @@ BEST_METRICS = {
     "recall": ("pr", True),
     "label_accuracy": ("label_accuracy", True),
 }
+# Metrics that compare with the reference's features themselves, which a statistics file (mean, covariance) lacks.
+NEEDS_REFERENCE_FEATURES = ("kid", "pr")
 # Feature nets whose logits are the classes of the data they were trained on (Inception's are ImageNet's).
 DATASET_CLASSIFIERS = ("digits",)
 EVAL_SEED_SALT = 0xE7A1
@@ -89,6 +88,14 @@ def validate_eval_config(config: ml_collections.ConfigDict) -> None:
             evaluation.metrics,
             f"asks for label_accuracy, which needs a feature net that classifies the data: {list(DATASET_CLASSIFIERS)}",
         )
+    if evaluation.reference_stats:
+        needing = [name for name in names if name in NEEDS_REFERENCE_FEATURES]
+        require(
+            not needing,
+            "eval.metrics",
+            evaluation.metrics,
+            f"{needing} need the reference's features, but eval.reference_stats gives only their mean and covariance",
+        )
     if evaluation.best_metric:
         produced = [value for value, (metric, _) in BEST_METRICS.items() if metric in names]
         require(
@@ -104,15 +111,14 @@ def compute_metrics(
     generated: dict[str, np.ndarray],
     generated_moments: fid.FeatureMoments,
     real: dict[str, np.ndarray],
-    real_moments: fid.FeatureMoments,
+    real_stats: tuple[np.ndarray, np.ndarray],
     eval_config: ml_collections.ConfigDict,
 ) -> dict[str, float]:
-    """The requested metrics of generated vs real features/logits."""
+    """The requested metrics of generated vs real features/logits; `real_stats` are the real features' mean and
+    covariance."""
     values = {}
     if "fid" in names:
-        values["fid"] = fid.frechet_distance(
-            *generated_moments.mean_and_covariance(), *real_moments.mean_and_covariance()
-        )
+        values["fid"] = fid.frechet_distance(*generated_moments.mean_and_covariance(), *real_stats)
     if "kid" in names:
         values["kid_mean"], values["kid_std"] = kid.kernel_inception_distance(
             generated["features"], real["features"], eval_config.kid_subsets, eval_config.kid_subset_size
@@ -141,11 +147,6 @@ def equal_sized(real: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np
     )
 
 
-def balanced_labels(start: int, num: int, num_classes: int) -> np.ndarray:
-    """Labels of samples start .. start + num - 1: class i mod num_classes, balanced over the whole sample set."""
-    return (np.arange(start, start + num) % num_classes).astype(np.int32)
-
-
 def load_split_features(
     config: ml_collections.ConfigDict, net: features.FeatureNet, split: str, cache_dir: pathlib.Path, sharding
 ) -> dict[str, np.ndarray]:
@@ -159,6 +160,19 @@ def load_split_features(
         data_config.source, data_config.data_dir, split, data_config.resolution, data_config.channels, net
     )
     return reference.cached_source_features(net, source, key, cache_dir, config.eval.batch_size, sharding)
+
+
+def load_reference_stats(config: ml_collections.ConfigDict, net: features.FeatureNet) -> fid_stats_file.FidStats:
+    """The statistics file `config.eval.reference_stats`, checked against `net` and the data's image shape."""
+    path = config.eval.reference_stats
+    shape = (1, config.data.resolution, config.data.resolution, config.data.channels)
+    dim = jax.eval_shape(net.apply, net.variables, jax.ShapeDtypeStruct(shape, np.float32))["features"].shape[-1]
+    try:
+        stats = fid_stats_file.load_fid_stats(path)
+        fid_stats_file.check_feature_net(stats, net, dim)
+    except ValueError as error:
+        raise ConfigError(f"config.eval.reference_stats={path!r}: {error}") from None
+    return stats
 
 
 class SampleEvaluator:
@@ -175,9 +189,10 @@ class SampleEvaluator:
         self.cache_dir = pathlib.Path(config.eval.cache_dir or pathlib.Path(workdir) / "eval_cache")
         self.rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_SEED_SALT)
         self._run = run
-        self._reference: tuple[dict[str, np.ndarray], fid.FeatureMoments] | None = None  # (features, moments)
-        self.conditioning_fields = tuple(run.method.conditioning_fields())
-        self._conditioning_source: data.ImageSource | None = None  # opened at the first generation that needs it
+        # The file's statistics, read (and checked) before any sample is drawn; else the reference split's.
+        self.reference_stats = load_reference_stats(config, self.net) if config.eval.reference_stats else None
+        self._reference: tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None  # (features, stats)
+        self.conditioning = SampleConditioning(config, run.method.conditioning_fields())
         batch_size, method, net = config.eval.batch_size, run.method, self.net
         self._batch_sharding = batch_sharding = parallel.batch_sharding(run.mesh)
 
@@ -198,29 +213,11 @@ class SampleEvaluator:
             self.config, self.net, split, self.cache_dir, parallel.batch_sharding(self._run.mesh)
         )
 
-    def _conditioning(self, num_batches: int) -> Iterator[dict[str, np.ndarray]]:
-        """Per batch of samples, the method's conditioning fields of eval-split examples (see the module
-        docstring), whole on every process; empty for unconditional methods."""
-        batch_size = self.config.eval.batch_size
-        if not self.conditioning_fields:
-            return itertools.repeat({}, num_batches)
-        if self.conditioning_fields == ("label",):
-            num_classes = self.config.model.num_classes
-            return ({"label": balanced_labels(i * batch_size, batch_size, num_classes)} for i in range(num_batches))
-        if self._conditioning_source is None:
-            self._conditioning_source = data.source_from_config(self.config.data, self.config.data.eval_split)
-        return data.cycled_batches(
-            self._conditioning_source,
-            self.conditioning_fields,
-            batch_size=batch_size,
-            num_batches=num_batches,
-        )
-
     def stream(self, state: Any, with_images: bool = False) -> Iterator[dict[str, np.ndarray]]:
         """Per batch of samples (`eval.num_samples` in all): features, logits, the conditioning fields drawn for
         (by name, e.g. "label") and, if asked, the uint8 images; one batch on the host at a time."""
         num_samples, batch_size = self.config.eval.num_samples, self.config.eval.batch_size
-        for index, conditioning in enumerate(self._conditioning(-(-num_samples // batch_size))):
+        for index, conditioning in enumerate(self.conditioning.batches(batch_size, -(-num_samples // batch_size))):
             images, net_outputs = self._generate(
                 state,
                 self.net.variables,
@@ -252,26 +249,30 @@ class SampleEvaluator:
         return outputs, moments
 
     def evaluate(self, state: Any) -> dict[str, float]:
-        if self._reference is None:
+        if self._reference is None and self.reference_stats:
+            self._reference = {}, (self.reference_stats.mean, self.reference_stats.covariance)
+        elif self._reference is None:
             real = self.split_features(self.config.eval.reference_split)
             real_moments = fid.FeatureMoments(real["features"].shape[-1])
             real_moments.update(real["features"])
-            self._reference = real, real_moments
+            self._reference = real, real_moments.mean_and_covariance()
         generated, generated_moments = self.generate(state)
         return compute_metrics(self.names, generated, generated_moments, *self._reference, self.config.eval)
 
     def protocol(self) -> dict[str, Any]:
         """How the numbers were made: enough to reproduce them, or to see why they differ from another codebase's."""
         config, evaluation = self.config, self.config.eval
-        num_reference = len(self._reference[0]["features"]) if self._reference else None
+        if self.reference_stats:
+            num_reference = self.reference_stats.num_images
+            made_from = (self.reference_stats.protocol or {}).get("source", "not recorded")
+            reference_protocol = {"stats_file": evaluation.reference_stats, "source": made_from}
+        else:
+            num_reference = len(self._reference[0]["features"]) if self._reference else None
+            reference_protocol = {"dataset": config.data.source, "split": evaluation.reference_split}
         return {
             **self.net.protocol(),
             "num_samples": evaluation.num_samples,
-            "reference": {
-                "dataset": config.data.source,
-                "split": evaluation.reference_split,
-                "num_images": num_reference,
-            },
+            "reference": {**reference_protocol, "num_images": num_reference},
             "resolution": config.data.resolution,
             "channels": config.data.channels,
             "kid": {
@@ -286,18 +287,7 @@ class SampleEvaluator:
             "pr_features": f"{self.net.name} features (Kynkäänniemi et al. use VGG-16's)",
             "sample_seed": config.seed,
             # What the samples were drawn for: none, balanced classes, or these fields of the eval split in order.
-            "conditioning": self._conditioning_protocol(),
-        }
-
-    def _conditioning_protocol(self) -> dict[str, Any] | None:
-        if not self.conditioning_fields:
-            return None
-        if self.conditioning_fields == ("label",):
-            return {"fields": ["label"], "labels": "balanced: sample i is of class i mod num_classes"}
-        return {
-            "fields": list(self.conditioning_fields),
-            "split": self.config.data.eval_split,
-            "order": "index, cycled",
+            "conditioning": self.conditioning.protocol(),
         }
 
 

@@ -21,14 +21,16 @@ from genimg_jax.cli import parse_with_overrides, run_command
 from genimg_jax.config import ConfigError, apply_overrides
 from genimg_jax.diffusion import samplers
 from genimg_jax.evaluation.grids import save_grid
-from genimg_jax.training.compiled_run import compile_run, initial_rngs, restore_trained_state
+from genimg_jax.evaluation.provenance import image_provenance
+from genimg_jax.training.compiled_run import checkpoint_digest, compile_run, initial_rngs, restore_trained_state
 from genimg_jax.training.workdir import read_saved_config
 
 
 def compare(workdir: pathlib.Path, config: ml_collections.ConfigDict, names: Sequence[str], num: int) -> list[dict]:
     """One grid per sampler from the latest checkpoint in `workdir`; returns what was measured."""
     run = compile_run(config)
-    state, _ = restore_trained_state(config, run, workdir)
+    state, step = restore_trained_state(config, run, workdir)
+    provenance = image_provenance(config, step, config.seed, checkpoint_digest(workdir, step))
     _, rng = initial_rngs(config)
     results = []
     for name in names:
@@ -39,7 +41,7 @@ def compare(workdir: pathlib.Path, config: ml_collections.ConfigDict, names: Seq
         seconds = time.perf_counter() - start
         steps = config.sample.steps
         path = workdir / "samples" / f"compare_{name}_{steps}.png"
-        save_grid(data.from_unit_range(images), path)
+        save_grid(data.from_unit_range(images), path, {**provenance, "sampler": name, "sampler_steps": str(steps)})
         guided = config.model.get("num_classes", 0) > 0 and config.sample.guidance_scale != 0
         nfe = samplers.network_evaluations(name, steps, guided)
         results.append({"sampler": name, "steps": steps, "nfe": nfe, "seconds": seconds, "path": str(path)})

@@ -32,6 +32,12 @@ def write_manifest(step_folder: pathlib.Path, items: tuple[str, ...]) -> None:
     (step_folder / MANIFEST).write_text(json.dumps({"sha256": digests}, indent=0, sort_keys=True) + "\n")
 
 
+def manifest_digest(step_folder: pathlib.Path) -> str | None:
+    """SHA-256 of the step's manifest, one hash that changes with any byte of its files; None without a manifest."""
+    manifest = step_folder / MANIFEST
+    return file_digest(manifest) if manifest.is_file() else None
+
+
 def find_damage(step_folder: pathlib.Path) -> str | None:
     """What is wrong with `step_folder`'s files (the first missing or changed one), or None if all match.
 

@@ -15,11 +15,12 @@ from jax.sharding import Mesh, NamedSharding
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, validate_common
 from genimg_jax.methods import Method, build_method, microbatching
-from genimg_jax.training import nonfinite
+from genimg_jax.training import checksums, nonfinite
 from genimg_jax.training.checkpoint import Checkpointer
 from genimg_jax.training.pretrained import load_pretrained
 
 SAMPLE_SEED_SALT = 0x5A3D  # sample grids use one fixed key per run, so grids from different steps compare
+CHECKPOINTS = "checkpoints"  # the workdir's folder of checkpoint steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,13 +113,18 @@ def restore_trained_state(
 
     Damaged steps are set aside as in training; no checkpoint at all is a FileNotFoundError naming the folder.
     """
-    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.train.keep_checkpoints, every=0)
+    checkpointer = Checkpointer(workdir / CHECKPOINTS, keep=config.train.keep_checkpoints, every=0)
     restored = checkpointer.restore_latest(run.abstract_state, report=main_process_report)
     checkpointer.close()
     if restored is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
+        raise FileNotFoundError(f"no checkpoint in {workdir / CHECKPOINTS}")
     step, state, _ = restored
     return state, step
+
+
+def checkpoint_digest(workdir: pathlib.Path, step: int) -> str | None:
+    """The hash of checkpoint `step` of `workdir` (its checksum manifest's); None for a step saved without one."""
+    return checksums.manifest_digest(pathlib.Path(workdir) / CHECKPOINTS / str(step))
 
 
 def main_process_report(text: str) -> None:

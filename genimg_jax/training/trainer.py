@@ -19,11 +19,18 @@ from genimg_jax.evaluation import grids
 from genimg_jax.evaluation.held_out import evaluate_split
 from genimg_jax.evaluation.illustrations import compile_illustrations, write_illustrations
 from genimg_jax.evaluation.periodic import TrainingEvaluation
+from genimg_jax.evaluation.provenance import image_provenance
 from genimg_jax.evaluation.samples import sample_metrics_split
 from genimg_jax.training import memory_check, nonfinite
 from genimg_jax.training import workdir as workdirs
 from genimg_jax.training.checkpoint import Checkpointer
-from genimg_jax.training.compiled_run import CompiledRun, compile_run, initial_rngs, main_process_report
+from genimg_jax.training.compiled_run import (
+    CHECKPOINTS,
+    CompiledRun,
+    compile_run,
+    initial_rngs,
+    main_process_report,
+)
 from genimg_jax.training.host_memory import release_freed_memory
 from genimg_jax.training.preemption import PreemptionGuard, stopped_message
 from genimg_jax.training.reporting import RunLogger
@@ -58,7 +65,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Any:
     )
     sample_evaluation = TrainingEvaluation(config, run, workdir) if config.eval.every else None
     checkpointer = Checkpointer(
-        workdir / "checkpoints", keep=train_config.keep_checkpoints, every=train_config.checkpoint_every
+        workdir / CHECKPOINTS, keep=train_config.keep_checkpoints, every=train_config.checkpoint_every
     )
     if checkpointer.all_steps():
         workdirs.check_resumable(workdir, config)  # before config.json is replaced by the new config
@@ -90,7 +97,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Any:
                 _log_interval(logger, step, last_logged, means)
                 sums, last_logged = {}, step
             if _due(step, train_config.sample_every, train_config.steps):
-                _write_samples(run, state, sample_rng, illustrate, step, workdir, logger, is_main)
+                provenance = image_provenance(config, step, config.seed)
+                _write_samples(run, state, sample_rng, illustrate, step, workdir, logger, is_main, provenance)
                 release_freed_memory()
             if _due(step, config.eval.every, train_config.steps):
                 eval_rng = jax.random.fold_in(init_rng, step)
@@ -169,16 +177,17 @@ def _write_samples(
     workdir: pathlib.Path,
     logger: RunLogger,
     is_main: bool,
+    provenance: dict[str, str],
 ) -> None:
     """The sample grid of `step` (the same latents every time) and the method's illustrations, if it has any."""
     images = data.from_unit_range(jax.device_get(run.sample(state, sample_rng)))
     if is_main:
-        grid = grids.save_grid(images, workdir / "samples" / f"step_{step:07d}.png")
+        grid = grids.save_grid(images, workdir / "samples" / f"step_{step:07d}.png", provenance)
         logger.images(step, "samples", grid)
     if illustrate:
         pictures = illustrate(state)
         if is_main:
-            write_illustrations(pictures, step, workdir / "samples")
+            write_illustrations(pictures, step, workdir / "samples", provenance)
 
 
 def _evaluate(

@@ -57,8 +57,13 @@ def identity_differences(saved: dict[str, Any], new: dict[str, Any]) -> dict[str
     return {k: (saved_flat.get(k), new_flat.get(k)) for k in keys if saved_flat.get(k) != new_flat.get(k)}
 
 
+def resolved_config_text(config: ml_collections.ConfigDict) -> str:
+    """The JSON text of `config` as `config.json` holds it; its hash identifies a config (`sha256sum config.json`)."""
+    return config.to_json_best_effort(indent=2, sort_keys=True) + "\n"
+
+
 def save_resolved_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    (workdir / "config.json").write_text(resolved_config_text(config))
 
 
 def read_saved_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
