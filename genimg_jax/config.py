@@ -205,6 +205,9 @@ def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.method = ""
     config.seed = 0
+    # Every PNG the project writes carries an invisible mark of this key ('' = none): evaluation/watermark.py;
+    # `python -m genimg_jax.tools.detect FILE` checks it.
+    config.watermark_key = "genimg_jax"
     config.data = ml_collections.ConfigDict(
         {
             # digits | faces | tfds:NAME[:SPLIT] | folder:PATH | npz:PATH

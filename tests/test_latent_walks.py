@@ -2,6 +2,8 @@
 tool on tiny trained GAN, StyleGAN2 and diffusion runs: the GIF holds the frames, and its end frames are the
 samples of the end latents."""
 
+import json
+
 import imageio.v3 as iio
 import jax
 import jax.numpy as jnp
@@ -94,6 +96,9 @@ def test_gan_walk_gif_plays_every_frame_and_ends_on_the_samples_of_the_end_laten
     # Pillow stores a run of identical frames once with the summed duration: the GIF still plays 9 frames.
     stored, durations = gif_frames(out, latent_walks.DISPLAY_SIZE // 16)
     assert sum(durations) == 9 * 50 and len(stored) >= 5
+    with Image.open(out) as gif:  # a GIF's provenance is its comment
+        comment = json.loads(gif.info["comment"])
+    assert (comment["step"], comment["seed"], comment["walk"]) == ("1", "5", "9 frames through 3 keyframes in z")
     run, state, _ = restore_latest(load("dcgan.py", *overrides), workdir)
     keys = jax.random.normal(jax.random.PRNGKey(5), (3, 16))
     ends = data.from_unit_range(run.method.sample_latents(state, keys, jax.random.PRNGKey(1)))

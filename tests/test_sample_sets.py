@@ -109,6 +109,7 @@ def test_generated_images_carry_their_provenance(fake_run, tmp_path):
         "seed": "7",
         "index": "2",
         "label": "4",
+        "watermark": "none: a 4x4 image is too small to carry it",
     }
 
 
@@ -193,7 +194,8 @@ def test_save_png_writes_provenance_that_pil_reads_back(tmp_path):
     fields = provenance.image_provenance(config, 12, 3, "ab" * 32, index=5)
     provenance.save_png(pixels, tmp_path / "x.png", fields)
     image = Image.open(tmp_path / "x.png")
-    np.testing.assert_array_equal(np.asarray(image), pixels)
-    assert image.text == fields
+    np.testing.assert_array_equal(np.asarray(image), pixels)  # 4x4: too small for the watermark
+    written = {name: value for name, value in fields.items() if name != provenance.WATERMARK_KEY_FIELD}
+    assert image.text == {**written, "watermark": "none: a 4x4 image is too small to carry it"}
     assert fields["checkpoint_sha256"] == "ab" * 8 and fields["step"] == "12" and fields["index"] == "5"
     assert provenance.image_provenance(config, 1, 0)["checkpoint_sha256"] == "none (live training state)"

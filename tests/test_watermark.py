@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 from skimage import data as skimage_data
 from sklearn.datasets import load_digits
+from tiny_configs import load
 
 from genimg_jax.data.images import fit_image
-from genimg_jax.evaluation import watermark
+from genimg_jax.evaluation import provenance, watermark
 from genimg_jax.evaluation.grids import make_grid
 from genimg_jax.tools import detect
 
@@ -120,3 +121,31 @@ def test_detect_command_reports_each_file(tmp_path, grid, capsys):
     ]
     assert detect.main([str(tmp_path / "missing.png")]) == 2
     assert "missing.png: error:" in capsys.readouterr().err
+
+
+def test_every_png_written_through_provenance_carries_the_mark_of_its_config(tmp_path, grid):
+    """save_png marks images of 21x21 pixels or more with `config.watermark_key` and says so in a text field; a
+    smaller image is written as it is, and says why; `watermark_key=''` writes the pixels as given."""
+    config = load("dcgan.py")
+    assert config.watermark_key == watermark.DEFAULT_KEY
+    fields = provenance.image_provenance(config, 3, 0)
+    provenance.save_png(grid, tmp_path / "grid.png", fields)
+    with Image.open(tmp_path / "grid.png") as image:
+        pixels, text = np.asarray(image), image.text
+    np.testing.assert_array_equal(pixels, watermark.embed(grid))
+    check = f"python -m genimg_jax.tools.detect FILE --key={config.watermark_key}"
+    assert text["watermark"] == f"embedded; check with: {check}"
+    assert provenance.WATERMARK_KEY_FIELD not in text and text["step"] == "3"
+    assert detect.detect_file(tmp_path / "grid.png", config.watermark_key).detected
+
+    tiny = grid[:16, :16]
+    provenance.save_png(tiny, tmp_path / "tiny.png", fields)
+    with Image.open(tmp_path / "tiny.png") as image:
+        np.testing.assert_array_equal(np.asarray(image), tiny)
+        assert image.text["watermark"] == "none: a 16x16 image is too small to carry it"
+
+    unmarked = provenance.image_provenance(load("dcgan.py", "watermark_key="), 3, 0)
+    provenance.save_png(grid, tmp_path / "plain.png", unmarked)
+    with Image.open(tmp_path / "plain.png") as image:
+        np.testing.assert_array_equal(np.asarray(image), grid)
+        assert "watermark" not in image.text and image.text == unmarked

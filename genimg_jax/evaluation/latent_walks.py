@@ -9,13 +9,16 @@ at every psi in turn (StyleGAN2's truncation trick), one row per latent.
 
 GIF frames hold 256 colours: gray images are stored exactly, RGB ones through Pillow's palette quantization, and
 Pillow stores identical consecutive frames once, adding up their durations, so the played walk is unchanged.
+A GIF has no text chunks: its provenance (provenance.py) is its comment, as JSON; it carries no watermark (the
+palette would not keep it). A truncation sweep is a PNG like every other, provenance and watermark included.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import imageio.v3 as iio
@@ -28,8 +31,9 @@ from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError
 from genimg_jax.evaluation.from_checkpoint import restore_latest
 from genimg_jax.evaluation.grids import DISPLAY_SIZE, save_grid
+from genimg_jax.evaluation.provenance import WATERMARK_KEY_FIELD, image_provenance
 from genimg_jax.models.interpolation import keyframe_walk, lerp, slerp
-from genimg_jax.training.compiled_run import CompiledRun
+from genimg_jax.training.compiled_run import CompiledRun, checkpoint_digest
 
 SPACES = ("z", "w")
 SAMPLER_STREAM = 0x57A1C  # the key of any other randomness of sampling, beside the seed's keyframes
@@ -111,12 +115,23 @@ def enlarged(images: np.ndarray) -> np.ndarray:
     return images.repeat(scale, axis=1).repeat(scale, axis=2)
 
 
-def write_gif(frames: np.ndarray, path: str | pathlib.Path, frame_ms: int) -> pathlib.Path:
-    """uint8 frames (F, H, W, C) as a looping GIF, each pixel enlarged (`enlarged`), `frame_ms` per frame."""
+def write_gif(
+    frames: np.ndarray, path: str | pathlib.Path, frame_ms: int, provenance: Mapping[str, str]
+) -> pathlib.Path:
+    """uint8 frames (F, H, W, C) as a looping GIF, each pixel enlarged (`enlarged`), `frame_ms` per frame, with
+    `provenance` (less the watermark key) as its JSON comment."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = enlarged(frames)
-    iio.imwrite(path, pixels[..., 0] if pixels.shape[-1] == 1 else pixels, extension=".gif", duration=frame_ms, loop=0)
+    fields = {name: value for name, value in provenance.items() if name != WATERMARK_KEY_FIELD}
+    iio.imwrite(
+        path,
+        pixels[..., 0] if pixels.shape[-1] == 1 else pixels,
+        extension=".gif",
+        duration=frame_ms,
+        loop=0,
+        comment=json.dumps(fields).encode(),
+    )
     return path
 
 
@@ -162,7 +177,9 @@ def latent_walk(
         raise ConfigError(f"--frames={frames} and --keyframes={keyframes} must both be at least 2")
     run, state, step = restore_latest(deterministic_sampling(config), workdir)
     images = walk_frames(run, run.method.config, state, frames, keyframes, space, seed, label)
-    return write_gif(images, out, frame_ms), images, step
+    details = {"walk": f"{frames} frames through {keyframes} keyframes in {space}", "label": label}
+    provenance = image_provenance(config, step, seed, checkpoint_digest(workdir, step), **details)
+    return write_gif(images, out, frame_ms, provenance), images, step
 
 
 def truncation_sweep(
@@ -181,5 +198,7 @@ def truncation_sweep(
     run, state, step = restore_latest(deterministic_sampling(config), workdir)
     images = truncation_strip(run, run.method.config, state, psis, rows, seed, label)
     path = pathlib.Path(out)
-    save_grid(images, path, columns=len(psis))
+    details = {"truncation_psi": ",".join(f"{psi:g}" for psi in psis), "label": label}
+    provenance = image_provenance(config, step, seed, checkpoint_digest(workdir, step), **details)
+    save_grid(images, path, provenance, columns=len(psis))
     return path, images, step

@@ -5,9 +5,11 @@ Sample i is drawn from the key `fold_in(PRNGKey(seed), i)` for the conditioning 
 balanced classes, or the requested ones in turn), one sample per key (the method's `sample` vmapped over the
 keys), so a set does not depend on the batch size beyond float rounding, and the first N samples of a larger set
 are the set of N. `DIR/000000.png`, ... are 8-bit grayscale or RGB, as pytorch-fid and clean-fid read them, and
-carry their provenance (provenance.py) with their index and label; `DIR/samples.npz` holds `x` (N, H, W, C)
-uint8 and, for class-conditional methods, `labels`. Images cross the host one batch at a time, as uint8, and
-the `.npz` is written as they come (streamed_npz.py): host memory does not grow with N.
+carry their provenance (provenance.py) with their index and label, and the invisible watermark of
+`config.watermark_key` when 21x21 pixels or larger; `DIR/samples.npz` holds `x` (N, H, W, C) uint8, the same
+pixels as the PNGs (marked too: FID of the folder and of the .npz agree), and, for class-conditional methods,
+`labels`. Images cross the host one batch at a time, as uint8, and the `.npz` is written as they come
+(streamed_npz.py): host memory does not grow with N.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError
 from genimg_jax.evaluation.conditioning import SampleConditioning
-from genimg_jax.evaluation.provenance import image_provenance, save_png
+from genimg_jax.evaluation.provenance import image_provenance, save_png, watermarked
 from genimg_jax.evaluation.streamed_npz import StreamedNpz
 from genimg_jax.training.compiled_run import CompiledRun, checkpoint_digest, compile_run, restore_trained_state
 
@@ -139,13 +141,16 @@ def generate(
             continue
         if npz and writer is None:
             writer = StreamedNpz(out / NPZ_NAME, "x", (num, *images.shape[1:]), np.uint8)
+        marked_images = []
         for offset, image in enumerate(images):
             fields_of_image = {"index": str(start + offset)}
             if len(batch_labels):
                 fields_of_image["label"] = str(batch_labels[offset])
-            save_png(image, out / f"{start + offset:0{width}d}.png", {**provenance, **fields_of_image})
+            marked, fields = watermarked(image, {**provenance, **fields_of_image})
+            save_png(marked, out / f"{start + offset:0{width}d}.png", fields)
+            marked_images.append(marked)
         if writer:
-            writer.append(images)
+            writer.append(np.stack(marked_images))  # the .npz holds what the PNGs hold
     if writer:
         labels_array = np.concatenate(written_labels)
         writer.close(**({"labels": labels_array} if len(labels_array) else {}))

@@ -74,10 +74,20 @@ def luma(image: np.ndarray) -> np.ndarray:
     return pixels[..., 0] if pixels.shape[-1] == 1 else pixels[..., :3] @ LUMA_WEIGHTS
 
 
+def band_size(height: int, width: int) -> int:
+    """How many coefficients carry the mark in a `height` x `width` image."""
+    return int(band_mask(height, width).sum())
+
+
+def can_carry(height: int, width: int) -> bool:
+    """Whether a `height` x `width` image is large enough for a reliable mark (`MIN_COEFFICIENTS`)."""
+    return band_size(height, width) >= MIN_COEFFICIENTS
+
+
 def _check_image(image: np.ndarray) -> None:
     if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3, 4))):
         raise ValueError(f"expected a uint8 HW, HW1, HW3 or HW4 image, got {image.dtype} {image.shape}")
-    count = int(band_mask(*image.shape[:2]).sum())
+    count = band_size(*image.shape[:2])
     if count < MIN_COEFFICIENTS:
         raise ValueError(
             f"a {image.shape[0]}x{image.shape[1]} image is too small for the watermark "
