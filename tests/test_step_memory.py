@@ -92,7 +92,9 @@ def test_the_message_says_how_much_is_needed_and_which_knobs_help():
     assert "\n" not in message
     for part in ("100.0 GiB per device", "98.0 GiB temporaries", "cpu:0 has 24.0 GiB", "train.microbatch"):
         assert part in message
-    assert "model.remat=True" in message
+    assert "model.remat=True" not in message  # it saves nothing on XLA:CPU
+    with pytest.raises(ConfigError, match=r"gpu:0 has 24.0 GiB; try train.microbatch .*, model.remat=True"):
+        memory_check.check_fits(memory, 24 * 2**30, config, "gpu:0", accumulates=True)
     memory_check.check_fits(memory, 100 * 2**30, config, "cpu:0", accumulates=True)  # exactly fits: no error
 
 
@@ -106,6 +108,9 @@ def test_a_step_too_big_for_the_device_stops_before_anything_is_written(tmp_path
     assert not workdir.exists()
     trainer.train(load("dcgan.py", *quick, "train.steps=1", "train.memory_check=False"), workdir)
     assert (workdir / "checkpoints").is_dir()  # the check off: the step runs (in host memory, as XLA:CPU does)
+    # Relaunching the finished run runs no step, so nothing is compiled or checked: it ends without an error.
+    monkeypatch.setattr(memory_check, "check_train_step", lambda run, config: pytest.fail("checked a finished run"))
+    trainer.train(load("dcgan.py", *quick, "train.steps=1"), workdir)
 
 
 def test_the_step_memory_tool_prints_the_estimate_the_check_uses(capsys):

@@ -45,6 +45,12 @@ class CheckpointSaveError(CheckpointError):
     """A checkpoint could not be written (full disk, no permission); earlier steps are kept."""
 
 
+def committed_steps(directory: str | pathlib.Path) -> list[int]:
+    """The steps with a committed checkpoint in `directory` (Orbax renames a step's folder to its number when the
+    save commits), read without opening a manager, which would create the folder."""
+    return sorted(int(path.name) for path in pathlib.Path(directory).glob("*") if path.name.isdigit() and path.is_dir())
+
+
 class Checkpointer:
     """Periodic, keep-N checkpoints of (state, data position) under `directory`."""
 
@@ -107,7 +113,7 @@ class Checkpointer:
             ) from error
 
     def _committed_steps(self) -> list[int]:
-        return sorted(int(path.name) for path in self.directory.glob("*") if path.name.isdigit() and path.is_dir())
+        return committed_steps(self.directory)
 
     def check(self) -> None:
         """Raise CheckpointSaveError if the save in flight has failed (cheap; the trainer asks every step).

@@ -54,11 +54,12 @@ def check_fits(
     memory: StepMemory, available: int, config: ml_collections.ConfigDict, device: str, accumulates: bool
 ) -> None:
     """Stop with one line when the step needs more than `available` bytes: how much, and the knobs that help
-    (`accumulates`: the method takes `train.microbatch`)."""
+    (`accumulates`: the method takes `train.microbatch`). `device` is "platform:id"; remat is not suggested on
+    CPU, where XLA merges the recomputation back and the step needs as much as without it (measured)."""
     if memory.total <= available:
         return
     knobs = ["train.microbatch (examples per device per pass)"] if accumulates else []
-    if "remat" in config.model:
+    if "remat" in config.model and not device.startswith("cpu:"):
         knobs.append("model.remat=True (recompute block activations in the backward pass)")
     knobs += ["a smaller train.batch_size", "more devices", "train.memory_check=False to try anyway"]
     raise ConfigError(

@@ -23,7 +23,7 @@ from genimg_jax.evaluation.provenance import image_provenance
 from genimg_jax.evaluation.samples import sample_metrics_split
 from genimg_jax.training import memory_check, nonfinite
 from genimg_jax.training import workdir as workdirs
-from genimg_jax.training.checkpoint import Checkpointer
+from genimg_jax.training.checkpoint import Checkpointer, committed_steps
 from genimg_jax.training.compiled_run import (
     CHECKPOINTS,
     CompiledRun,
@@ -54,7 +54,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
 def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Any:
     is_main = jax.process_index() == 0
     run = compile_run(config)
-    memory_check.check_train_step(run, config)  # a step that cannot fit stops here, before anything is written
+    if max(committed_steps(workdir / CHECKPOINTS), default=0) < config.train.steps:  # else no step will run
+        memory_check.check_train_step(run, config)  # a step that cannot fit stops here, before anything is written
     train_config = config.train
     stream = _train_stream(config)
     draws_illustrations = hasattr(run.method, "illustrations") and train_config.sample_every > 0
