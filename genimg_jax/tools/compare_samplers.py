@@ -20,16 +20,16 @@ from genimg_jax import data
 from genimg_jax.cli import parse_with_overrides, run_command
 from genimg_jax.config import ConfigError, apply_overrides
 from genimg_jax.diffusion import samplers
+from genimg_jax.evaluation.from_checkpoint import restore_latest
 from genimg_jax.evaluation.grids import save_grid
 from genimg_jax.evaluation.provenance import image_provenance
-from genimg_jax.training.compiled_run import checkpoint_digest, compile_run, initial_rngs, restore_trained_state
+from genimg_jax.training.compiled_run import checkpoint_digest, initial_rngs
 from genimg_jax.training.workdir import read_saved_config
 
 
 def compare(workdir: pathlib.Path, config: ml_collections.ConfigDict, names: Sequence[str], num: int) -> list[dict]:
     """One grid per sampler from the latest checkpoint in `workdir`; returns what was measured."""
-    run = compile_run(config)
-    state, step = restore_trained_state(config, run, workdir)
+    run, state, step = restore_latest(config, workdir)
     provenance = image_provenance(config, step, config.seed, checkpoint_digest(workdir, step))
     _, rng = initial_rngs(config)
     results = []
