@@ -52,3 +52,27 @@ def test_benchmark_reports_consistent_numbers():
     assert results["gflop_per_step"] > 0
     assert results["achieved_gflop_per_s"] == pytest.approx(results["gflop_per_step"] * results["steps_per_s"])
     assert results["step_memory_mib"] > 0 and results["compile_s"] > 0
+
+
+def test_benchmark_all_measures_every_config_against_the_matmul_rate(tmp_path, capsys):
+    """--all prints the matmul yardstick, one row per config with its FLOP rate as a fraction of it, and why a
+    config could not run."""
+    tiny = [arg[len("--config.") :] for arg in TINY]
+    (tmp_path / "tiny.py").write_text(
+        "from genimg_jax.config import apply_overrides, load_config\n\n\n"
+        f"def get_config(variant=''):\n    return apply_overrides(load_config({CONFIG!r}), {tiny!r})\n"
+    )
+    (tmp_path / "needs_weights.py").write_text(
+        "def get_config(variant=''):\n    raise FileNotFoundError('weights.pth does not exist')\n"
+    )
+    flags = ["--all", f"--configs={tmp_path}", "--repeats=1", "--steps_per_repeat=2", "--warmup=1"]
+    assert benchmark.main(flags) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].startswith("| config | batch | compile_s |")
+    tiny_row = next(line for line in lines if line.startswith("| `tiny` | 16 |")).split(" | ")
+    yardstick = float(lines[-1].split(": ")[1].split()[0])
+    achieved, fraction = float(tiny_row[5]), float(tiny_row[7].rstrip("% |")) / 100
+    assert yardstick > 0 and fraction == pytest.approx(achieved / yardstick, abs=0.006 + 0.002 * fraction)
+    assert "| `needs_weights` | not run: weights.pth does not exist |" in lines
+    assert benchmark.main(["--all", f"--configs={tmp_path}", "--only=missing"]) == 2
+    assert "--only names configs not in" in capsys.readouterr().err
