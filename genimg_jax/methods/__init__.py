@@ -12,6 +12,7 @@ from genimg_jax.methods.gan.gan import GAN
 from genimg_jax.methods.gan.stylegan2 import StyleGAN2
 from genimg_jax.methods.latent_diffusion import LatentDiffusion
 from genimg_jax.methods.vae import VAE
+from genimg_jax.methods.vqvae import VQVAE
 
 METHODS: dict[str, type] = {
     "gan": GAN,
@@ -20,6 +21,7 @@ METHODS: dict[str, type] = {
     "draw": DRAW,
     "diffusion": Diffusion,
     "latent_diffusion": LatentDiffusion,
+    "vqvae": VQVAE,
 }
 
 

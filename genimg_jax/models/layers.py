@@ -18,6 +18,11 @@ Initializer = nn.initializers.Initializer
 DCGAN_INIT: Initializer = nn.initializers.normal(stddev=0.02)
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
+# Fan-in scaling over (k, k, in_features) of an `UpConv` kernel, whose HWIO shape is (k, k, out, in): the convention
+# of flax's ConvTranspose default, which the DCGAN N(0, 0.02) init is not.
+UPCONV_FAN_IN_INIT: Initializer = nn.initializers.variance_scaling(
+    1.0, "fan_in", "truncated_normal", in_axis=-1, out_axis=-2
+)
 
 
 def dcgan_scale_init(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> jax.Array:

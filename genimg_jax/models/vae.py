@@ -9,11 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genimg_jax.models.layers import UpConv, conv, num_doublings
-
-# Fan-in scaling over (k, k, in_features) of the up-conv kernel, whose HWIO shape is (k, k, out, in):
-# the same convention as flax's ConvTranspose default, which the DCGAN N(0, 0.02) init is not.
-_UPCONV_INIT = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=-1, out_axis=-2)
+from genimg_jax.models.layers import UPCONV_FAN_IN_INIT, UpConv, conv, num_doublings
 
 
 class Encoder(nn.Module):
@@ -49,5 +45,5 @@ class Decoder(nn.Module):
         features = self.base_features * 2 ** (n - 1)
         x = nn.swish(nn.Dense(4 * 4 * features)(z).reshape(z.shape[0], 4, 4, features))
         for i in reversed(range(n)):
-            x = nn.swish(UpConv(self.base_features * 2 ** max(i - 1, 0), kernel_init=_UPCONV_INIT)(x))
+            x = nn.swish(UpConv(self.base_features * 2 ** max(i - 1, 0), kernel_init=UPCONV_FAN_IN_INIT)(x))
         return conv(self.channels, 3, 1, 1)(x)
