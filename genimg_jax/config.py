@@ -290,7 +290,8 @@ def adam_config(
     """An `optim.<net>` section for `methods.base.adam`; every method's optimisers are made from one of these.
 
     The learning rate ramps up linearly over the first `warmup_steps` optimizer updates and, when `decay_steps` > 0,
-    decays linearly to 0 over that many updates (0 disables either). `grad_clip_norm` > 0 clips the global norm.
+    decays linearly to 0 over that many updates (0 disables either); `exponential_decay` < 1 multiplies it by that
+    factor after every update (PixelCNN++'s schedule; 1 disables). `grad_clip_norm` > 0 clips the global norm.
     """
     return ml_collections.ConfigDict(
         {
@@ -302,5 +303,6 @@ def adam_config(
             "grad_clip_norm": 0.0,
             "warmup_steps": 0,
             "decay_steps": 0,
+            "exponential_decay": 1.0,
         }
     )

@@ -44,6 +44,16 @@ TINY_UNET = [
     "sample.steps=4",
 ]
 
+# configs/pixelcnn.py: the 8x8 digits, no up-pass blocks, 8 filters, 3 logistics.
+TINY_PIXELCNN = [
+    "data.resolution=8",
+    "model.nr_resnet=0",
+    "model.nr_filters=8",
+    "model.nr_logistic_mix=3",
+    "train.batch_size=16",
+    "train.num_sample_images=8",
+]
+
 
 def as_flags(overrides: list[str]) -> list[str]:
     """The same overrides as command-line arguments."""

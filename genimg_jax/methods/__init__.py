@@ -5,6 +5,7 @@ from typing import Any
 import ml_collections
 
 from genimg_jax.config import ConfigError
+from genimg_jax.methods.autoregressive import PixelCNN
 from genimg_jax.methods.base import Method
 from genimg_jax.methods.diffusion import Diffusion
 from genimg_jax.methods.draw import DRAW
@@ -22,6 +23,7 @@ METHODS: dict[str, type] = {
     "diffusion": Diffusion,
     "latent_diffusion": LatentDiffusion,
     "vqvae": VQVAE,
+    "pixelcnn": PixelCNN,
 }
 
 

@@ -70,14 +70,14 @@ def _strided_conv(x: jax.Array, kernel: jax.Array, strides: int, padding: int) -
 def up_conv(z: jax.Array, kernel: jax.Array, strides: int, padding: int) -> jax.Array:
     """Transposed convolution J^T z, J the Jacobian of ``x -> conv(x, kernel, strides, padding)``.
 
-    ``kernel`` has the HWIO shape of that strided conv: (k, k, out_features, in_features) from the point of
+    ``kernel`` has the HWIO shape of that strided conv: (kh, kw, out_features, in_features) from the point of
     view of the up-sampling. The custom vjp exists for speed only: XLA's CPU backend computes the weight
     gradient of a transposed convolution 20-30x slower than that of an ordinary strided conv, and the two are
     the same quantity because <up(z, W), g> = <z, conv(g, W)>.
     """
     n, h, w, _ = z.shape
-    k, _, out_features, _ = kernel.shape
-    h_out, w_out = (upconv_output_size(size, k, strides, padding) for size in (h, w))
+    kh, kw, out_features, _ = kernel.shape
+    h_out, w_out = upconv_output_size(h, kh, strides, padding), upconv_output_size(w, kw, strides, padding)
     big = jax.ShapeDtypeStruct((n, h_out, w_out, out_features), z.dtype)
     (out,) = jax.linear_transpose(lambda x: _strided_conv(x, kernel, strides, padding), big)(z)
     return out
