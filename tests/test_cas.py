@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from tiny_configs import load
 
+from experiments import cas_table
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError
 from genimg_jax.evaluation.cas import CasEvaluator
@@ -132,3 +133,19 @@ def test_cas_needs_a_class_conditional_method_and_a_valid_recipe(config_name, ov
     with pytest.raises(ConfigError, match=message) as error:
         SampleEvaluator(config, stand_in_run(config, build_method(config)), tmp_path)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", sorted(cas_table.CONDITIONAL_CONFIGS))
+def test_the_cas_table_lists_class_conditional_setups(name):
+    spec, overrides = cas_table.CONDITIONAL_CONFIGS[name]
+    config = load(spec, *overrides)
+    assert build_method(config).conditioning_fields() == ("label",)
+
+
+def test_the_cas_table_puts_each_run_beside_its_baseline():
+    values = {"cas_accuracy": 0.6, "cas_real_baseline": 0.8, "cas_naive_augmentation": 0.85}
+    values |= {f"cas_accuracy_class_{c}": c / 10 for c in range(3)}
+    values |= {f"cas_real_baseline_class_{c}": 1 - c / 10 for c in range(3)}
+    rows = cas_table.markdown({"ddpm_guided": (1500, values, 16)}).splitlines()
+    assert rows[2] == "| `ddpm_guided` | 16x16 | 1500 | 0.600 | 0.800 | 0.75 | 0.850 |"
+    assert rows[-1] == "| `ddpm_guided` | 0.00 / 1.00 | 0.10 / 0.90 | 0.20 / 0.80 |"
