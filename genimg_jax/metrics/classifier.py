@@ -1,5 +1,5 @@
 """The project's one classifier training recipe: the digits CNN (digits_net.DigitsNet) trained from scratch with
-Adam, a cosine-decayed learning rate and random shifts of up to 2 pixels, on uint8 images with integer labels.
+Adam, a cosine-decayed learning rate and random shifts (of up to 2 pixels by default), on uint8 images with labels.
 
 It makes the shipped digits feature network (tools/train_digits_net.py) and the classifiers of the
 Classification Accuracy Score (cas.py), so both are one recipe, not two. Batches are split over the given
