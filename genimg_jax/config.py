@@ -246,9 +246,9 @@ def base_config() -> ml_collections.ConfigDict:
         {
             "every": 0,
             "batch_size": 256,
-            # Sample metrics (genimg_jax/evaluation/samples.py), any of fid,kid,is,pr,label_accuracy ('' = none, the
-            # default: the feature net must suit the data), from `num_samples` generated images against
-            # `reference_split`.
+            # Sample metrics (genimg_jax/evaluation/samples.py), any of fid,kid,is,pr,label_accuracy,cas ('' = none,
+            # the default: the feature net must suit the data), from `num_samples` generated images against
+            # `reference_split`; cas (class-conditional methods) draws as many as data.train_split holds.
             "metrics": "",
             "num_samples": 2000,
             "reference_split": "train",
@@ -263,6 +263,14 @@ def base_config() -> ml_collections.ConfigDict:
             "kid_subset_size": 1000,
             "is_splits": 10,
             "pr_neighbours": 3,
+            # Classification Accuracy Score (genimg_jax/evaluation/cas.py): the digits CNN trained from scratch for
+            # `cas_steps` Adam steps (cosine-decayed `cas_learning_rate`, random shifts of up to `cas_max_shift`
+            # pixels, seed `cas_seed`), the recipe of the shipped digits feature net.
+            "cas_steps": 500,
+            "cas_batch_size": 64,
+            "cas_learning_rate": 2e-3,
+            "cas_max_shift": 2,
+            "cas_seed": 0,
         }
     )
     # Mesh axis sizes; -1 takes the remaining devices. Both axes split the batch; `fsdp` also splits large

@@ -7,7 +7,7 @@ batch = make_global_batch(next(stream), sharding)   # uint8 images; to_unit_rang
 
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.images import from_unit_range, quantized, to_unit_range
-from genimg_jax.data.pipeline import IS_EXAMPLE, TrainStream, cycled_batches, iterate_once, make_train_stream
+from genimg_jax.data.pipeline import IS_EXAMPLE, TrainStream, cycled_batches, iterate_once, load_all, make_train_stream
 from genimg_jax.data.sharding import abstract_global_batch, make_global_batch, shard_whole_batch
 from genimg_jax.data.sources import (
     SOURCE_KINDS,
@@ -38,6 +38,7 @@ __all__ = [
     "fields_from_config",
     "from_unit_range",
     "iterate_once",
+    "load_all",
     "make_global_batch",
     "make_source",
     "make_train_stream",

@@ -67,6 +67,12 @@ def _load(source: ImageSource, indices: np.ndarray, names: Sequence[str] | None 
     return {name: _stack(source, name, source.fields[name], [e[name] for e in examples]) for name in names}
 
 
+def load_all(source: ImageSource, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The fields `names` (default: all) of every example of `source`, in index order, stacked in host memory:
+    for what trains on a whole split at once (the classifiers of metrics/classifier.py)."""
+    return _load(source, np.arange(_check_not_empty(source)), names)
+
+
 def _check_not_empty(source: ImageSource) -> int:
     if len(source) == 0:
         raise DataError(f"data source {source!r} has no examples")

@@ -1,5 +1,6 @@
 """Sample-quality evaluation of a train state: FID, KID, IS, precision/recall and, for class-conditional models
-with a classifier of the dataset's classes as feature net (digits), label accuracy; each with its protocol.
+with a classifier of the dataset's classes as feature net (digits), label accuracy; for class-conditional
+models the Classification Accuracy Score (cas.py); each with its protocol.
 
 N images are generated in batches sharded over the mesh (`method.sample` fused with the feature net in one
 jitted function, so images never leave the devices), their features stream into float64 moments, and the
@@ -25,11 +26,12 @@ import numpy as np
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, require, require_choice
+from genimg_jax.evaluation.cas import CasEvaluator, validate_cas_config
 from genimg_jax.evaluation.conditioning import SampleConditioning
 from genimg_jax.metrics import features, fid, fid_stats_file, inception_score, kid, precision_recall, reference
 from genimg_jax.training.compiled_run import CompiledRun
 
-METRICS = ("fid", "kid", "is", "pr", "label_accuracy")
+METRICS = ("fid", "kid", "is", "pr", "label_accuracy", "cas")
 # Values the best checkpoint can be chosen by: value -> (the metric that produces it, whether larger is better).
 BEST_METRICS = {
     "fid": ("fid", False),
@@ -38,6 +40,7 @@ BEST_METRICS = {
     "precision": ("pr", True),
     "recall": ("pr", True),
     "label_accuracy": ("label_accuracy", True),
+    "cas_accuracy": ("cas", True),
 }
 # Metrics that compare with the reference's features themselves, which a statistics file (mean, covariance) lacks.
 NEEDS_REFERENCE_FEATURES = ("kid", "pr")
@@ -88,6 +91,8 @@ def validate_eval_config(config: ml_collections.ConfigDict) -> None:
             evaluation.metrics,
             f"asks for label_accuracy, which needs a feature net that classifies the data: {list(DATASET_CLASSIFIERS)}",
         )
+    if "cas" in names:
+        validate_cas_config(config)
     if evaluation.reference_stats:
         needing = [name for name in names if name in NEEDS_REFERENCE_FEATURES]
         require(
@@ -193,6 +198,7 @@ class SampleEvaluator:
         self.reference_stats = load_reference_stats(config, self.net) if config.eval.reference_stats else None
         self._reference: tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None  # (features, stats)
         self.conditioning = SampleConditioning(config, run.method.conditioning_fields())
+        self.cas = CasEvaluator(config, run, self.cache_dir) if "cas" in self.names else None
         batch_size, method, net = config.eval.batch_size, run.method, self.net
         self._batch_sharding = batch_sharding = parallel.batch_sharding(run.mesh)
 
@@ -249,6 +255,9 @@ class SampleEvaluator:
         return outputs, moments
 
     def evaluate(self, state: Any) -> dict[str, float]:
+        values = self.cas.evaluate(state) if self.cas else {}
+        if set(self.names) == {"cas"}:  # no feature metric: no samples through the feature net
+            return values
         if self._reference is None and self.reference_stats:
             self._reference = {}, (self.reference_stats.mean, self.reference_stats.covariance)
         elif self._reference is None:
@@ -257,7 +266,7 @@ class SampleEvaluator:
             real_moments.update(real["features"])
             self._reference = real, real_moments.mean_and_covariance()
         generated, generated_moments = self.generate(state)
-        return compute_metrics(self.names, generated, generated_moments, *self._reference, self.config.eval)
+        return values | compute_metrics(self.names, generated, generated_moments, *self._reference, self.config.eval)
 
     def protocol(self) -> dict[str, Any]:
         """How the numbers were made: enough to reproduce them, or to see why they differ from another codebase's."""
@@ -288,6 +297,7 @@ class SampleEvaluator:
             "sample_seed": config.seed,
             # What the samples were drawn for: none, balanced classes, or these fields of the eval split in order.
             "conditioning": self.conditioning.protocol(),
+            **({"cas": self.cas.protocol()} if self.cas else {}),
         }
 
 

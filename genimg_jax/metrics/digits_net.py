@@ -48,8 +48,10 @@ class DigitsNet(nn.Module):
         return {"features": features, "logits": nn.Dense(self.num_classes)(features)}
 
 
-def init_params(rng: jax.Array) -> dict:
-    return DigitsNet().init(rng, jnp.zeros((1, RESOLUTION, RESOLUTION, CHANNELS)))["params"]
+def init_params(rng: jax.Array, channels: int = CHANNELS, num_classes: int = 10) -> dict:
+    """Fresh parameters for images of `channels` channels (any size: the last stage pools globally)."""
+    model = DigitsNet(num_classes=num_classes)
+    return model.init(rng, jnp.zeros((1, RESOLUTION, RESOLUTION, channels)))["params"]
 
 
 def load_params(path: pathlib.Path = WEIGHTS_PATH) -> dict:
@@ -59,4 +61,6 @@ def load_params(path: pathlib.Path = WEIGHTS_PATH) -> dict:
             f"digits feature-network weights {path} are missing; recreate them with "
             "`python -m genimg_jax.tools.train_digits_net`"
         )
-    return flax.serialization.from_bytes(init_params(jax.random.PRNGKey(0)), path.read_bytes())
+    # The target's shapes alone: drawing random initial values first costs seconds of compilation on CPU.
+    target = jax.eval_shape(init_params, jax.random.PRNGKey(0))
+    return jax.tree.map(jnp.asarray, flax.serialization.from_bytes(target, path.read_bytes()))
