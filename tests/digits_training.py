@@ -8,13 +8,15 @@ from genimg_jax import data
 from genimg_jax.methods import build_method
 
 
-def train_on_digits(config: ml_collections.ConfigDict, steps: int) -> tuple:
-    """(method, final state, per-step metrics, first batch) after `steps` steps from seed 0."""
+def train_on_digits(config: ml_collections.ConfigDict, steps: int, jit_init: bool = False) -> tuple:
+    """(method, final state, per-step metrics, first batch) after `steps` steps from seed 0; `jit_init` compiles
+    the initialisation, which for a deep net takes far less time than running it op by op."""
     method = build_method(config)
     source = data.make_source("digits", split="train", resolution=config.data.resolution, channels=1)
     stream = data.make_train_stream(source, global_batch_size=config.train.batch_size, seed=0)
     batches = [jax.tree.map(jnp.asarray, next(stream)) for _ in range(steps)]
-    state = method.init_state(jax.random.PRNGKey(0), batches[0])
+    init = jax.jit(method.init_state) if jit_init else method.init_state
+    state = init(jax.random.PRNGKey(0), batches[0])
     step = jax.jit(method.train_step)
     history = []
     for batch in batches:

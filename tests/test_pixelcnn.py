@@ -138,25 +138,28 @@ def test_each_output_pixel_depends_only_on_earlier_pixels_in_raster_order():
 
 @pytest.fixture(scope="module")
 def trained():
-    """The tiny 8x8 model before and after 30 steps on the digits, with the test split's mean bits/dim."""
-    config = load("pixelcnn.py", *TINY_PIXELCNN, "optim.pixelcnn.learning_rate=0.004", "train.ema_decay=0.9")
-    method, state, history, first_batch = train_on_digits(config, steps=30)
+    """The tiny class-conditional 8x8 model before and after 30 steps on the digits, its compiled evaluation, and the
+    test split's mean bits/dim before and after."""
+    overrides = ["optim.pixelcnn.learning_rate=0.004", "train.ema_decay=0.9"]
+    config = load("pixelcnn.py:digits_conditional", *TINY_PIXELCNN, *overrides)
+    method, state, history, first_batch = train_on_digits(config, steps=30, jit_init=True)
     source = data.make_source("digits", split="test", resolution=config.data.resolution, channels=1)
     test_batch = next(data.iterate_once(source, batch_size=256))
     test_batch = {name: jnp.asarray(test_batch[name]) for name in ("image", "label")}
     evaluate = jax.jit(method.evaluate_batch)
     initial = jax.jit(method.init_state)(jax.random.PRNGKey(0), first_batch)
     bits = [float(jnp.mean(evaluate(s, test_batch, jax.random.PRNGKey(0))["bits_per_dim"])) for s in (initial, state)]
-    return config, method, state, history, test_batch, bits
+    return config, method, state, history, test_batch, bits, evaluate
 
 
 def test_training_lowers_the_test_bits_per_dim(trained):
-    _, method, state, history, test_batch, (before, after) = trained
+    _, method, state, history, test_batch, (before, after), evaluate = trained
     assert all(np.isfinite([h["bits_per_dim"] for h in history]))
     assert after < 0.85 * before
-    values = method.evaluate_batch(state, test_batch, jax.random.PRNGKey(0))
+    values = evaluate(state, test_batch, jax.random.PRNGKey(0))
     # Exact and deterministic: the nats per image are -log p(x) under the averaged weights, bits/dim its rescaling.
-    outputs = method.network.apply({"params": state.ema_params}, data.to_unit_range(test_batch["image"]))
+    apply = jax.jit(method.network.apply)
+    outputs = apply({"params": state.ema_params}, data.to_unit_range(test_batch["image"]), test_batch["label"])
     expected = -dl.log_likelihood(data.to_unit_range(test_batch["image"]), outputs)
     np.testing.assert_allclose(values["nll_nats"], expected, rtol=1e-5)
     np.testing.assert_allclose(values["bits_per_dim"], expected / (8 * 8 * np.log(2)), rtol=1e-5)
@@ -172,14 +175,13 @@ def test_samples_lie_on_the_grid_and_a_key_fixes_them(trained):
     assert not np.array_equal(first, other)
 
 
-def test_class_conditioning_changes_the_outputs_and_the_likelihood():
-    config = load("pixelcnn.py:digits_conditional", *TINY_PIXELCNN)
-    method = build_method(config)
+def test_class_conditioning_changes_the_outputs_and_the_likelihood(trained):
+    _, method, state, _, test_batch, _, evaluate = trained
     assert method.conditioning_fields() == ("label",)
-    images = jax.random.randint(jax.random.PRNGKey(0), (4, 8, 8, 1), 0, 256).astype(jnp.uint8)
-    state = jax.jit(method.init_state)(jax.random.PRNGKey(1), {"image": images, "label": jnp.zeros(4, jnp.int32)})
-    evaluate = jax.jit(method.evaluate_batch)
-    nll = [evaluate(state, {"image": images, "label": jnp.full(4, c, jnp.int32)}, None)["nll_nats"] for c in (0, 1)]
+    nll = [
+        evaluate(state, {**test_batch, "label": jnp.full_like(test_batch["label"], c)}, None)["nll_nats"]
+        for c in (0, 1)
+    ]
     assert np.all(np.asarray(nll[0]) != np.asarray(nll[1]))
     assert build_method(load("pixelcnn.py", *TINY_PIXELCNN)).conditioning_fields() == ()
 

@@ -15,6 +15,7 @@ one-hot `h` times a matrix: the same function).
 """
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -78,35 +79,25 @@ class DownShiftedConv(nn.Module):
     strides: int = 1
     init_scale: float = 1.0
     transpose: bool = False
+    RIGHT_SHIFTED: ClassVar[bool] = False  # the columns seen end at j instead of centring on it
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kh, kw = self.kernel_size
         conv = WeightNormConv(self.features, self.kernel_size, self.strides, self.init_scale, self.transpose)
-        side = (kw - 1) // 2
+        left = kw - 1 if self.RIGHT_SHIFTED else (kw - 1) // 2
         if self.transpose:
             _, h, w, _ = x.shape
-            return conv(x)[:, : h * self.strides, side : side + w * self.strides]
-        return conv(jnp.pad(x, ((0, 0), (kh - 1, 0), (side, side), (0, 0))))
+            start = 0 if self.RIGHT_SHIFTED else left
+            return conv(x)[:, : h * self.strides, start : start + w * self.strides]
+        return conv(jnp.pad(x, ((0, 0), (kh - 1, 0), (left, kw - 1 - left), (0, 0))))
 
 
-class DownRightShiftedConv(nn.Module):
+class DownRightShiftedConv(DownShiftedConv):
     """Output (i, j) sees rows i - kh + 1 .. i and columns j - kw + 1 .. j: nothing below or right (`ul` stream)."""
 
-    features: int
     kernel_size: tuple[int, int] = (2, 2)
-    strides: int = 1
-    init_scale: float = 1.0
-    transpose: bool = False
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kh, kw = self.kernel_size
-        conv = WeightNormConv(self.features, self.kernel_size, self.strides, self.init_scale, self.transpose)
-        if self.transpose:
-            _, h, w, _ = x.shape
-            return conv(x)[:, : h * self.strides, : w * self.strides]
-        return conv(jnp.pad(x, ((0, 0), (kh - 1, 0), (kw - 1, 0), (0, 0))))
+    RIGHT_SHIFTED: ClassVar[bool] = True
 
 
 def concat_elu(x: jax.Array) -> jax.Array:
