@@ -21,7 +21,7 @@ demo: $(STAMP)
 	@echo "demo outputs: $(DEMO_WORKDIR)"
 
 test: $(STAMP)
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q --durations=30
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
