@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_WORKDIR ?= runs/demo_dcgan_digits
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-slow test-all lint bench clean
 
 install: $(STAMP)
 
@@ -20,11 +20,15 @@ demo: $(STAMP)
 	$(BIN)/python -m genimg_jax.main --config=configs/dcgan.py --workdir=$(DEMO_WORKDIR) --config.eval.every=2500
 	@echo "demo outputs: $(DEMO_WORKDIR)"
 
+# `make test`: everything but the `slow` end-to-end runs (under 25 minutes on 2 cores); CI runs both.
 test: $(STAMP)
-	$(BIN)/pytest -q --durations=30
+	$(BIN)/pytest -q -m "not slow" --durations=20
 
-test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow"
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow --durations=20
+
+test-all: $(STAMP)
+	$(BIN)/pytest -q --durations=30
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -57,6 +57,7 @@ def untrained_edm_loss(second_moment, config):
     return float(jnp.mean((sd2**2 + sigma**2 * second_moment) / (sd2 * (sigma**2 + sd2))))
 
 
+@pytest.mark.slow  # ~1 min: trains or compiles the U-Net several times
 @pytest.mark.parametrize("spec", ["ddpm.py", "ddpm.py:digits_guided", "edm.py"])
 def test_short_training_lowers_the_loss_and_samples_are_images(spec):
     config = load(spec, *TINY_UNET)
@@ -191,6 +192,7 @@ def ldm_config(first_stage_workdir, *extra):
     return load("ldm.py", *overrides)
 
 
+@pytest.mark.slow  # ~1 min: trains or compiles the U-Net several times
 def test_latent_diffusion_on_a_vae_trained_here(tmp_path):
     tiny_vae(tmp_path / "vae")
     config = ldm_config(tmp_path / "vae")
@@ -277,6 +279,7 @@ def test_bits_per_dim_evaluation_on_held_out_images():
         build_method(load("edm.py", "eval.bpd_timesteps=4"))
 
 
+@pytest.mark.slow  # ~1 min: trains or compiles the U-Net several times
 def test_gradient_accumulation_equals_the_full_batch_step():
     """Batch 32 over 8 devices (4 each) in micro-batches of 2 per device: the same update as one pass, each
     micro-batch split over the devices (no data moved between them: no all-to-all, all-gather or permute)."""

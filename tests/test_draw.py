@@ -72,6 +72,7 @@ def trained_draw():
     return train_on_digits(config, steps=40)
 
 
+@pytest.mark.slow  # share a trained DRAW (~30 s)
 def test_draw_training_lowers_the_bound(trained_draw):
     method, state, history, batch = trained_draw
     elbos = [float(m["negative_elbo"]) for m in history]
@@ -84,6 +85,7 @@ def test_draw_training_lowers_the_bound(trained_draw):
     np.testing.assert_allclose(values["bits_per_dim"], values["negative_elbo"] / (256 * math.log(2)), rtol=1e-5)
 
 
+@pytest.mark.slow  # share a trained DRAW (~30 s)
 def test_draw_canvas_shows_each_step_and_ends_at_the_sample(trained_draw):
     method, state, _, batch = trained_draw
     rng = jax.random.PRNGKey(3)
@@ -95,6 +97,7 @@ def test_draw_canvas_shows_each_step_and_ends_at_the_sample(trained_draw):
     assert float(jnp.min(jnp.abs(jnp.diff(canvas, axis=1)).max(axis=(0, 2, 3, 4)))) > 1e-3
 
 
+@pytest.mark.slow  # share a trained DRAW (~30 s)
 def test_no_sample_from_the_prior_stays_a_blank_canvas(trained_draw):
     """The write's gain 1/gamma starts at image area / patch area, so every sample writes from the first steps;
     started at 1 (gamma = 1), the decoder had to learn a ~250x gain through its LSTM state and the samples whose

@@ -196,6 +196,7 @@ def test_brute_force_nearest_neighbours():
     np.testing.assert_allclose(distances, np.sort(full, axis=1)[:, :4], atol=1e-9)
 
 
+@pytest.mark.slow  # ~30 s: a run with evaluations, then eval mode
 def test_training_evaluates_keeps_the_best_checkpoint_and_eval_mode_reproduces_it(tmp_path, capsys):
     config = load("dcgan.py", *TINY_GAN_WITH_EVAL)
     trainer.train(config, tmp_path)

@@ -316,6 +316,7 @@ def test_random_kills_and_a_preemption_leave_the_run_bitwise_unchanged(tmp_path,
     assert summary["interruptions"] == {"kill": 1, "term": 1}
 
 
+@pytest.mark.slow  # ~40 s: killed and resumed runs on 8 devices
 def test_a_kill_on_8_devices_with_fsdp_leaves_the_run_bitwise_unchanged(tmp_path, monkeypatch):
     """The kill storm reduced to one SIGKILL: the run in a subprocess on 8 simulated devices (data=4, fsdp=2), the
     reference and the resume in this process on the same mesh."""

@@ -26,6 +26,8 @@ EMBEDDED = [
     "sagan.py",
     "cgan_projection.py",
 ]
+# Trained by `make test`; the others (30-45 s each) by `make test-slow`.
+FAST_EMBEDDED = ("dcgan.py", "sngan.py:faces")
 
 
 def _tiny(spec, *extra):
@@ -72,7 +74,9 @@ def _run(spec):
     return _RUNS[spec]
 
 
-@pytest.mark.parametrize("spec", EMBEDDED)
+@pytest.mark.parametrize(
+    "spec", [spec if spec in FAST_EMBEDDED else pytest.param(spec, marks=pytest.mark.slow) for spec in EMBEDDED]
+)
 def test_embedded_configs_train_with_finite_losses(spec):
     method, initial, state, history = _run(spec)
     assert int(state.step) == 2

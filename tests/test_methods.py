@@ -50,7 +50,7 @@ def test_gan_few_steps():
     assert lag > 0
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("likelihood", [pytest.param("bernoulli", marks=pytest.mark.slow), "gaussian"])  # ~30 s each
 def test_vae_few_steps(likelihood):
     config = load("vae.py", *SMALL, f"model.likelihood={likelihood}")
     method, state, history = _train(config, steps=30)

@@ -33,6 +33,7 @@ def traced():
     return results
 
 
+@pytest.mark.slow  # tracing every paper setup at full size takes ~2 min
 @pytest.mark.parametrize("name", paper_setups.PAPER_CONFIGS)
 def test_paper_setup_traces_one_train_step_at_its_published_size(traced, name):
     config, sizes, metrics = traced[name]
@@ -43,6 +44,7 @@ def test_paper_setup_traces_one_train_step_at_its_published_size(traced, name):
         assert sizes == PUBLISHED_SIZES[name]
 
 
+@pytest.mark.slow  # tracing every paper setup at full size takes ~2 min
 @pytest.mark.parametrize("name", paper_setups.PAPER_CONFIGS)
 def test_paper_setup_evaluates_as_its_paper_by_default(traced, name):
     config, _, _ = traced[name]

@@ -281,6 +281,7 @@ def _family_steps(family: str, layout: str, num_devices: int, steps: int = 2):
     return state, jax.device_get(metrics), benchmark._flops(step)
 
 
+@pytest.mark.slow  # 2-3 min: compiling StyleGAN2 and the U-Net for a mixed mesh
 @pytest.mark.parametrize("family", ["stylegan2", "ddpm"])
 def test_other_families_step_on_a_mixed_mesh_as_on_one_device(family):
     """Two steps on data=4 x fsdp=2 equal the single-device steps; 8 data-parallel devices share the work."""

@@ -152,6 +152,7 @@ def trained():
     return config, method, state, history, test_batch, bits, evaluate
 
 
+@pytest.mark.slow  # share a trained conditional PixelCNN++ (~1 min)
 def test_training_lowers_the_test_bits_per_dim(trained):
     _, method, state, history, test_batch, (before, after), evaluate = trained
     assert all(np.isfinite([h["bits_per_dim"] for h in history]))
@@ -165,6 +166,7 @@ def test_training_lowers_the_test_bits_per_dim(trained):
     np.testing.assert_allclose(values["bits_per_dim"], expected / (8 * 8 * np.log(2)), rtol=1e-5)
 
 
+@pytest.mark.slow  # share a trained conditional PixelCNN++ (~1 min)
 def test_samples_lie_on_the_grid_and_a_key_fixes_them(trained):
     _, method, state, *_ = trained
     sample = jax.jit(lambda s, r: method.sample(s, r, 4))
@@ -175,6 +177,7 @@ def test_samples_lie_on_the_grid_and_a_key_fixes_them(trained):
     assert not np.array_equal(first, other)
 
 
+@pytest.mark.slow  # share a trained conditional PixelCNN++ (~1 min)
 def test_class_conditioning_changes_the_outputs_and_the_likelihood(trained):
     _, method, state, _, test_batch, _, evaluate = trained
     assert method.conditioning_fields() == ("label",)

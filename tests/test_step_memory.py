@@ -58,6 +58,7 @@ def test_accumulated_rounds_hold_one_micro_batch_of_activations_at_a_time(unroll
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow  # 2 min: compiles every remat-able network twice
 def test_remat_keeps_the_parameters_and_the_gradients():
     """Same names, init, loss and gradients with and without remat. Its memory saving shows on accelerators only:
     XLA:CPU drops the optimization barriers that keep the recomputation apart, so it merges it with the forward

@@ -68,6 +68,7 @@ def _adam_count(opt_state):
     return int(next(s.count for s in opt_state if isinstance(s, optax.ScaleByAdamState)))
 
 
+@pytest.mark.slow  # trains the embedded StyleGAN2 configs (~1 min each)
 @pytest.mark.parametrize("run_name", ["digits_run", "faces_run"])
 def test_embedded_configs_train_with_lazy_regularisation(run_name, request):
     method, initial, state, history = request.getfixturevalue(run_name)
@@ -96,6 +97,7 @@ def test_embedded_configs_train_with_lazy_regularisation(run_name, request):
     assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
 
 
+@pytest.mark.slow  # trains the embedded StyleGAN2 configs (~1 min each)
 def test_ada_probability_follows_the_overfitting_heuristic(faces_run):
     _, _, state, history = faces_run
     p = 0.0
@@ -105,11 +107,13 @@ def test_ada_probability_follows_the_overfitting_heuristic(faces_run):
     assert float(state.ada.p) == pytest.approx(p, abs=1e-6)  # p lives in the (checkpointed) state
 
 
+@pytest.mark.slow  # trains the embedded StyleGAN2 configs (~1 min each)
 def test_digits_config_does_not_augment(digits_run):
     _, _, state, history = digits_run
     assert all(m["ada_p"] == 0.0 for m in history) and float(state.ada.p) == 0.0
 
 
+@pytest.mark.slow  # trains the embedded StyleGAN2 configs (~1 min each)
 def test_truncation(digits_run):
     method, _, state, _ = digits_run
     state = state.replace(w_avg=jax.random.normal(jax.random.PRNGKey(2), state.w_avg.shape))
@@ -149,6 +153,7 @@ def test_samples_draw_fresh_noise_per_sample_by_default(digits_run):
     np.testing.assert_allclose(const, np.broadcast_to(const[:1], const.shape), atol=1e-6)
 
 
+@pytest.mark.slow  # trains the embedded StyleGAN2 configs (~1 min each)
 def test_class_conditional_generator_and_discriminator_use_the_labels(conditional_run):
     method, _, state, history = conditional_run
     assert all(np.isfinite(m["g_loss"]) and np.isfinite(m["d_loss"]) for m in history)

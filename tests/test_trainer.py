@@ -76,6 +76,7 @@ def test_resume_sets_aside_log_records_past_the_checkpoint(tmp_path):
     assert superseded == [before[4]]
 
 
+@pytest.mark.slow  # ~40 s each: full runs and 8-device compiles
 @pytest.mark.parametrize("config_name", ["dcgan.py", "vae.py"])
 def test_one_device_and_eight_devices_give_the_same_step(config_name):
     assert jax.device_count() == 8
@@ -110,6 +111,7 @@ def test_batch_not_divisible_by_devices_is_a_config_error():
         compiled_run.compile_run(config, parallel.make_mesh(config.mesh))
 
 
+@pytest.mark.slow  # ~40 s each: full runs and 8-device compiles
 def test_vae_run_reports_test_split_elbo_and_sample_mode(tmp_path):
     vae_overrides = [
         "data.resolution=16",

@@ -27,6 +27,7 @@ def trained_beta_vae():
     return method, state, history
 
 
+@pytest.mark.slow  # share a trained beta-VAE (~40 s)
 def test_beta_vae_anneals_its_kl_weight_and_lowers_the_bound(trained_beta_vae):
     _, _, history = trained_beta_vae
     weights = [float(m["kl_weight"]) for m in history]
@@ -40,6 +41,7 @@ def test_beta_vae_anneals_its_kl_weight_and_lowers_the_bound(trained_beta_vae):
     assert float(late["loss"]) >= float(late["reconstruction"] + 4.0 * late["kl"]) - 1e-3
 
 
+@pytest.mark.slow  # share a trained beta-VAE (~40 s)
 def test_iwae_bound_is_tighter_than_the_elbo_and_tightens_with_k(trained_beta_vae):
     method, state, _ = trained_beta_vae
     source = data.make_source("digits", split="test", resolution=16, channels=1)
@@ -56,6 +58,7 @@ def test_iwae_bound_is_tighter_than_the_elbo_and_tightens_with_k(trained_beta_va
     assert nll[64] < elbo and nll[64] < nll[1] - 1.0
 
 
+@pytest.mark.slow  # share a trained beta-VAE (~40 s)
 def test_reconstructions_and_interpolations(trained_beta_vae):
     method, state, _ = trained_beta_vae
     source = data.make_source("digits", split="test", resolution=16, channels=1)

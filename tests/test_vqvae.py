@@ -107,6 +107,7 @@ def test_the_prior_sees_only_earlier_codes(num_classes):
         assert np.abs(np.asarray(other[:, 0] - logits[:, 0])).max() > 0  # the class sets the first code's odds
 
 
+@pytest.mark.slow  # ~50 s of training
 def test_short_training_lowers_reconstruction_error_and_prior_nll_and_samples_by_class():
     config = load("vqvae.py:digits_conditional", *TINY_VQVAE)
     run = compile_run(config)
