@@ -298,7 +298,8 @@ def adam_config(
     """An `optim.<net>` section for `methods.base.adam`; every method's optimisers are made from one of these.
 
     The learning rate ramps up linearly over the first `warmup_steps` optimizer updates and, when `decay_steps` > 0,
-    decays linearly to 0 over that many updates (0 disables either); `exponential_decay` < 1 multiplies it by that
+    decays linearly to 0 over that many updates after the first `decay_start_steps` (0 disables either; pix2pix
+    and CycleGAN hold the rate for half the run, then decay it); `exponential_decay` < 1 multiplies it by that
     factor after every update (PixelCNN++'s schedule; 1 disables). `grad_clip_norm` > 0 clips the global norm.
     """
     return ml_collections.ConfigDict(
@@ -311,6 +312,7 @@ def adam_config(
             "grad_clip_norm": 0.0,
             "warmup_steps": 0,
             "decay_steps": 0,
+            "decay_start_steps": 0,
             "exponential_decay": 1.0,
         }
     )

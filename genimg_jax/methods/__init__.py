@@ -12,6 +12,7 @@ from genimg_jax.methods.draw import DRAW
 from genimg_jax.methods.gan.gan import GAN
 from genimg_jax.methods.gan.stylegan2 import StyleGAN2
 from genimg_jax.methods.latent_diffusion import LatentDiffusion
+from genimg_jax.methods.pix2pix import Pix2Pix
 from genimg_jax.methods.vae import VAE
 from genimg_jax.methods.vqvae import VQVAE
 
@@ -24,6 +25,7 @@ METHODS: dict[str, type] = {
     "latent_diffusion": LatentDiffusion,
     "vqvae": VQVAE,
     "pixelcnn": PixelCNN,
+    "pix2pix": Pix2Pix,
 }
 
 

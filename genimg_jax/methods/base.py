@@ -81,8 +81,9 @@ def sample_labels(conditioning: Batch | None, num: int, num_classes: int) -> jax
 def learning_rate_factor(optim_config: ml_collections.ConfigDict) -> optax.Schedule | None:
     """The schedule of an `optim.<net>` section as a multiplier of its learning rate after `count` updates, or None
     for a constant rate: a linear ramp (count + 1) / warmup_steps up to 1 (DDPM, EDM), times a linear decay
-    1 - count / decay_steps down to 0 (WGAN-GP, SNGAN, projection cGAN), times exponential_decay ** count
-    (PixelCNN++). Either linear part is off at 0 steps, the exponential one at 1."""
+    1 - (count - decay_start_steps) / decay_steps down to 0 from update decay_start_steps on (WGAN-GP, SNGAN and
+    projection cGAN from 0, pix2pix from half-way), times exponential_decay ** count (PixelCNN++). Either linear
+    part is off at 0 steps, the exponential one at 1."""
     warmup, decay, exponential = optim_config.warmup_steps, optim_config.decay_steps, optim_config.exponential_decay
     if not warmup and not decay and exponential == 1.0:
         return None
@@ -92,7 +93,8 @@ def learning_rate_factor(optim_config: ml_collections.ConfigDict) -> optax.Sched
         if warmup:
             value = jnp.minimum(1.0, (count + 1) / warmup)
         if decay:
-            value = value * jnp.maximum(0.0, 1.0 - count / decay)
+            decayed = jnp.maximum(0.0, count - optim_config.decay_start_steps)
+            value = value * jnp.maximum(0.0, 1.0 - decayed / decay)
         if exponential != 1.0:
             # The log in double precision: float32 rounds 0.999995 itself by ~1% of its distance from 1.
             value = value * jnp.exp(count * math.log(exponential))
@@ -107,7 +109,7 @@ def adam(optim_config: ml_collections.ConfigDict, key: str) -> optax.GradientTra
 
     The schedule scales Adam's step, which is linear in the learning rate, so it is the learning-rate schedule.
     """
-    for name in ("grad_clip_norm", "weight_decay", "warmup_steps", "decay_steps"):
+    for name in ("grad_clip_norm", "weight_decay", "warmup_steps", "decay_steps", "decay_start_steps"):
         require(optim_config[name] >= 0, f"{key}.{name}", optim_config[name], "must be >= 0 (0 disables)")
     require(optim_config.learning_rate > 0, f"{key}.learning_rate", optim_config.learning_rate, "must be positive")
     decay = optim_config.exponential_decay

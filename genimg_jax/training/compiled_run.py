@@ -62,6 +62,7 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> 
         return {name: jnp.sum(value * weight) for name, value in values.items()}, jnp.sum(weight)
 
     num_samples = config.train.num_sample_images
+    conditioning = _sample_grid_conditioning(config, method, num_samples, replicated)
     init = jax.jit(lambda rng: method.init_state(rng, example), out_shardings=state_sharding)
     return CompiledRun(
         method=method,
@@ -77,7 +78,7 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> 
             donate_argnums=0,
         ),
         sample=jax.jit(
-            parallel.traced_on(mesh, lambda state, rng: method.sample(state, rng, num_samples)),
+            parallel.traced_on(mesh, lambda state, rng: method.sample(state, rng, num_samples, conditioning)),
             out_shardings=replicated,
         ),
         evaluate=jax.jit(
@@ -86,6 +87,20 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> 
             out_shardings=replicated,
         ),
     )
+
+
+def _sample_grid_conditioning(
+    config: ml_collections.ConfigDict, method: Method, num: int, sharding: NamedSharding
+) -> dict[str, jax.Array] | None:
+    """What the sample grids are drawn for: nothing for unconditional and class-conditional methods (those cycle
+    through the classes), else the conditioning fields (a translation's source) of the first `num` examples of
+    the eval split, cycled if it holds fewer: the same inputs at every step."""
+    names = method.conditioning_fields()
+    if all(name == "label" for name in names):
+        return None
+    source = data.source_from_config(config.data, config.data.eval_split)
+    (batch,) = data.cycled_batches(source, names, batch_size=num, num_batches=1)
+    return {name: jax.make_array_from_process_local_data(sharding, value, value.shape) for name, value in batch.items()}
 
 
 def _check_microbatch(config: ml_collections.ConfigDict, method: Method, shards: int) -> None:
