@@ -193,6 +193,13 @@ def validate_common(config: ml_collections.ConfigDict) -> None:
     )
     require_choice(config, "data.bad_images", ("error", "skip"))
     require_choice(config, "data.small_images", ("upscale", "skip"))
+    require_choice(config, "data.direction", ("AtoB", "BtoA"))
+    require(
+        not (data.degradation and data.unpaired_source),
+        "data.unpaired_source",
+        data.unpaired_source,
+        f"both it and config.data.degradation={data.degradation!r} make the field 'source'; set one of them",
+    )
     require_choice(config, "train.nonfinite", ("stop", "skip"))
     require(config.eval.every >= 0, "eval.every", config.eval.every, "must be >= 0 (0 disables)")
 
@@ -210,8 +217,16 @@ def base_config() -> ml_collections.ConfigDict:
     config.watermark_key = "genimg_jax"
     config.data = ml_collections.ConfigDict(
         {
-            # digits | faces | tfds:NAME[:SPLIT] | folder:PATH | npz:PATH
+            # digits | faces | tfds:NAME[:SPLIT] | folder:PATH | npz:PATH | folder_pairs:PATH | ct:sparse:ANGLES |
+            # ct:lowdose:PHOTONS | tfds_pairs:NAME:SOURCE_FEATURE:TARGET_FEATURE[:SPLIT] (README, data sources)
             "source": "digits",
+            # adds field `source` (and `mask`) to each example, fixed per example: downsample:K |
+            # noise:gaussian:SIGMA | noise:poisson:PEAK | mask:box | mask:free_form | mask:half | gray | edges |
+            # sketch ('' = off); see genimg_jax/data/degradations.py
+            "degradation": "",
+            # unpaired domains (CycleGAN): a second source spec whose images become field `source` ('' = off)
+            "unpaired_source": "",
+            "direction": "AtoB",  # folder_pairs: AtoB (field `source` = A, `image` = B) | BtoA
             "data_dir": "",  # tensorflow-datasets data directory ('' = tfds default)
             "train_split": "train",
             "eval_split": "test",

@@ -5,6 +5,7 @@ stream = make_train_stream(source, global_batch_size=64, seed=0)
 batch = make_global_batch(next(stream), sharding)   # uint8 images; to_unit_range inside the step
 """
 
+from genimg_jax.data.degradations import DEGRADATION_FORMS
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.images import from_unit_range, quantized, to_unit_range
 from genimg_jax.data.pipeline import IS_EXAMPLE, TrainStream, cycled_batches, iterate_once, load_all, make_train_stream
@@ -23,6 +24,7 @@ from genimg_jax.data.sources import (
 )
 
 __all__ = [
+    "DEGRADATION_FORMS",
     "IS_EXAMPLE",
     "SOURCE_KINDS",
     "SPEC_FORMS",

@@ -47,14 +47,14 @@ def decode_file(path: Path, file: BinaryIO | None = None) -> np.ndarray:
         raise DataError(f"cannot decode image file '{path}': {type(error).__name__}: {error}") from error
 
 
-def _problem(path: Path, resolution: int) -> tuple[str, str] | None:
-    """(kind, detail) of what is wrong with one image file, or None."""
+def _problem(path: Path, resolution: int, columns: int) -> tuple[str, str] | None:
+    """(kind, detail) of what is wrong with one image file holding `columns` images side by side, or None."""
     try:
         pixels = decode_file(path)
     except DataError as error:
         return UNDECODABLE, str(error.__cause__)
     height, width = pixels.shape[:2]
-    if min(height, width) < resolution:
+    if min(height, width // columns) < resolution:
         return TOO_SMALL, f"{width}x{height}"
     return None
 
@@ -69,7 +69,7 @@ def problem_summary(problems: dict[str, list[tuple[PurePath | str, str]]]) -> st
     return ", ".join(parts)
 
 
-def _split_root(path: str, split: str, where: str) -> Path:
+def split_root(path: str, split: str, where: str) -> Path:
     """The folder that serves `split`: PATH/<split> if PATH has split folders, else PATH itself."""
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -98,18 +98,47 @@ def visible_files(root: Path, where: str) -> list[Path]:
 
 
 def _find_problems(
-    root: Path, found: list[Path], resolution: int, small_images: str
+    root: Path, found: list[Path], resolution: int, small_images: str, columns: int
 ) -> dict[str, list[tuple[Path, str]]]:
     """{kind: [(file, detail)]} of the files left out: not images, undecodable, and (if skipped) too small."""
     candidates = [rel for rel in found if rel.suffix.lower() in IMAGE_SUFFIXES]
     problems = {NOT_AN_IMAGE: [(rel, "") for rel in found if rel.suffix.lower() not in IMAGE_SUFFIXES]}
     problems |= {UNDECODABLE: [], TOO_SMALL: []}
     with ThreadPoolExecutor(max_workers=4) as pool:  # PIL decoders release the GIL
-        checks = list(pool.map(lambda rel: _problem(root / rel, resolution), candidates))
+        checks = list(pool.map(lambda rel: _problem(root / rel, resolution, columns), candidates))
     for rel, problem in zip(candidates, checks, strict=True):
         if problem and (problem[0] == UNDECODABLE or small_images == "skip"):
             problems[problem[0]].append((rel, problem[1]))
     return problems
+
+
+def usable_images(
+    root: Path, resolution: int, bad_images: str, small_images: str, where: str, columns: int = 1
+) -> tuple[list[Path], dict[str, list[Path]]]:
+    """(the image files below `root` to use, {problem kind: files left out}), relative to `root`, after the checks
+    and policies of the module docstring; an image file may hold `columns` images side by side (the size check
+    then applies to each)."""
+    if bad_images not in BAD_IMAGE_POLICIES or small_images not in SMALL_IMAGE_POLICIES:
+        raise DataError(f"bad_images={bad_images!r} / small_images={small_images!r} are not valid policies")
+    found = visible_files(root, where)
+    problems = _find_problems(root, found, resolution, small_images, columns)
+    if problems[UNDECODABLE] and bad_images == "error":
+        raise DataError(
+            f"image folder '{root}': {problem_summary({UNDECODABLE: problems[UNDECODABLE]})}; remove or fix "
+            f"them, or set config.data.bad_images=skip to leave them out {where}"
+        )
+    skipped = {rel for found_problems in problems.values() for rel, _ in found_problems}
+    files = [rel for rel in found if rel not in skipped]  # non-images are among the skipped
+    if not files:
+        raise DataError(f"image folder '{root}' has no usable images: {problem_summary(problems)} {where}")
+    if skipped:
+        print(
+            f"warning: image folder '{root}': using {len(files)} of {len(found)} files; "
+            f"skipped {problem_summary(problems)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return files, {kind: [rel for rel, _ in found_problems] for kind, found_problems in problems.items()}
 
 
 def class_labels(files: Sequence[PurePath]) -> tuple[tuple[str, ...], list[int]]:
@@ -133,29 +162,9 @@ class FolderSource:
         bad_images: str = "error",
         small_images: str = "upscale",
     ):
-        if bad_images not in BAD_IMAGE_POLICIES or small_images not in SMALL_IMAGE_POLICIES:
-            raise DataError(f"bad_images={bad_images!r} / small_images={small_images!r} are not valid policies")
         where = f"(source 'folder:{path}')"
-        root = _split_root(path, split, where)
-        found = visible_files(root, where)
-        problems = _find_problems(root, found, resolution, small_images)
-        if problems[UNDECODABLE] and bad_images == "error":
-            raise DataError(
-                f"image folder '{root}': {problem_summary({UNDECODABLE: problems[UNDECODABLE]})}; remove or fix "
-                f"them, or set config.data.bad_images=skip to leave them out {where}"
-            )
-        skipped = {rel for found_problems in problems.values() for rel, _ in found_problems}
-        self._files = [rel for rel in found if rel not in skipped]  # non-images are among the skipped
-        if not self._files:
-            raise DataError(f"image folder '{root}' has no usable images: {problem_summary(problems)} {where}")
-        if skipped:
-            print(
-                f"warning: image folder '{root}': using {len(self._files)} of {len(found)} files; "
-                f"skipped {problem_summary(problems)}",
-                file=sys.stderr,
-                flush=True,
-            )
-        self.skipped = {kind: [rel for rel, _ in found_problems] for kind, found_problems in problems.items()}
+        root = split_root(path, split, where)
+        self._files, self.skipped = usable_images(root, resolution, bad_images, small_images, where)
         self._root = root
         self._resolution = resolution
         self._channels = channels

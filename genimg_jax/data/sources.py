@@ -8,15 +8,20 @@ unlabeled data, whose `num_classes` is 0), and in other sources e.g. `source`, `
 spec (`SOURCE_KINDS`) also states its fields without opening anything (`fields_from_config`), so shapes can be
 traced before any data is read.
 
+Image-to-image data comes in three ways: spec forms whose examples are pairs (`folder_pairs:`, `tfds_pairs:`,
+the CT phantoms `ct:`), a degradation of any source (`config.data.degradation`, `make_source(degradation=)`), or
+a second, unpaired source (`config.data.unpaired_source`); the last two wrap the source (derived_sources.py).
+
 The two embedded sources are real data that ship inside installed packages, so tests and the default
 configs run offline: scikit-learn's handwritten digits and scikit-image's LFW subset. Their train/test split
 is fixed by hashing each example's index (`_fixed_split`), independent of any run seed and of the numpy
 version, so evaluation numbers stay comparable between runs and machines.
 """
 
+import contextlib
 import dataclasses
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple, Protocol
 
 import jax
@@ -27,7 +32,18 @@ import numpy as np
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.images import fit_image
 
-SPEC_FORMS = ("digits", "faces", "tfds:NAME", "tfds:NAME:SPLIT", "folder:PATH", "npz:PATH")
+SPEC_FORMS = (
+    "digits",
+    "faces",
+    "tfds:NAME",
+    "tfds:NAME:SPLIT",
+    "folder:PATH",
+    "npz:PATH",
+    "folder_pairs:PATH",
+    "tfds_pairs:NAME:SOURCE_FEATURE:TARGET_FEATURE[:SPLIT]",
+    "ct:sparse:ANGLES",
+    "ct:lowdose:PHOTONS",
+)
 
 
 class Field(NamedTuple):
@@ -44,6 +60,19 @@ def labelled_image_fields(resolution: int, channels: int) -> dict[str, Field]:
         "image": Field((resolution, resolution, channels), np.dtype(np.uint8)),
         "label": Field((), np.dtype(np.int32)),
     }
+
+
+def paired_image_fields(resolution: int, channels: int) -> dict[str, Field]:
+    """The fields of a paired source: the target `image`, its `label` and the input `source`, all of one size."""
+    fields = labelled_image_fields(resolution, channels)
+    return {**fields, "source": fields["image"]}
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed in [0, 2**63) from the text of `parts` (BLAKE2), the same on every machine and numpy version: what
+    fixes per-example randomness (degradations, phantoms, unpaired partners) independently of any run seed."""
+    digest = hashlib.blake2b("\x1f".join(str(part) for part in parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 class ImageSource(Protocol):
@@ -110,6 +139,7 @@ class SourceOptions:
     data_dir: str | None = None  # where tfds looks for prepared datasets (None: tfds' default)
     bad_images: str = "error"  # image-folder policies for undecodable and too-small files (see folder_source)
     small_images: str = "upscale"
+    direction: str = "AtoB"  # which side of a folder_pairs pair is `source`: AtoB | BtoA (see folder_pairs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,8 +199,37 @@ def _npz(argument: str, split: str, options: SourceOptions) -> ArraySource:
     return ArraySource(images, labels, [str(c) for c in range(num_classes)], options.resolution, options.channels)
 
 
+def _folder_pairs(argument: str, split: str, options: SourceOptions) -> ImageSource:
+    from genimg_jax.data.folder_pairs import FolderPairsSource
+
+    policies = (options.bad_images, options.small_images, options.direction)
+    return FolderPairsSource(argument, split, options.resolution, options.channels, *policies)
+
+
+def _tfds_pairs(argument: str, split: str, options: SourceOptions) -> ImageSource:
+    from genimg_jax.data.tfds_source import tfds_pairs
+
+    return tfds_pairs(argument, split, options.resolution, options.channels, options.data_dir)
+
+
+def _ct(argument: str, split: str, options: SourceOptions) -> ImageSource:
+    from genimg_jax.data.ct_phantoms import CtPhantoms
+
+    return CtPhantoms(argument, split, options.resolution, options.channels)
+
+
 def _labelled_images(options: SourceOptions) -> dict[str, Field]:
     return labelled_image_fields(options.resolution, options.channels)
+
+
+def _paired_images(options: SourceOptions) -> dict[str, Field]:
+    return paired_image_fields(options.resolution, options.channels)
+
+
+def _ct_fields(options: SourceOptions) -> dict[str, Field]:
+    from genimg_jax.data.ct_phantoms import ct_fields
+
+    return ct_fields(options.resolution, options.channels)
 
 
 # Keys ending in ':' are prefixed forms (`tfds:NAME`); the others are whole specs. Heavy imports
@@ -181,6 +240,9 @@ SOURCE_KINDS: dict[str, SourceKind] = {
     "tfds:": SourceKind(_tfds, _labelled_images),
     "folder:": SourceKind(_folder, _labelled_images),
     "npz:": SourceKind(_npz, _labelled_images),
+    "folder_pairs:": SourceKind(_folder_pairs, _paired_images),
+    "tfds_pairs:": SourceKind(_tfds_pairs, _paired_images),
+    "ct:": SourceKind(_ct, _ct_fields),
 }
 
 
@@ -205,26 +267,80 @@ def _options(data_config: ml_collections.ConfigDict) -> SourceOptions:
         data_dir=data_config.data_dir or None,
         bad_images=data_config.bad_images,
         small_images=data_config.small_images,
+        direction=data_config.get("direction", "AtoB"),  # absent from the configs that runs saved before it
     )
 
 
-def source_from_config(data_config: ml_collections.ConfigDict, split: str) -> ImageSource:
-    """The source a `config.data` section names, for `split`, with every option of that section applied; a
-    failure names the config key it came from."""
+@dataclasses.dataclass(frozen=True)
+class _Specs:
+    """What `config.data` composes: the source, and at most one of a degradation of it or a second (unpaired)
+    source whose images become field `source` (see derived_sources); '' = none."""
+
+    source: str
+    degradation: str = ""
+    unpaired_source: str = ""
+
+    @classmethod
+    def of(cls, data_config: ml_collections.ConfigDict) -> "_Specs":
+        return cls(data_config.source, data_config.get("degradation", ""), data_config.get("unpaired_source", ""))
+
+
+@contextlib.contextmanager
+def _naming(key: str | None) -> Iterator[None]:
+    """Prefixes a DataError raised inside with `config.data.<key>: ` (nothing if `key` is None)."""
     try:
-        return _build(data_config.source, split, _options(data_config))
+        yield
     except DataError as error:
-        raise DataError(f"config.data.source: {error}") from None
+        if key is None:
+            raise
+        raise DataError(f"config.data.{key}: {error}") from None
+
+
+def _check_one_derivation(specs: _Specs) -> None:
+    if specs.degradation and specs.unpaired_source:
+        raise DataError(
+            f"config.data.degradation={specs.degradation!r} and config.data.unpaired_source={specs.unpaired_source!r} "
+            f"both make the field 'source'; set one of them"
+        )
+
+
+def _compose(specs: _Specs, split: str, options: SourceOptions, name_keys: bool) -> ImageSource:
+    """The source `specs` describe; errors name the config key at fault if `name_keys`."""
+    from genimg_jax.data.derived_sources import DegradedSource, UnpairedSource
+
+    _check_one_derivation(specs)
+    with _naming("source" if name_keys else None):
+        source = _build(specs.source, split, options)
+    if specs.degradation:
+        with _naming("degradation" if name_keys else None):
+            return DegradedSource(source, specs.degradation, split)
+    if specs.unpaired_source:
+        with _naming("unpaired_source" if name_keys else None):
+            return UnpairedSource(source, _build(specs.unpaired_source, split, options))
+    return source
+
+
+def source_from_config(data_config: ml_collections.ConfigDict, split: str) -> ImageSource:
+    """The source a `config.data` section names, for `split`, with every option of that section applied
+    (`degradation`, `unpaired_source`); a failure names the config key it came from."""
+    return _compose(_Specs.of(data_config), split, _options(data_config), name_keys=True)
 
 
 def fields_from_config(data_config: ml_collections.ConfigDict) -> dict[str, Field]:
     """The fields of the examples of the source `config.data` names, without opening it."""
-    options = _options(data_config)
-    try:
-        kind, _ = _parse(data_config.source, options)
-    except DataError as error:
-        raise DataError(f"config.data.source: {error}") from None
-    return kind.fields(options)
+    from genimg_jax.data.derived_sources import degradation_for, degraded_fields, unpaired_fields
+
+    specs, options = _Specs.of(data_config), _options(data_config)
+    _check_one_derivation(specs)
+    with _naming("source"):
+        fields = _fields(specs.source, options)
+    if specs.degradation:
+        with _naming("degradation"):
+            return degraded_fields(fields, degradation_for(fields, specs.degradation))
+    if specs.unpaired_source:
+        with _naming("unpaired_source"):
+            return unpaired_fields(fields, _fields(specs.unpaired_source, options))
+    return fields
 
 
 def example_batch(data_config: ml_collections.ConfigDict, batch_size: int) -> dict[str, jax.Array]:
@@ -244,10 +360,20 @@ def make_source(
     data_dir: str | None = None,
     bad_images: str = "error",
     small_images: str = "upscale",
+    direction: str = "AtoB",
+    degradation: str = "",
+    unpaired_source: str = "",
 ) -> ImageSource:
     """Builds the source named by `spec` (one of `SPEC_FORMS`, or a kind added to `SOURCE_KINDS`) with the
-    options of `SourceOptions`."""
-    return _build(spec, split, SourceOptions(resolution, channels, data_dir, bad_images, small_images))
+    options of `SourceOptions`, degraded by `degradation` (a `degradations.DEGRADATION_FORMS` spec) or paired
+    with the images of the second source `unpaired_source` as field `source` ('' = neither)."""
+    options = SourceOptions(resolution, channels, data_dir, bad_images, small_images, direction)
+    return _compose(_Specs(spec, degradation, unpaired_source), split, options, name_keys=False)
+
+
+def _fields(spec: str, options: SourceOptions) -> dict[str, Field]:
+    kind, _ = _parse(spec, options)
+    return kind.fields(options)
 
 
 def _build(spec: str, split: str, options: SourceOptions) -> ImageSource:
