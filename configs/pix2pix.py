@@ -33,7 +33,7 @@ EMBEDDED = {
     "faces_sr4": {"source": "faces", "degradation": "downsample:4"},
     "faces_denoise": {"source": "faces", "degradation": "noise:gaussian:25"},
     "faces_inpaint": {"source": "faces", "degradation": "mask:box"},
-    "ct_denoise": {"source": "ct:lowdose:2000", "degradation": ""},
+    "ct_denoise": {"source": "ct:lowdose:300", "degradation": ""},
 }
 VARIANTS = (*EMBEDDED, "facades")
 FACADES_TRAIN_IMAGES = 400

@@ -58,7 +58,7 @@ def test_dropout_sits_only_in_the_inner_8x_blocks(num_downs, dropout_blocks):
     assert num_dropout_blocks(num_downs) == dropout_blocks
     if num_downs == 8:
         return
-    generator = UNetGenerator(1, num_downs, features=4, norm="instance")
+    generator = UNetGenerator(1, num_downs, features=4, norm="batch")
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 2**num_downs, 2**num_downs, 1))
     variables = generator.init(jax.random.PRNGKey(1), x, train=False, deterministic=True)
 

@@ -25,8 +25,28 @@ def _normalize(kind: str, train: bool, dtype: Any) -> nn.Module:
         return nn.BatchNorm(
             use_running_average=not train, momentum=0.9, epsilon=1e-5, scale_init=dcgan_scale_init, dtype=dtype
         )
-    affine = kind == "instance_affine"
-    return nn.InstanceNorm(epsilon=1e-5, use_scale=affine, use_bias=affine, scale_init=dcgan_scale_init, dtype=dtype)
+    return InstanceNorm(affine=kind == "instance_affine", dtype=dtype)
+
+
+class InstanceNorm(nn.Module):
+    """Each image's channels normalised over their pixels (Ulyanov et al. 2016), optionally with a learned scale
+    (from N(1, 0.02), as the reference's batch norm) and shift. Written out because flax's `nn.InstanceNorm`
+    took 35 s to initialise a 5-level U-Net op by op here (1.7 s with batch norm) and 20 s to compile its init."""
+
+    affine: bool = False
+    epsilon: float = 1e-5
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
+        variance = jnp.mean(jnp.square(x32 - mean), axis=(1, 2), keepdims=True)
+        y = (x32 - mean) * jax.lax.rsqrt(variance + self.epsilon)
+        if self.affine:
+            y = y * self.param("scale", dcgan_scale_init, (x.shape[-1],))
+            y = y + self.param("bias", nn.initializers.zeros_init(), (x.shape[-1],))
+        return y.astype(self.dtype or x.dtype)
 
 
 def unet_features(base: int, num_downs: int) -> list[int]:
