@@ -261,9 +261,11 @@ def base_config() -> ml_collections.ConfigDict:
         {
             "every": 0,
             "batch_size": 256,
-            # Sample metrics (genimg_jax/evaluation/samples.py), any of fid,kid,is,pr,label_accuracy,cas ('' = none,
-            # the default: the feature net must suit the data), from `num_samples` generated images against
-            # `reference_split`; cas (class-conditional methods) draws as many as data.train_split holds.
+            # Sample metrics (genimg_jax/evaluation/samples.py), any of fid,kid,is,pr,label_accuracy,cas,psnr,ssim,
+            # lpips ('' = none, the default; fid..label_accuracy need a feature net that suits the data), from
+            # `num_samples` generated images against `reference_split`; cas (class-conditional methods) draws as many
+            # as data.train_split holds; psnr, ssim and lpips (image-to-image methods) compare the method's output
+            # for each example of data.eval_split with its target (evaluation/restoration.py).
             "metrics": "",
             "num_samples": 2000,
             "reference_split": "train",
@@ -286,6 +288,12 @@ def base_config() -> ml_collections.ConfigDict:
             "cas_learning_rate": 2e-3,
             "cas_max_shift": 2,
             "cas_seed": 0,
+            # Restoration metrics (psnr, ssim, lpips): measured on rgb | y (BT.601 luma, 16..235, as MATLAB and
+            # BasicSR) after removing `crop_border` pixels from each side (SR papers crop the scale factor);
+            # lpips needs `lpips_weights`, the .npz of `python -m genimg_jax.tools.convert_lpips`.
+            "restoration_channel": "rgb",
+            "crop_border": 0,
+            "lpips_weights": "",
         }
     )
     # Mesh axis sizes; -1 takes the remaining devices. Both axes split the batch; `fsdp` also splits large

@@ -80,7 +80,7 @@ def memorization_audit(config: ml_collections.ConfigDict, workdir: str | pathlib
     """Nearest training neighbours of `eval.num_samples` samples in feature space; returns the report folder."""
     workdir = pathlib.Path(workdir)
     run = compile_run(config)
-    samples = SampleEvaluator(config, run, workdir)  # a bad `config.eval` fails before heavy work
+    samples = SampleEvaluator(config, run, workdir, with_feature_net=True)  # a bad `config.eval` fails early
     state, step = restore_trained_state(config, run, workdir)
     train = samples.split_features(config.data.train_split)
     test = samples.split_features(config.data.eval_split)

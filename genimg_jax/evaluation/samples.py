@@ -1,6 +1,8 @@
 """Sample-quality evaluation of a train state: FID, KID, IS, precision/recall and, for class-conditional models
 with a classifier of the dataset's classes as feature net (digits), label accuracy; for class-conditional
-models the Classification Accuracy Score (cas.py); each with its protocol.
+models the Classification Accuracy Score (cas.py); for image-to-image methods PSNR, SSIM and LPIPS of their outputs
+on the eval split beside those of the input (restoration.py); each with its protocol. The feature net is loaded
+only for the metrics that use it, so restoration metrics run on data of any size.
 
 N images are generated in batches sharded over the mesh (`method.sample` fused with the feature net in one
 jitted function, so images never leave the devices), their features stream into float64 moments, and the
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -28,10 +30,12 @@ from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, require, require_choice
 from genimg_jax.evaluation.cas import CasEvaluator, validate_cas_config
 from genimg_jax.evaluation.conditioning import SampleConditioning
+from genimg_jax.evaluation.restoration import RESTORATION_METRICS, RestorationEvaluator, validate_restoration_config
 from genimg_jax.metrics import features, fid, fid_stats_file, inception_score, kid, precision_recall, reference
 from genimg_jax.training.compiled_run import CompiledRun
 
-METRICS = ("fid", "kid", "is", "pr", "label_accuracy", "cas")
+FEATURE_METRICS = ("fid", "kid", "is", "pr", "label_accuracy")  # those computed on feature-net outputs of samples
+METRICS = (*FEATURE_METRICS, "cas", *RESTORATION_METRICS)
 # Values the best checkpoint can be chosen by: value -> (the metric that produces it, whether larger is better).
 BEST_METRICS = {
     "fid": ("fid", False),
@@ -41,6 +45,9 @@ BEST_METRICS = {
     "recall": ("pr", True),
     "label_accuracy": ("label_accuracy", True),
     "cas_accuracy": ("cas", True),
+    "psnr": ("psnr", True),
+    "ssim": ("ssim", True),
+    "lpips": ("lpips", False),
 }
 # Metrics that compare with the reference's features themselves, which a statistics file (mean, covariance) lacks.
 NEEDS_REFERENCE_FEATURES = ("kid", "pr")
@@ -93,6 +100,8 @@ def validate_eval_config(config: ml_collections.ConfigDict) -> None:
         )
     if "cas" in names:
         validate_cas_config(config)
+    if set(names) & set(RESTORATION_METRICS):
+        validate_restoration_config(config, names)
     if evaluation.reference_stats:
         needing = [name for name in names if name in NEEDS_REFERENCE_FEATURES]
         require(
@@ -183,24 +192,46 @@ def load_reference_stats(config: ml_collections.ConfigDict, net: features.Featur
 class SampleEvaluator:
     """Sample metrics of train states of one compiled run (see the module docstring)."""
 
-    def __init__(self, config: ml_collections.ConfigDict, run: CompiledRun, workdir: str | pathlib.Path):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        run: CompiledRun,
+        workdir: str | pathlib.Path,
+        with_feature_net: bool = False,
+    ):
+        """`with_feature_net` loads the feature net even if no requested metric needs it (for the memorization
+        audit's neighbour search)."""
         validate_eval_config(config)
         self.config, self.names = config, requested_metrics(config)
-        try:
-            self.net = features.load_feature_net(config.eval.feature_net, config.eval.inception_weights)
-            self.net.check_images(config.data.resolution, config.data.channels)
-        except ValueError as error:
-            raise ConfigError(f"config.eval.feature_net={config.eval.feature_net!r}: {error}") from None
+        self.feature_names = [name for name in self.names if name in FEATURE_METRICS]
+        self.net = self._feature_net() if self.feature_names or with_feature_net else None
         self.cache_dir = pathlib.Path(config.eval.cache_dir or pathlib.Path(workdir) / "eval_cache")
         self.rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_SEED_SALT)
         self._run = run
         # The file's statistics, read (and checked) before any sample is drawn; else the reference split's.
-        self.reference_stats = load_reference_stats(config, self.net) if config.eval.reference_stats else None
+        use_stats = config.eval.reference_stats and self.feature_names
+        self.reference_stats = load_reference_stats(config, self.net) if use_stats else None
         self._reference: tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None  # (features, stats)
         self.conditioning = SampleConditioning(config, run.method.conditioning_fields())
         self.cas = CasEvaluator(config, run, self.cache_dir) if "cas" in self.names else None
-        batch_size, method, net = config.eval.batch_size, run.method, self.net
-        self._batch_sharding = batch_sharding = parallel.batch_sharding(run.mesh)
+        restoration_names = [name for name in self.names if name in RESTORATION_METRICS]
+        self.restoration = RestorationEvaluator(config, run, restoration_names) if restoration_names else None
+        self._batch_sharding = parallel.batch_sharding(run.mesh)
+        self._generate = self._compile_generate(run) if self.net else None
+
+    def _feature_net(self) -> features.FeatureNet:
+        evaluation = self.config.eval
+        try:
+            net = features.load_feature_net(evaluation.feature_net, evaluation.inception_weights)
+            net.check_images(self.config.data.resolution, self.config.data.channels)
+        except ValueError as error:
+            raise ConfigError(f"config.eval.feature_net={evaluation.feature_net!r}: {error}") from None
+        return net
+
+    def _compile_generate(self, run: CompiledRun) -> Callable:
+        """Samples and their feature-net outputs in one jitted function, so images never leave the devices."""
+        batch_size, method, net = self.config.eval.batch_size, run.method, self.net
+        batch_sharding = self._batch_sharding
 
         def generate(state, variables, rng, conditioning):
             images = method.sample(state, rng, batch_size, conditioning or None)  # {}: unconditional
@@ -208,7 +239,7 @@ class SampleEvaluator:
             return images, net.apply(variables, images)
 
         replicated = parallel.replicated(run.mesh)
-        self._generate = jax.jit(  # features come back replicated, so every process can read them
+        return jax.jit(  # features come back replicated, so every process can read them
             generate,
             in_shardings=(run.state_sharding, replicated, replicated, batch_sharding),
             out_shardings=(batch_sharding, replicated),
@@ -256,7 +287,9 @@ class SampleEvaluator:
 
     def evaluate(self, state: Any) -> dict[str, float]:
         values = self.cas.evaluate(state) if self.cas else {}
-        if set(self.names) == {"cas"}:  # no feature metric: no samples through the feature net
+        if self.restoration:
+            values |= self.restoration.evaluate(state)
+        if not self.feature_names:  # no feature metric: no samples through the feature net
             return values
         if self._reference is None and self.reference_stats:
             self._reference = {}, (self.reference_stats.mean, self.reference_stats.covariance)
@@ -270,6 +303,14 @@ class SampleEvaluator:
 
     def protocol(self) -> dict[str, Any]:
         """How the numbers were made: enough to reproduce them, or to see why they differ from another codebase's."""
+        protocol = self._feature_protocol() if self.feature_names else {}
+        if self.cas:
+            protocol["cas"] = self.cas.protocol()
+        if self.restoration:
+            protocol["restoration"] = self.restoration.protocol()
+        return protocol
+
+    def _feature_protocol(self) -> dict[str, Any]:
         config, evaluation = self.config, self.config.eval
         if self.reference_stats:
             num_reference = self.reference_stats.num_images
@@ -297,7 +338,6 @@ class SampleEvaluator:
             "sample_seed": config.seed,
             # What the samples were drawn for: none, balanced classes, or these fields of the eval split in order.
             "conditioning": self.conditioning.protocol(),
-            **({"cas": self.cas.protocol()} if self.cas else {}),
         }
 
 
