@@ -430,7 +430,8 @@ class Diffusion:
         (the mask is in pixels, and the jumps use the forward process of the variance-preserving schedule).
         """
         model, sample = self.config.model, self.config.sample
-        require(model.parameterization == "ddpm_eps", "model.parameterization", model.parameterization, "RePaint: DDPM")
+        parameterization = model.parameterization
+        require(parameterization == "ddpm_eps", "model.parameterization", parameterization, "RePaint needs ddpm_eps")
         require(not state.first_stage, "method", self.config.method, "RePaint inpaints in pixel space only")
         known = data.to_unit_range(known_images)
         sigmas = self.sampling_sigmas()
