@@ -1,5 +1,6 @@
 """Command line: `python -m genimg_jax.main --config=configs/X.py --workdir=DIR [--mode=train|sample|eval|audit]`,
-or `--mode=generate --num=N --out=DIR [--npz] [--seed=S] [--labels=balanced|0,3,7] [--truncation=PSI]`.
+or `--mode=generate --num=N --out=DIR [--npz] [--seed=S] [--labels=balanced|0,3,7] [--truncation=PSI]`,
+or (image-to-image models) `--mode=translate --input=DIR --out=DIR`.
 
 Any `--config.a.b=value` argument overrides a key of the config. Mistakes in the config, the data or the workdir
 end the run with one line on stderr naming what is wrong and where (exit status 2).
@@ -14,12 +15,17 @@ from absl import flags
 
 from genimg_jax.cli import parse_with_overrides, run_command
 from genimg_jax.config import ConfigError, apply_overrides, load_config
-from genimg_jax.evaluation import from_checkpoint, sample_sets
+from genimg_jax.evaluation import from_checkpoint, sample_sets, translate_folder
 from genimg_jax.parallel import distributed
 from genimg_jax.training import trainer
 
-MODES = ("train", "sample", "eval", "audit", "generate")
-GENERATE_FLAGS = ("num", "out", "npz", "seed", "labels", "truncation")
+MODES = ("train", "sample", "eval", "audit", "generate", "translate")
+# The flags of the modes that have their own, and the ones each needs.
+MODE_FLAGS = {
+    "generate": ("num", "out", "npz", "seed", "labels", "truncation"),
+    "translate": ("input", "out"),
+}
+REQUIRED_FLAGS = {"generate": ("num", "out"), "translate": ("input", "out")}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,24 +35,32 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=MODES, default="train")
     generate = parser.add_argument_group("--mode=generate: a sample set of the latest checkpoint for outside tools")
     generate.add_argument("--num", type=int, help="number of samples")
-    generate.add_argument("--out", help="new or empty folder for 000000.png, ...")
+    generate.add_argument("--out", help="new or empty folder for 000000.png, ... (or the translations)")
     generate.add_argument("--npz", action="store_true", default=None, help="also write OUT/samples.npz (uint8 x)")
     generate.add_argument("--seed", type=int, help="sample i from fold_in(PRNGKey(seed), i); default config.seed")
     generate.add_argument("--labels", help="balanced (default) or classes in turn, e.g. 0,3,7")
     generate.add_argument("--truncation", type=float, help="truncation psi for methods with a mapping network")
+    translate = parser.add_argument_group("--mode=translate: an image-to-image model applied to a folder of images")
+    translate.add_argument("--input", help="folder of images to translate (written to --out under their own names)")
     return parser
 
 
-def check_generate_flags(args: argparse.Namespace) -> None:
-    given = [name for name in GENERATE_FLAGS if getattr(args, name) is not None]
-    if args.mode != "generate" and given:
-        raise ConfigError(f"--{given[0]} is a flag of --mode=generate, not of --mode={args.mode}")
-    if args.mode == "generate" and (args.num is None or args.out is None):
-        raise ConfigError("--mode=generate needs --num=N and --out=DIR")
+def check_mode_flags(args: argparse.Namespace) -> None:
+    """Each mode's own flags only with it, and the ones it needs given."""
+    allowed = MODE_FLAGS.get(args.mode, ())
+    for name in dict.fromkeys(name for names in MODE_FLAGS.values() for name in names):
+        if getattr(args, name) is not None and name not in allowed:
+            modes = [mode for mode, names in MODE_FLAGS.items() if name in names]
+            raise ConfigError(
+                f"--{name} is a flag of {' and '.join(f'--mode={m}' for m in modes)}, not of --mode={args.mode}"
+            )
+    missing = [name for name in REQUIRED_FLAGS.get(args.mode, ()) if getattr(args, name) is None]
+    if missing:
+        raise ConfigError(f"--mode={args.mode} needs {' and '.join(f'--{name}' for name in missing)}")
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> None:
-    check_generate_flags(args)
+    check_mode_flags(args)
     config = apply_overrides(load_config(args.config), overrides)
     config.lock()  # a later typo in code reading the config is an error, not a silent new key
     flags.FLAGS.mark_as_parsed()  # libraries used here (grain, tfds) may read absl flags; argv is ours
@@ -72,6 +86,9 @@ def run(args: argparse.Namespace, overrides: list[str]) -> None:
         )
         extra = f" and {written.npz}" if written.npz else ""
         print(f"wrote {written.count} samples of step {written.step} to {written.folder}{extra}")
+    elif args.mode == "translate":
+        paths = translate_folder.translate_folder(config, args.workdir, args.input, args.out)
+        print(f"wrote {len(paths) - 1} translations and {paths[-1]}" if paths else "translated on another process")
     elif args.mode == "eval":
         print(f"wrote {from_checkpoint.evaluate(config, args.workdir)}")
     else:

@@ -6,10 +6,13 @@ import ml_collections
 import numpy as np
 import pytest
 from digits_training import train_on_source
-from tiny_configs import load
+from PIL import Image
+from tiny_configs import as_flags, load
 
-from genimg_jax import data
+from genimg_jax import data, main
 from genimg_jax.config import adam_config
+from genimg_jax.data.folder_source import FolderSource
+from genimg_jax.evaluation.from_checkpoint import restore_latest
 from genimg_jax.methods import build_method
 from genimg_jax.methods.base import learning_rate_factor
 from genimg_jax.methods.pix2pix import ADVERSARIAL, feature_matching
@@ -22,6 +25,7 @@ from genimg_jax.models.pix2pix import (
     num_dropout_blocks,
     patch_receptive_field,
 )
+from genimg_jax.training.compiled_run import initial_rngs
 
 # One variant per kind of input: a smaller source (SR), a mask channel, the paper's 256 px; the other embedded
 # variants' fields have the shapes of faces_sr4's target and source (sketch, denoising, CT: same-size source).
@@ -175,3 +179,31 @@ def test_every_variant_traces_a_train_step_and_translates_to_the_target_shape(va
     images = jax.eval_shape(method.sample, state, jax.random.PRNGKey(1), 2, conditioning)
     assert images.shape == batch["image"].shape
     assert ("mask" in conditioning) == (variant == "faces_inpaint")
+
+
+@pytest.mark.slow  # ~1 min: a 2-step run (the U-Net's init compiles slowly), then the translation
+def test_translate_mode_writes_each_users_image_translated_under_its_own_name(tmp_path, capsys):
+    """--mode=translate fits each image to the (8x8) source of the SR config and writes the model's 32x32 output
+    under the input's relative path, as the method translates those very pixels."""
+    tiny = ["model.g_features=4", "model.d_features=4", "train.steps=2", "eval.batch_size=8"]
+    workdir, inputs, out = tmp_path / "run", tmp_path / "mine", tmp_path / "out"
+    assert main.main(["--config=configs/pix2pix.py:faces_sr4", f"--workdir={workdir}", *as_flags(tiny)]) == 0
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "sub/b.jpg", "c.png"):
+        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8)).save(inputs / name)
+    flags = [f"--workdir={workdir}", "--mode=translate", f"--input={inputs}", f"--out={out}", *as_flags(tiny)]
+    flags.append("--config.watermark_key=")  # unmarked, so that the files hold the method's pixels exactly
+    assert main.main(["--config=configs/pix2pix.py:faces_sr4", *flags]) == 0
+    assert "wrote 3 translations" in capsys.readouterr().out
+    written = sorted(str(path.relative_to(out)) for path in out.rglob("*.png"))
+    assert written == ["a.png", "c.png", "pairs.png", "sub/b.png"]
+
+    config = load("pix2pix.py:faces_sr4", *tiny)
+    run, state, _ = restore_latest(config, workdir)
+    source = FolderSource(str(inputs), "all", 8, 1)
+    batch = np.stack([source[i]["image"] for i in range(3)] + [np.zeros((8, 8, 1), np.uint8)] * 5)
+    rng = jax.random.fold_in(initial_rngs(config)[1], 0)
+    expected = data.from_unit_range(run.method.sample(state, rng, 8, {"source": jnp.asarray(batch)}))[:3]
+    for image, relative in zip(expected, source.files, strict=True):
+        np.testing.assert_array_equal(np.asarray(Image.open(out / relative.with_suffix(".png"))), image[..., 0])

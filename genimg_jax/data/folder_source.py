@@ -172,6 +172,11 @@ class FolderSource:
         self.num_classes = len(self.class_names)
         self.fields = labelled_image_fields(resolution, channels)
 
+    @property
+    def files(self) -> tuple[PurePath, ...]:
+        """The image files, relative to the split's folder, in index order."""
+        return tuple(self._files)
+
     def __len__(self) -> int:
         return len(self._files)
 
