@@ -146,7 +146,7 @@ def generate_flags(workdir, spec, *flags):
         ("cgan_projection.py", ["--num=4", "--labels=2,10"], "--labels=2,10: classes are 0..9"),
         ("cgan_projection.py", ["--num=4", "--labels=two"], "--labels='two' must be 'balanced' or class indices"),
         ("cgan_projection.py", ["--num=0"], "--num=0 must be positive"),
-        ("cgan_projection.py", [], "--mode=generate needs --num and --out"),
+        ("cgan_projection.py", [], "--mode=generate needs --num"),
     ],
 )
 def test_bad_generate_flags_are_one_line_and_write_nothing(spec, flags, message, tmp_path, capsys):
