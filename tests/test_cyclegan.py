@@ -99,16 +99,19 @@ def test_a_constant_offset_costs_lambda_times_the_offset():
     np.testing.assert_allclose([terms["cycle_a"], terms["cycle_b"]], [0.0, 0.0], atol=1e-6)
 
 
-def test_resnet_9blocks_has_the_reference_parameter_count():
+def test_resnet_9blocks_has_the_reference_parameter_counts():
     """The reference prints "Total number of parameters: 11378179" (11.378 M) for resnet_9blocks, RGB, ngf 64,
-    instance norm without affine parameters; 6 blocks drop 3 blocks of two 3x3 256 -> 256 convolutions."""
+    instance norm without affine parameters (its issue #169), and 11388675 with affine instance norm (an early
+    version, issue #45): a scale and a shift on each of 64 + 128 + 256 + 9 x 2 x 256 + 128 + 64 channels. Six
+    blocks drop three blocks of two 3x3 256 -> 256 convolutions."""
 
-    def count(blocks: int) -> int:
-        generator = ResnetGenerator(3, blocks)
+    def count(blocks: int, norm: str = "instance") -> int:
+        generator = ResnetGenerator(3, blocks, norm=norm)
         variables = jax.eval_shape(lambda: generator.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
         return sum(leaf.size for leaf in jax.tree.leaves(variables["params"]))
 
     assert count(9) == 11_378_179
+    assert count(9, "instance_affine") == 11_388_675 == count(9) + 2 * (64 + 128 + 256 + 9 * 2 * 256 + 128 + 64)
     assert count(9) - count(6) == 3 * 2 * (3 * 3 * 256 * 256 + 256)
 
 
