@@ -5,17 +5,27 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from digits_training import train_on_source
+from tiny_configs import load
 
+from genimg_jax import data
 from genimg_jax.config import adam_config
+from genimg_jax.methods import build_method
 from genimg_jax.methods.base import learning_rate_factor
 from genimg_jax.methods.pix2pix import ADVERSARIAL, feature_matching
+from genimg_jax.metrics import restoration
 from genimg_jax.models.pix2pix import (
+    InstanceNorm,
     MultiScalePatchDiscriminator,
     PatchDiscriminator,
     UNetGenerator,
     num_dropout_blocks,
     patch_receptive_field,
 )
+
+# One variant per kind of input: a smaller source (SR), a mask channel, the paper's 256 px; the other embedded
+# variants' fields have the shapes of faces_sr4's target and source (sketch, denoising, CT: same-size source).
+TRACED_VARIANTS = ("faces_sr4", "faces_inpaint", "facades")
 
 
 def _num_params(module, *inputs, **kwargs) -> int:
@@ -27,7 +37,8 @@ def test_unet_256_and_the_70x70_patchgan_have_the_reference_parameter_counts():
     """The counts the reference prints for its defaults, unet_256 and the basic D on 3 + 3 channels with batch
     norm: "[Network G] Total number of parameters : 54.414 M" and "[Network D] ... : 2.769 M"."""
     generator = UNetGenerator(3, 8, 64, "batch")
-    assert round(_num_params(generator, jnp.zeros((1, 256, 256, 3)), train=False, deterministic=True) / 1e6, 3) == 54.414
+    g_params = _num_params(generator, jnp.zeros((1, 256, 256, 3)), train=False, deterministic=True)
+    assert round(g_params / 1e6, 3) == 54.414
     discriminator = MultiScalePatchDiscriminator(64, 3, "batch")
     assert round(_num_params(discriminator, jnp.zeros((1, 256, 256, 6)), train=False) / 1e6, 3) == 2.769
 
@@ -54,7 +65,7 @@ def test_each_logit_of_the_patchgan_sees_exactly_its_receptive_field(num_layers)
 
 @pytest.mark.parametrize(("num_downs", "dropout_blocks"), [(5, 0), (6, 1), (8, 3)])
 def test_dropout_sits_only_in_the_inner_8x_blocks(num_downs, dropout_blocks):
-    """unet_256 has 3 dropout blocks, a U-Net of 5 levels none: only then is training-mode output random."""
+    """unet_256 has 3 dropout blocks, a U-Net of 5 levels none: only then is the output with dropout random."""
     assert num_dropout_blocks(num_downs) == dropout_blocks
     if num_downs == 8:
         return
@@ -65,7 +76,7 @@ def test_dropout_sits_only_in_the_inner_8x_blocks(num_downs, dropout_blocks):
     @jax.jit
     def translate(seed):
         return generator.apply(
-            variables, x, train=True, deterministic=False, rngs={"dropout": jax.random.PRNGKey(seed)}
+            variables, x, train=False, deterministic=False, rngs={"dropout": jax.random.PRNGKey(seed)}
         )
 
     assert np.array_equal(translate(0), translate(0))
@@ -122,3 +133,45 @@ def test_learning_rate_holds_then_decays_linearly_like_the_references_linear_pol
     factor = learning_rate_factor(optim)
     counts = np.array([0, 50, 100, 150, 199, 250])
     np.testing.assert_allclose([float(factor(c)) for c in counts], [1, 1, 1, 0.5, 0.01, 0], atol=1e-6)
+
+
+def test_instance_norm_matches_numpy_per_image_and_channel():
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(2, 5, 6, 3)).astype(np.float32)
+    mean, var = x.mean(axis=(1, 2), keepdims=True), x.var(axis=(1, 2), keepdims=True)
+    expected = (x - mean) / np.sqrt(var + 1e-5)
+    plain = InstanceNorm()
+    np.testing.assert_allclose(plain.apply(plain.init(jax.random.PRNGKey(0), x), x), expected, atol=1e-5)
+    affine = InstanceNorm(affine=True)
+    variables = affine.init(jax.random.PRNGKey(0), x)
+    scale, bias = np.asarray(variables["params"]["scale"]), np.asarray(variables["params"]["bias"])
+    assert np.all(np.abs(scale - 1) < 0.1) and np.all(bias == 0)  # N(1, 0.02) and 0, as the reference's norms
+    np.testing.assert_allclose(affine.apply(variables, x), expected * scale + bias, atol=1e-5)
+
+
+@pytest.mark.slow  # ~1 min: compiling the U-Net's initialisation takes most of it
+def test_short_training_denoises_the_faces_better_than_the_noisy_input():
+    """400 steps of the embedded denoising config (at half width) beat the noisy input's PSNR on the test faces."""
+    config = load("pix2pix.py:faces_denoise", "model.g_features=16", "model.d_features=16")
+    method, state, history, _ = train_on_source(config, data.source_from_config(config.data, "train"), 400, True)
+    assert np.mean([h["g_l1"] for h in history[-20:]]) < 0.5 * np.mean([h["g_l1"] for h in history[:5]])
+    test = data.load_all(data.source_from_config(config.data, "test"))
+    outputs = jax.jit(lambda s, b: method.sample(s, jax.random.PRNGKey(0), len(b["source"]), b))(state, test)
+    target = test["image"].astype(np.float32)
+    translated = restoration.psnr(target, data.from_unit_range(outputs).astype(np.float32))
+    noisy = restoration.psnr(target, test["source"].astype(np.float32))
+    assert float(translated) > float(noisy) + 1.0, (float(translated), float(noisy))
+
+
+@pytest.mark.parametrize("variant", TRACED_VARIANTS)
+def test_every_variant_traces_a_train_step_and_translates_to_the_target_shape(variant):
+    """Abstractly (no arrays): each variant's fields (a smaller SR source, a mask channel) fit the networks."""
+    config = load(f"pix2pix.py:{variant}", "data.source=folder_pairs:unused" if variant == "facades" else "seed=0")
+    method = build_method(config)
+    batch = data.example_batch(config.data, 2)
+    state = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), batch)
+    _, metrics = jax.eval_shape(method.train_step, state, batch)
+    assert {"d_loss", "g_gan", "g_l1"} <= set(metrics)
+    conditioning = {name: batch[name] for name in method.conditioning_fields()}
+    images = jax.eval_shape(method.sample, state, jax.random.PRNGKey(1), 2, conditioning)
+    assert images.shape == batch["image"].shape
+    assert ("mask" in conditioning) == (variant == "faces_inpaint")

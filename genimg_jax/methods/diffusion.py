@@ -29,7 +29,7 @@ import optax
 from genimg_jax import data, parallel
 from genimg_jax.augment import edm as edm_augment
 from genimg_jax.config import adam_config, base_config, require, require_choice
-from genimg_jax.diffusion import edm, guidance, samplers, schedules, vlb
+from genimg_jax.diffusion import edm, guidance, repaint, samplers, schedules, vlb
 from genimg_jax.losses import likelihood
 from genimg_jax.methods import microbatching
 from genimg_jax.methods.base import Batch, Metrics, adam, class_conditioning, ema_update, sample_labels
@@ -96,6 +96,9 @@ def default_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigD
             "sigma_min": 0.002,
             "sigma_max": 80.0,
             "rho": 7.0,
+            # RePaint inpainting (`Diffusion.inpaint`, DDPM only): the paper's jump length and resamplings per jump
+            "repaint_jump_length": 10,
+            "repaint_resamplings": 10,
         }
     )
     config.train.ema_decay = 0.9999
@@ -154,6 +157,8 @@ def _validate(config: ml_collections.ConfigDict) -> None:
         bpd_timesteps,
         "needs the discrete DDPM process (model.parameterization='ddpm_eps')",
     )
+    require(sample.repaint_jump_length >= 1, "sample.repaint_jump_length", sample.repaint_jump_length, "must be >= 1")
+    require(sample.repaint_resamplings >= 1, "sample.repaint_resamplings", sample.repaint_resamplings, "must be >= 1")
     require(0.0 <= sample.eta <= 1.0, "sample.eta", sample.eta, "must be in [0, 1]")
     require(0 < sample.sigma_min < sample.sigma_max, "sample.sigma_min", sample.sigma_min, "must be in (0, sigma_max)")
     require(
@@ -408,6 +413,35 @@ class Diffusion:
         labels = sample_labels(conditioning, latents.shape[0], model.num_classes)
         denoise = self.sampling_denoiser(state.ema_params, guided=labels is not None and bool(sample.guidance_scale))
         x0 = samplers.run(sampler or sample.sampler, denoise, x, sigmas, labels, rng, sample.eta, sample.variance)
+        return self.decode(state.first_stage, x0)
+
+    def inpaint(
+        self,
+        state: DiffusionState,
+        rng: jax.Array,
+        known_images: jax.Array,
+        mask: jax.Array,
+        conditioning: Batch | None = None,
+    ) -> jax.Array:
+        """RePaint (`diffusion.repaint`) of uint8 NHWC `known_images` where `mask` (N, H, W, 1) is 1, with the EMA
+        weights and the DDPM sampler's steps, variance and clipping; images in [-1, 1], the known pixels kept.
+
+        The jumps are `sample.repaint_jump_length` and `sample.repaint_resamplings`; a pixel-space DDPM is needed
+        (the mask is in pixels, and the jumps use the forward process of the variance-preserving schedule).
+        """
+        model, sample = self.config.model, self.config.sample
+        parameterization = model.parameterization
+        require(parameterization == "ddpm_eps", "model.parameterization", parameterization, "RePaint needs ddpm_eps")
+        require(not state.first_stage, "method", self.config.method, "RePaint inpaints in pixel space only")
+        known = data.to_unit_range(known_images)
+        sigmas = self.sampling_sigmas()
+        schedule = repaint.jump_schedule(sample.steps, sample.repaint_jump_length, sample.repaint_resamplings)
+        noise_rng, sampler_rng = jax.random.split(rng)
+        scale = samplers.initial_noise_scale(sigmas[0], variance_preserving=True)
+        x = parallel.constrain_batch(scale * jax.random.normal(noise_rng, known.shape))
+        labels = sample_labels(conditioning, known.shape[0], model.num_classes)
+        denoise = self.sampling_denoiser(state.ema_params, guided=labels is not None and bool(sample.guidance_scale))
+        x0 = repaint.inpaint(denoise, x, known, mask, sigmas, schedule, labels, sampler_rng, sample.variance)
         return self.decode(state.first_stage, x0)
 
     def sampling_denoiser(self, params: Any, guided: bool) -> samplers.Denoiser:

@@ -232,7 +232,7 @@ class Pix2Pix:
         return values
 
     def illustrations(self, state: Pix2PixState, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
-        """"translations": one row per example of (source, translation, target[, mask]), shape (N, 3 or 4, H, W, C);
+        """ "translations": one row per example of (source, translation, target[, mask]), shape (N, 3 or 4, H, W, C);
         a one-channel column is repeated to the others' channels."""
         inputs = self.generator_input(batch)
         source = inputs[..., : inputs.shape[-1] - int(self.config.model.use_mask)]

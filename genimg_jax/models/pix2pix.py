@@ -73,8 +73,9 @@ class UNetGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool, deterministic: bool) -> jax.Array:
-        if x.shape[1] != 2**self.num_downs or x.shape[2] != 2**self.num_downs:
-            raise ValueError(f"a U-Net with {self.num_downs} halvings takes {2**self.num_downs}px images, got {x.shape}")
+        side = 2**self.num_downs
+        if x.shape[1] != side or x.shape[2] != side:
+            raise ValueError(f"a U-Net with {self.num_downs} halvings takes {side}px images, got {x.shape}")
         features = unet_features(self.features, self.num_downs)
         use_bias = self.norm != "batch"
         down = dict(kernel_init=DCGAN_INIT, dtype=self.dtype)
