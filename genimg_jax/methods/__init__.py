@@ -7,6 +7,7 @@ import ml_collections
 from genimg_jax.config import ConfigError
 from genimg_jax.methods.autoregressive import PixelCNN
 from genimg_jax.methods.base import Method
+from genimg_jax.methods.cyclegan import CycleGAN
 from genimg_jax.methods.diffusion import Diffusion
 from genimg_jax.methods.draw import DRAW
 from genimg_jax.methods.gan.gan import GAN
@@ -26,6 +27,7 @@ METHODS: dict[str, type] = {
     "vqvae": VQVAE,
     "pixelcnn": PixelCNN,
     "pix2pix": Pix2Pix,
+    "cyclegan": CycleGAN,
 }
 
 
