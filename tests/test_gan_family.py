@@ -92,6 +92,7 @@ def test_embedded_configs_train_with_finite_losses(spec):
     assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
 
 
+@pytest.mark.slow  # ~1 min: compiles a step for every penalty
 def test_penalties_are_active_where_configured():
     assert all(float(m["penalty"]) > 0 for m in _run("wgan_gp.py")[3])
     assert all(float(m["penalty"]) == 0 for m in _run("sngan.py")[3])
@@ -117,6 +118,7 @@ def test_ada_probability_lives_in_the_state_and_follows_the_sign_of_r_t():
     assert float(state.ada.p) == pytest.approx(expected)
 
 
+@pytest.mark.slow  # ~50 s: trains a conditional GAN
 def test_class_conditional_samples_follow_the_requested_labels():
     method, _, state, _ = _run("cgan_projection.py")
     # Give every class its own batch-norm scale and shift so that labels matter visibly.

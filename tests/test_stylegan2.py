@@ -136,6 +136,7 @@ def test_truncation(digits_run):
     assert np.abs(half - full).max() > 1e-4 and np.abs(half - centre).max() > 1e-4
 
 
+@pytest.mark.slow  # trains the embedded StyleGAN2 configs (~1 min each)
 def test_samples_draw_fresh_noise_per_sample_by_default(digits_run):
     """The metrics' noise: with the noise strengths set to 1, psi=0 samples differ by their noise alone under the
     default noise_mode (random, as the reference's metrics) and are identical under "const"."""
@@ -193,6 +194,7 @@ def test_mix_styles_switches_at_the_cutoff():
     assert np.all(np.asarray(mix_styles(ws1, ws2, 6)) == 0)  # cutoff num_ws: no mixing
 
 
+@pytest.mark.slow  # shares the trained digits StyleGAN2 (~1 min)
 def test_style_mixing_in_the_generator(digits_run):
     method, _, state, _ = digits_run
     latents = jax.random.normal(jax.random.PRNGKey(4), (2, 3, 16))
@@ -281,6 +283,7 @@ def test_cifar10_variants_use_the_papers_setup():
     assert faces.model.output_activation == "linear" and _config("stylegan2.py", []).model.output_activation == "tanh"
 
 
+@pytest.mark.slow  # shares the trained digits StyleGAN2 (~1 min)
 def test_tanh_output_is_the_squashed_linear_output(digits_run):
     """The digits variant's tanh output equals tanh of the linear synthesis with the same parameters."""
     method, _, state, _ = digits_run
@@ -314,6 +317,7 @@ def test_unknown_variant_is_rejected():
         load("stylegan2.py:mnist")
 
 
+@pytest.mark.slow  # shares the trained digits StyleGAN2 (~1 min)
 def test_bfloat16_networks_match_float32(digits_run):
     """model.dtype=bfloat16 computes the convolutions in bf16 from the same float32 parameters."""
     f32, _, state, _ = digits_run
