@@ -19,14 +19,10 @@ import ml_collections
 
 from genimg_jax.config import check_variant
 from genimg_jax.methods.cyclegan import cyclegan_config
+from genimg_jax.methods.pix2pix import decay_over_second_half
 
 VARIANTS = ("digits_faces", "horse2zebra")
 HORSE2ZEBRA_EPOCH = max(1067, 1334)  # trainA horses, trainB zebras
-
-
-def _decay_over_second_half(config: ml_collections.ConfigDict, steps: int) -> None:
-    for optim in (config.optim.g, config.optim.d):
-        optim.update({"decay_start_steps": steps // 2, "decay_steps": steps // 2})
 
 
 def get_config(variant: str = "digits_faces") -> ml_collections.ConfigDict:
@@ -41,11 +37,11 @@ def get_config(variant: str = "digits_faces") -> ml_collections.ConfigDict:
             {"steps": 200 * epoch, "batch_size": 1, "sample_every": 5 * epoch, "checkpoint_every": 5 * epoch}
         )
         config.eval.batch_size = 8
-        _decay_over_second_half(config, 200 * epoch)
+        decay_over_second_half(config)
         return config
     config.data.update({"source": "faces", "unpaired_source": "digits", "resolution": 32, "channels": 1})
     config.model.update({"n_blocks": 3, "g_features": 16, "d_features": 16, "d_layers": 2})
     config.train.update({"steps": 2000, "batch_size": 8, "sample_every": 500, "checkpoint_every": 500})
     config.train.num_sample_images = 16
-    _decay_over_second_half(config, 2000)
+    decay_over_second_half(config)
     return config

@@ -26,7 +26,7 @@ needs a pretrained segmentation network this codebase does not ship.
 import ml_collections
 
 from genimg_jax.config import check_variant
-from genimg_jax.methods.pix2pix import pix2pix_config
+from genimg_jax.methods.pix2pix import decay_over_second_half, pix2pix_config
 
 EMBEDDED = {
     "faces_from_sketch": {"source": "faces", "degradation": "sketch"},
@@ -52,15 +52,13 @@ def get_config(variant: str = "faces_from_sketch") -> ml_collections.ConfigDict:
             {"steps": 200 * epoch, "batch_size": 1, "sample_every": 5 * epoch, "checkpoint_every": 5 * epoch}
         )
         config.eval.batch_size = 8
-        for optim in (config.optim.g, config.optim.d):
-            optim.update({"decay_start_steps": 100 * epoch, "decay_steps": 100 * epoch})
+        decay_over_second_half(config)
         return config
     config.data.update({"resolution": 32, "channels": 1, **EMBEDDED[variant]})
     config.model.update({"g_features": 32, "d_features": 32, "d_layers": 2, "norm": "instance_affine"})
     config.model.use_mask = variant == "faces_inpaint"
     config.train.update({"steps": 2000, "batch_size": 16, "sample_every": 500, "checkpoint_every": 500})
     config.train.num_sample_images = 16
-    for optim in (config.optim.g, config.optim.d):
-        optim.update({"decay_start_steps": 1000, "decay_steps": 1000})
+    decay_over_second_half(config)
     config.eval.metrics = "psnr,ssim"
     return config

@@ -59,6 +59,15 @@ def pix2pix_config() -> ml_collections.ConfigDict:
     return config
 
 
+def decay_over_second_half(config: ml_collections.ConfigDict) -> None:
+    """The reference's `linear` policy (pix2pix and CycleGAN): both learning rates held for the first half of
+    `train.steps`, then decayed linearly to 0 over the second. Fixed when the config is built, like
+    `gan.decay_learning_rates_linearly`."""
+    half = config.train.steps // 2
+    for optim in (config.optim.g, config.optim.d):
+        optim.update({"decay_start_steps": half, "decay_steps": half})
+
+
 @flax.struct.dataclass
 class Pix2PixState:
     step: jax.Array
@@ -216,7 +225,10 @@ class Pix2Pix:
         `model.sample_dropout`, as the paper tests)."""
         if conditioning is None or "source" not in conditioning:
             raise ValueError("pix2pix translates source images: `sample` needs conditioning={'source': ...}")
-        inputs = self.generator_input(conditioning)
+        return self._sample_inputs(state, self.generator_input(conditioning), rng)
+
+    def _sample_inputs(self, state: Pix2PixState, inputs: jax.Array, rng: jax.Array) -> jax.Array:
+        """`sample` from the generator's inputs (`generator_input`), for callers that already made them."""
         images, _ = self._translate(state.generator, inputs, rng, train=False, dropout=self.config.model.sample_dropout)
         return images
 
@@ -225,7 +237,7 @@ class Pix2Pix:
         baseline (restoration metrics such as PSNR are the evaluation module's)."""
         target = data.to_unit_range(batch["image"])
         inputs = self.generator_input(batch)
-        images = self.sample(state, rng, target.shape[0], batch)
+        images = self._sample_inputs(state, inputs, rng)
         values = {"l1": jnp.mean(jnp.abs(images - target), axis=(1, 2, 3))}
         if inputs.shape[-1] == target.shape[-1]:
             values["l1_input"] = jnp.mean(jnp.abs(inputs - target), axis=(1, 2, 3))
@@ -236,7 +248,7 @@ class Pix2Pix:
         a one-channel column is repeated to the others' channels."""
         inputs = self.generator_input(batch)
         source = inputs[..., : inputs.shape[-1] - int(self.config.model.use_mask)]
-        columns = [source, self.sample(state, rng, source.shape[0], batch), data.to_unit_range(batch["image"])]
+        columns = [source, self._sample_inputs(state, inputs, rng), data.to_unit_range(batch["image"])]
         if self.config.model.use_mask:
             columns.append(batch["mask"].astype(jnp.float32) * 2.0 - 1.0)
         channels = max(column.shape[-1] for column in columns)
