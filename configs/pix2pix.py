@@ -2,9 +2,10 @@
 
 Embedded variants (32x32, train here in minutes; measured numbers: experiments/records/image_to_image.md):
 - `faces_from_sketch` (default): the embedded faces from their pencil sketches (`data.degradation=sketch`).
+- `faces_to_sketch`: and back: the faces' pencil sketches drawn from the faces (`data.direction=BtoA`).
 - `faces_sr4`: 4x super-resolution of the faces (8x8 -> 32x32; the baseline is bicubic upsampling).
 - `faces_denoise`: Gaussian denoising, sigma 25 on the 0..255 scale.
-- `faces_inpaint`: box inpainting, with the mask as an extra input channel.
+- `faces_inpaint`: box inpainting, with the mask as an extra input channel and the known pixels kept.
 - `ct_denoise`: low-dose CT phantoms: filtered back-projection -> phantom.
 They use the reference's recipe (U-Net + 70x70 PatchGAN... reduced to the 32x32 images: a 5-level U-Net, which
 has no dropout blocks, and a 2-layer 34x34 PatchGAN; widths 32), instance norm with affine parameters, and
@@ -30,6 +31,7 @@ from genimg_jax.methods.pix2pix import decay_over_second_half, pix2pix_config
 
 EMBEDDED = {
     "faces_from_sketch": {"source": "faces", "degradation": "sketch"},
+    "faces_to_sketch": {"source": "faces", "degradation": "sketch", "direction": "BtoA"},
     "faces_sr4": {"source": "faces", "degradation": "downsample:4"},
     "faces_denoise": {"source": "faces", "degradation": "noise:gaussian:25"},
     "faces_inpaint": {"source": "faces", "degradation": "mask:box"},
@@ -56,7 +58,7 @@ def get_config(variant: str = "faces_from_sketch") -> ml_collections.ConfigDict:
         return config
     config.data.update({"resolution": 32, "channels": 1, **EMBEDDED[variant]})
     config.model.update({"g_features": 32, "d_features": 32, "d_layers": 2, "norm": "instance_affine"})
-    config.model.use_mask = variant == "faces_inpaint"
+    config.model.use_mask = config.model.keep_known = variant == "faces_inpaint"
     config.train.update({"steps": 2000, "batch_size": 16, "sample_every": 500, "checkpoint_every": 500})
     config.train.num_sample_images = 16
     decay_over_second_half(config)

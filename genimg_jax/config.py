@@ -226,7 +226,8 @@ def base_config() -> ml_collections.ConfigDict:
             "degradation": "",
             # unpaired domains (CycleGAN): a second source spec whose images become field `source` ('' = off)
             "unpaired_source": "",
-            "direction": "AtoB",  # folder_pairs: AtoB (field `source` = A, `image` = B) | BtoA
+            # AtoB: field `source` = folder_pairs' A or the degraded image, `image` = B or the clean one | BtoA: swapped
+            "direction": "AtoB",
             "data_dir": "",  # tensorflow-datasets data directory ('' = tfds default)
             "train_split": "train",
             "eval_split": "test",

@@ -105,6 +105,18 @@ def test_identity_differences_ignore_run_length_and_logging():
     }
 
 
+def test_a_key_added_after_the_saved_run_reads_as_its_default():
+    """A config.json from before `data.degradation` existed resumes a run without one, not one with one."""
+    saved = json.loads(_gan_config().to_json_best_effort())
+    del saved["data"]["degradation"], saved["data"]["direction"]
+    assert workdirs.identity_differences(saved, json.loads(_gan_config().to_json_best_effort())) == {}
+    degraded = json.loads(_gan_config("data.degradation=gray", "data.direction=BtoA").to_json_best_effort())
+    assert workdirs.identity_differences(saved, degraded) == {
+        "data.degradation": ("", "gray"),
+        "data.direction": ("AtoB", "BtoA"),
+    }
+
+
 def test_workdir_of_another_model_is_refused_and_left_as_it_was(tmp_path):
     workdirs.save_resolved_config(_gan_config(), tmp_path)
     (tmp_path / "checkpoints" / "4" / "state").mkdir(parents=True)  # a step folder, as Orbax names them

@@ -111,6 +111,21 @@ def test_sketch_is_white_paper_with_dark_strokes_at_edges(tmp_path):
     assert sketch[16, 6:9].min() < 200  # just outside the square's dark side of the edge: a stroke
 
 
+def test_direction_btoa_swaps_each_pair_to_make_the_degradation(tmp_path):
+    """photo -> sketch: the pair of BtoA is the pair of AtoB with `source` and `image` exchanged, and a
+    degradation that changes the shape or adds a mask cannot be a target."""
+    images = random_images(3, size=16, channels=1)
+    forward = npz_source(tmp_path, images, degradation="sketch")
+    backward = npz_source(tmp_path, images, degradation="sketch", direction="BtoA")
+    assert backward.fields == forward.fields
+    for index in range(3):
+        np.testing.assert_array_equal(backward[index]["source"], forward[index]["image"])
+        np.testing.assert_array_equal(backward[index]["image"], forward[index]["source"])
+    for spec in ("downsample:2", "mask:box"):
+        with pytest.raises(data.DataError, match=f"direction BtoA makes the degradation '{spec}' the target"):
+            npz_source(tmp_path, images, degradation=spec, direction="BtoA")
+
+
 # --- masks ------------------------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from tiny_configs import as_flags, load
 
 from genimg_jax import data, main
-from genimg_jax.config import adam_config
+from genimg_jax.config import ConfigError, adam_config
 from genimg_jax.data.folder_source import FolderSource
 from genimg_jax.evaluation.from_checkpoint import restore_latest
 from genimg_jax.methods import build_method
@@ -179,6 +179,24 @@ def test_every_variant_traces_a_train_step_and_translates_to_the_target_shape(va
     images = jax.eval_shape(method.sample, state, jax.random.PRNGKey(1), 2, conditioning)
     assert images.shape == batch["image"].shape
     assert ("mask" in conditioning) == (variant == "faces_inpaint")
+
+
+def test_inpainting_keeps_every_known_pixel_and_fills_only_the_hole():
+    """faces_inpaint (`model.keep_known`): the output is the source exactly where the mask is 1; the hole is G's."""
+    config = load("pix2pix.py:faces_inpaint", "model.g_features=4", "model.d_features=4")
+    method = build_method(config)
+    batch = data.load_all(data.source_from_config(config.data, "test"))
+    batch = {name: jnp.asarray(values[:4]) for name, values in batch.items()}
+    state = jax.jit(method.init_state)(jax.random.PRNGKey(0), batch)
+    images = np.asarray(jax.jit(lambda s, b: method.sample(s, jax.random.PRNGKey(1), 4, b))(state, batch))
+    known = np.asarray(batch["mask"])[..., 0] == 1
+    source = np.asarray(data.to_unit_range(batch["source"]))
+    assert 0 < known.mean() < 1
+    np.testing.assert_array_equal(images[known], source[known])
+    assert np.mean(np.abs(images[~known] - source[~known])) > 0.01
+    config.model.use_mask = False
+    with pytest.raises(ConfigError, match=r"model\.keep_known"):
+        build_method(config)
 
 
 @pytest.mark.slow  # ~1 min: a 2-step run (the U-Net's init compiles slowly), then the translation

@@ -139,7 +139,7 @@ class SourceOptions:
     data_dir: str | None = None  # where tfds looks for prepared datasets (None: tfds' default)
     bad_images: str = "error"  # image-folder policies for undecodable and too-small files (see folder_source)
     small_images: str = "upscale"
-    direction: str = "AtoB"  # which side of a folder_pairs pair is `source`: AtoB | BtoA (see folder_pairs)
+    direction: str = "AtoB"  # which side of a pair is `source`: AtoB | BtoA (folder_pairs, derived_sources)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,7 +313,7 @@ def _compose(specs: _Specs, split: str, options: SourceOptions, name_keys: bool)
         source = _build(specs.source, split, options)
     if specs.degradation:
         with _naming("degradation" if name_keys else None):
-            return DegradedSource(source, specs.degradation, split)
+            return DegradedSource(source, specs.degradation, split, options.direction)
     if specs.unpaired_source:
         with _naming("unpaired_source" if name_keys else None):
             return UnpairedSource(source, _build(specs.unpaired_source, split, options))
@@ -336,7 +336,7 @@ def fields_from_config(data_config: ml_collections.ConfigDict) -> dict[str, Fiel
         fields = _fields(specs.source, options)
     if specs.degradation:
         with _naming("degradation"):
-            return degraded_fields(fields, degradation_for(fields, specs.degradation))
+            return degraded_fields(fields, degradation_for(fields, specs.degradation), options.direction)
     if specs.unpaired_source:
         with _naming("unpaired_source"):
             return unpaired_fields(fields, _fields(specs.unpaired_source, options))

@@ -6,7 +6,10 @@ the source once; D is updated on (source, target) against (source, G(source)) wi
 updated on the adversarial loss against the *updated* D plus `loss.l1_weight` x the L1 distance to the target
 (and pix2pixHD's feature matching when `loss.feature_matching_weight` > 0). D sees every patch: the losses
 average over the logit map. A `source` smaller than the target (super-resolution) is upsampled bicubically
-first; `model.use_mask` adds the `mask` field (1 = known pixel) as an input channel (inpainting).
+first; `model.use_mask` adds the `mask` field (1 = known pixel) as an input channel (inpainting), and
+`model.keep_known` pastes the known pixels of the source over G's output, in training (so D judges, and L1
+measures, the composite: only the hole is G's to fill) and at test time (a restoration never changes pixels it was
+given).
 """
 
 from typing import Any
@@ -49,6 +52,7 @@ def pix2pix_config() -> ml_collections.ConfigDict:
             "dropout": 0.5,  # in the U-Net's inner up blocks
             "sample_dropout": True,  # keep dropout on when sampling: the paper's test protocol (its noise source)
             "use_mask": False,  # give G the `mask` field as a channel (inpainting)
+            "keep_known": False,  # with use_mask: the output takes the source's pixels where mask = 1
             "dtype": "float32",
         }
     )
@@ -107,6 +111,7 @@ class Pix2Pix:
         require(0.0 <= model.dropout < 1.0, "model.dropout", model.dropout, "must be in [0, 1)")
         require(model.d_layers >= 1, "model.d_layers", model.d_layers, "must be >= 1")
         require(model.d_scales >= 1, "model.d_scales", model.d_scales, "must be >= 1")
+        require(not model.keep_known or model.use_mask, "model.keep_known", True, "needs model.use_mask=True")
         for key in ("l1_weight", "feature_matching_weight"):
             require(loss[key] >= 0, f"loss.{key}", loss[key], "must be >= 0")
         self.config = config
@@ -136,9 +141,16 @@ class Pix2Pix:
         """G(inputs) and the variables with updated batch statistics when training."""
         kwargs = dict(train=train, deterministic=not dropout, rngs={"dropout": rng})
         if not train:
-            return self.generator.apply(variables, inputs, **kwargs), variables
+            return self._keep_known(inputs, self.generator.apply(variables, inputs, **kwargs)), variables
         images, updates = self.generator.apply(variables, inputs, mutable=["batch_stats"], **kwargs)
-        return images, {**variables, **updates}
+        return self._keep_known(inputs, images), {**variables, **updates}
+
+    def _keep_known(self, inputs: jax.Array, images: jax.Array) -> jax.Array:
+        """With `model.keep_known`: the source where the mask (the inputs' last channel) is 1, G's images elsewhere."""
+        if not self.config.model.keep_known:
+            return images
+        known = inputs[..., -1:]
+        return known * inputs[..., :-1] + (1.0 - known) * images
 
     def _discriminate(self, variables: Any, inputs: jax.Array, images: jax.Array) -> tuple[list, list, Any]:
         (logits, features), updates = self.discriminator.apply(

@@ -5,7 +5,8 @@ Restoring the checkpoints of another config either fails deep inside Orbax (othe
 silently mixes two runs (same shapes, other loss or data). The config a run used is saved as `config.json` in its
 workdir; before resuming, the keys that define the train state and the data it sees are compared with the new
 config. Keys that only say how long or how visibly to train (`train.steps`, logging and checkpoint intervals,
-evaluation) may change, so a finished run can be extended.
+evaluation) may change, so a finished run can be extended. A key the saved config lacks was added to the
+codebase after that run: it reads as its `base_config()` default (the behaviour the run had), or None.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import ml_collections
 
-from genimg_jax.config import MOVED_KEYS, ConfigError
+from genimg_jax.config import MOVED_KEYS, ConfigError, base_config
 
 # Dotted keys, or prefixes ending in '.', whose values must match for a checkpoint to be resumed.
 IDENTITY_KEYS = (
@@ -27,6 +28,9 @@ IDENTITY_KEYS = (
     "loss.",
     "augment.",
     "data.source",
+    "data.degradation",
+    "data.unpaired_source",
+    "data.direction",
     "data.resolution",
     "data.channels",
     "data.random_flip",
@@ -49,8 +53,10 @@ def _defines_state(key: str) -> bool:
 
 
 def identity_differences(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """{dotted key: (saved value, new value)} for the state-defining keys that differ (missing reads as None)."""
-    saved_flat, new_flat = _flatten(saved), _flatten(new)
+    """{dotted key: (saved value, new value)} for the state-defining keys that differ; a key `saved` lacks reads as
+    its `base_config()` default, one missing from both sides as None."""
+    saved_flat = {**_flatten(json.loads(base_config().to_json_best_effort())), **_flatten(saved)}
+    new_flat = _flatten(new)
     keys = sorted(k for k in saved_flat.keys() | new_flat.keys() if _defines_state(k))
     # JSON turns tuples into lists; compare both sides in their JSON form.
     saved_flat, new_flat = json.loads(json.dumps(saved_flat)), json.loads(json.dumps(new_flat))
