@@ -37,6 +37,7 @@ import time
 import jax
 import numpy as np
 
+from genimg_jax.cli import PREEMPTED
 from genimg_jax.training.checkpoint import CORRUPT_MARK, Checkpointer
 from genimg_jax.training.preemption import STOPPED_MARK
 from genimg_jax.training.reporting import progress_step
@@ -195,12 +196,12 @@ def run_faults(
         interrupted = attempt(faulty_dir, "interrupted.log")
         code = _interrupt(interrupted, SIGNALS[name], rng, reference.step, max_steps_per_attempt, step_seconds)
         stopped = any(STOPPED_MARK in line for line in interrupted.output)
-        if code == 0 and not stopped:
+        if code == 0:
             completed = True  # the run completed before the signal: nothing left to interrupt
             break
         interruptions[name] += 1
         print(f"interruption {index + 1}: SIG{name.upper()} after step {interrupted.step}, exit {code}", flush=True)
-        if name == "term" and (code != 0 or not stopped):
+        if name == "term" and (code != PREEMPTED or not stopped):
             failures.append(f"interruption {index + 1} (SIGTERM): exit {code} without a committed checkpoint")
         failures += [f"after interruption {index + 1} ({name}): {p}" for p in checkpoint_problems(faulty_dir)]
     if not completed and attempt(faulty_dir, "interrupted.log").wait():

@@ -11,6 +11,9 @@ from genimg_jax.training.checkpoint import CheckpointError
 
 BAD_INPUT = 2  # a config, data, checkpoint or workdir that cannot be used
 DIVERGED = 1  # training stopped on non-finite values; the last good checkpoint is kept
+# A stop request (SIGTERM, SIGINT, a preemption notice) ended training early with that step's checkpoint committed:
+# run the same command again to continue (sysexits' EX_TEMPFAIL; launch/slurm.sbatch requeues on it).
+PREEMPTED = 75
 
 
 def split_override_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -39,15 +42,15 @@ def parse_with_overrides(
     return parser.parse_args(rest), overrides
 
 
-def run_command(body: Callable[[], None]) -> int:
-    """Run `body`; bad input or a workdir that cannot be written (full, read-only) ends it with one `error: ...` line
-    and status 2, divergence with status 1."""
+def run_command(body: Callable[[], int | None]) -> int:
+    """Run `body` and return its status (None: 0); bad input or a workdir that cannot be written (full, read-only)
+    ends it with one `error: ...` line and status 2, divergence with status 1."""
     try:
-        body()
+        status = body()
     except (ConfigError, DataError, CheckpointError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT
     except FloatingPointError as error:
         print(f"error: {error}", file=sys.stderr)
         return DIVERGED
-    return 0
+    return status or 0

@@ -3,7 +3,8 @@ or `--mode=generate --num=N --out=DIR [--npz] [--seed=S] [--labels=balanced|0,3,
 or (image-to-image models) `--mode=translate --input=DIR --out=DIR`.
 
 Any `--config.a.b=value` argument overrides a key of the config. Mistakes in the config, the data or the workdir
-end the run with one line on stderr naming what is wrong and where (exit status 2).
+end the run with one line on stderr naming what is wrong and where (exit status 2). Exit status 75: a stop request
+(SIGTERM, a preemption notice) ended training with its checkpoint committed; run the same command again.
 """
 
 import argparse
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 import jax
 from absl import flags
 
-from genimg_jax.cli import parse_with_overrides, run_command
+from genimg_jax.cli import PREEMPTED, parse_with_overrides, run_command
 from genimg_jax.config import ConfigError, apply_overrides, load_config
 from genimg_jax.evaluation import from_checkpoint, sample_sets, translate_folder
 from genimg_jax.parallel import distributed
@@ -59,17 +60,20 @@ def check_mode_flags(args: argparse.Namespace) -> None:
         raise ConfigError(f"--mode={args.mode} needs {' and '.join(f'--{name}' for name in missing)}")
 
 
-def run(args: argparse.Namespace, overrides: list[str]) -> None:
+def run(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Run the mode `args` names; the exit status (cli.PREEMPTED when a stop request ended training)."""
     check_mode_flags(args)
     config = apply_overrides(load_config(args.config), overrides)
     config.lock()  # a later typo in code reading the config is an error, not a silent new key
     flags.FLAGS.mark_as_parsed()  # libraries used here (grain, tfds) may read absl flags; argv is ours
     distributed.initialize(config.distributed)  # before anything touches a device
     if args.mode == "train":
-        state = trainer.train(config, args.workdir)
+        result = trainer.run_training(config, args.workdir)
         if jax.process_count() > 1:  # every process reports; equal fingerprints show the hosts agree
-            fingerprint = distributed.state_fingerprint(state)
+            fingerprint = distributed.state_fingerprint(result.state)
             print(f"process {jax.process_index()}/{jax.process_count()}: final state fingerprint {fingerprint}")
+        if result.preempted:
+            return PREEMPTED
     elif args.mode == "sample":
         for path in from_checkpoint.sample(config, args.workdir):
             print(f"wrote {path}")
@@ -93,6 +97,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> None:
         print(f"wrote {from_checkpoint.evaluate(config, args.workdir)}")
     else:
         print(f"wrote {from_checkpoint.memorization_audit(config, args.workdir)}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -263,9 +263,9 @@ def test_skip_mode_drops_every_diverged_update_and_counts_it(tmp_path, monkeypat
 def test_guard_turns_signals_into_a_request_and_restores_handlers():
     before = signal.getsignal(signal.SIGTERM)
     with PreemptionGuard() as guard:
-        assert not guard.stop_requested()
+        assert not guard.stop_requested(1)
         os.kill(os.getpid(), signal.SIGTERM)
-        assert guard.stop_requested() and guard.signal_name == "SIGTERM"
+        assert guard.stop_requested(2) and guard.signal_name == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) is before
 
 
@@ -337,13 +337,15 @@ def test_a_kill_on_8_devices_with_fsdp_leaves_the_run_bitwise_unchanged(tmp_path
 
 
 @pytest.mark.slow
-def test_kills_and_a_preemption_of_one_of_2_processes_leave_the_run_bitwise_unchanged(
+def test_kills_and_a_preemption_notice_to_one_of_2_processes_leave_the_run_bitwise_unchanged(
     tmp_path, monkeypatch, uncached_subprocesses
 ):
+    """The SIGTERM reaches one process only; JAX's preemption service stops both at the step they agree on, and
+    the run exits with the preempted status (fault_injection counts any other status as a failure)."""
     from experiments import fault_injection
 
     monkeypatch.chdir(ROOT)
-    overrides = [*fault_injection.DEFAULT_OVERRIDES, "train.steps=10"]
+    overrides = [*fault_injection.DEFAULT_OVERRIDES, "train.steps=20"]
     summary = fault_injection.run_faults(
         "configs/dcgan.py", overrides, tmp_path, kills=2, signals=["term", "kill"], seed=0, processes=2
     )

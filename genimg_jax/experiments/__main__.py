@@ -69,13 +69,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    status = 0
-
-    def body() -> None:
-        nonlocal status
-        status = run(*parse_with_overrides(parser(), argv))
-
-    return run_command(body) or status
+    return run_command(lambda: run(*parse_with_overrides(parser(), argv)))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,13 @@ model this size; a second signal of the same kind gets the previous handler (e.g
 twice), so a stuck save can still be interrupted.
 
 With several processes every one must save the same step (Orbax saves are collective), but a signal may reach
-only some of them, or reach them at different steps: `stop_requested()` therefore all-gathers the flags once
-per step (a few bytes) and every process stops when any one was asked to.
+only some of them, or reach them at different steps. There JAX's preemption service decides: the SIGTERM notifier
+`jax.distributed.initialize` installs tells the coordination service, which agrees on the next step every process
+reaches (`multihost_utils.reached_preemption_sync_point`, a local check on every step: no collective), so the
+guard installs no handler of its own that would replace that notifier (and none for SIGINT, which would stop one
+host only: Ctrl-C of a multi-host run kills it, and it resumes from the last periodic checkpoint). Only when
+the service is disabled (`jax_enable_preemption_service=False`) do the processes all-gather their flags once per
+step instead.
 """
 
 from __future__ import annotations
@@ -37,8 +42,11 @@ class PreemptionGuard:
         self._signals = signals
         self._previous: dict[signal.Signals, object] = {}
         self.received: signal.Signals | None = None
+        self.service_stopped = False
 
     def install(self) -> None:
+        if _preemption_service_runs():
+            return  # its SIGTERM notifier must stay in place
         if threading.current_thread() is threading.main_thread():  # Python only delivers signals there
             for signum in self._signals:
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -62,8 +70,11 @@ class PreemptionGuard:
         if previous is not None:  # a second signal goes to whoever handled it before us
             signal.signal(signum, previous)
 
-    def stop_requested(self) -> bool:
-        """Whether any process received a signal; the same answer on every process."""
+    def stop_requested(self, step: int) -> bool:
+        """Whether to save `step` and stop; the same answer on every process. Call it at every step."""
+        if _preemption_service_runs():
+            self.service_stopped = multihost_utils.reached_preemption_sync_point(step)
+            return self.service_stopped
         local = self.received is not None
         if jax.process_count() == 1:
             return local
@@ -71,4 +82,11 @@ class PreemptionGuard:
 
     @property
     def signal_name(self) -> str:
+        if self.service_stopped:
+            return "a preemption notice (JAX's preemption service)"
         return self.received.name if self.received is not None else "a stop request from another process"
+
+
+def _preemption_service_runs() -> bool:
+    """Whether `jax.distributed` runs JAX's preemption service (several processes, the service enabled)."""
+    return jax.distributed.is_initialized() and bool(jax.config.jax_enable_preemption_service)

@@ -7,6 +7,7 @@ resumes and reports the same way.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import pathlib
 from collections.abc import Callable
 from typing import Any
@@ -42,8 +43,15 @@ def _due(step: int, every: int, last_step: int) -> bool:
     return every > 0 and (step % every == 0 or step == last_step)
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any:
-    """Train `config` in `workdir`, resuming from its latest checkpoint if there is one; returns the final state.
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    state: Any  # the state at the last step run
+    step: int
+    preempted: bool  # a stop request (SIGTERM, SIGINT, a preemption notice) ended the run early, step committed
+
+
+def run_training(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> TrainResult:
+    """Train `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
     One run at a time may write a workdir (workdir_lock.py); a second one stops with the holder's name.
     """
@@ -51,7 +59,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any
         return _train(config, pathlib.Path(workdir))
 
 
-def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Any:
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any:
+    """`run_training`'s final state, for callers that do not ask how the run ended."""
+    return run_training(config, workdir).state
+
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainResult:
     is_main = jax.process_index() == 0
     run = compile_run(config)
     if max(committed_steps(workdir / CHECKPOINTS), default=0) < config.train.steps:  # else no step will run
@@ -92,21 +105,21 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Any:
             batch = data.make_global_batch(next(stream), run.batch_sharding)
             state, metrics = run.train_step(state, batch)
             sums = {name: sums.get(name, 0.0) + value for name, value in metrics.items()}
+            stop = preemption.stop_requested(step)  # before sampling and evaluation, which a stop skips
 
             if _due(step, train_config.log_every, train_config.steps):
                 means = nonfinite.checked_means(step, sums, step - last_logged, train_config.nonfinite, last_checkpoint)
                 _log_interval(logger, step, last_logged, means)
                 sums, last_logged = {}, step
-            if _due(step, train_config.sample_every, train_config.steps):
+            if not stop and _due(step, train_config.sample_every, train_config.steps):
                 provenance = image_provenance(config, step, config.seed)
                 _write_samples(run, state, sample_rng, illustrate, step, workdir, logger, is_main, provenance)
                 release_freed_memory()
-            if _due(step, config.eval.every, train_config.steps):
+            if not stop and _due(step, config.eval.every, train_config.steps):
                 eval_rng = jax.random.fold_in(init_rng, step)
                 _evaluate(run, state, config, eval_source, sample_evaluation, stream, eval_rng, step, logger)
                 release_freed_memory()
             checkpointer.check()  # a save that failed in the background stops the run here
-            stop = preemption.stop_requested()
             if checkpointer.should_save(step) or step == train_config.steps or stop:
                 # Never save a diverged state, even between log steps.
                 nonfinite.checked_means(step, sums, step - last_logged, train_config.nonfinite, last_checkpoint)
@@ -126,7 +139,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> Any:
         logger.message(stopped_message(preemption.signal_name, step))
     else:
         logger.message(f"done at step {step}; everything is in {workdir.absolute()}")
-    return state
+    return TrainResult(state, step, stop)
 
 
 def _train_stream(config: ml_collections.ConfigDict) -> data.TrainStream:
