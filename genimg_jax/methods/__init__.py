@@ -7,6 +7,7 @@ import ml_collections
 from genimg_jax.config import ConfigError
 from genimg_jax.methods.autoregressive import PixelCNN
 from genimg_jax.methods.base import Method
+from genimg_jax.methods.conditional_diffusion import ConditionalDiffusion
 from genimg_jax.methods.cyclegan import CycleGAN
 from genimg_jax.methods.diffusion import Diffusion
 from genimg_jax.methods.draw import DRAW
@@ -28,6 +29,7 @@ METHODS: dict[str, type] = {
     "pixelcnn": PixelCNN,
     "pix2pix": Pix2Pix,
     "cyclegan": CycleGAN,
+    "conditional_diffusion": ConditionalDiffusion,
 }
 
 

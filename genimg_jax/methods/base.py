@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from genimg_jax import data
 from genimg_jax.config import require
 
 Batch = dict[str, jax.Array]
@@ -68,6 +69,18 @@ class LatentSampler(Protocol):
 def class_conditioning(num_classes: int) -> tuple[str, ...]:
     """`conditioning_fields` of a model that is class-conditional when `num_classes` > 0."""
     return ("label",) if num_classes else ()
+
+
+def source_input(fields: Batch, resolution: int, use_mask: bool) -> jax.Array:
+    """The image-to-image methods' conditioning: the `source` field in [-1, 1] at the target's size (bicubic
+    upsampling if smaller, as SR3 and pix2pix do), with the `mask` field (1 = known pixel) as a last channel when
+    `use_mask`."""
+    source = data.to_unit_range(fields["source"])
+    if source.shape[1:3] != (resolution, resolution):
+        source = jax.image.resize(source, (source.shape[0], resolution, resolution, source.shape[3]), "bicubic")
+    if use_mask:
+        source = jnp.concatenate([source, fields["mask"].astype(source.dtype)], axis=-1)
+    return source
 
 
 def sample_labels(conditioning: Batch | None, num: int, num_classes: int) -> jax.Array | None:

@@ -253,9 +253,15 @@ class Diffusion:
         first_stage = self.first_stage_params()
         x = self.encode(first_stage, example_batch)
         t = jnp.zeros((x.shape[0],))
-        params = self.network.init(init_rng, x, t, self._labels(example_batch))["params"]
+        inputs, labels = self.network_input(x, self._labels(example_batch))
+        params = self.network.init(init_rng, inputs, t, labels)["params"]
         opt_state = self.optimizer.init(params)
         return DiffusionState(jnp.zeros((), jnp.int32), state_rng, params, params, opt_state, first_stage)
+
+    def network_input(self, x: jax.Array, labels) -> tuple[jax.Array, Any]:
+        """(network input, labels) from the scaled noisy image and the labels the samplers carry: as given here;
+        conditional diffusion carries its source image as the labels and concatenates it to x."""
+        return x, labels
 
     def _network(
         self,
@@ -269,6 +275,7 @@ class Diffusion:
         train = rng is not None
         rngs = {"dropout": rng} if train else None
         augment = {} if augment_labels is None else {"augment_labels": augment_labels}
+        x, labels = self.network_input(x, labels)
         return self.network.apply({"params": params}, x, noise_input, labels, train=train, rngs=rngs, **augment)
 
     def denoiser(
@@ -343,7 +350,7 @@ class Diffusion:
         x0 = self.encode(state.first_stage, batch)
         loss_rng, label_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
         labels = self._labels(batch)
-        if labels is not None:  # classifier-free guidance: learn the unconditional model as the null class
+        if model.num_classes:  # classifier-free guidance: learn the unconditional model as the null class
             dropped = jax.random.uniform(label_rng, labels.shape) < model.label_dropout
             labels = jnp.where(dropped, model.num_classes, labels)
         x0, augment_labels = self.augmented(loss_rng, x0)
@@ -410,10 +417,14 @@ class Diffusion:
         sigmas = self.sampling_sigmas()
         scale = samplers.initial_noise_scale(sigmas[0], variance_preserving=model.parameterization == "ddpm_eps")
         x = parallel.constrain_batch(scale * latents)  # otherwise every device would run the whole sampling loop
-        labels = sample_labels(conditioning, latents.shape[0], model.num_classes)
+        labels = self.sampling_labels(conditioning, latents.shape[0])
         denoise = self.sampling_denoiser(state.ema_params, guided=labels is not None and bool(sample.guidance_scale))
         x0 = samplers.run(sampler or sample.sampler, denoise, x, sigmas, labels, rng, sample.eta, sample.variance)
         return self.decode(state.first_stage, x0)
+
+    def sampling_labels(self, conditioning: Batch | None, num: int) -> jax.Array | None:
+        """What the denoiser gets as labels when sampling `num` images: the classes of `sample_labels`."""
+        return sample_labels(conditioning, num, self.config.model.num_classes)
 
     def inpaint(
         self,
@@ -439,7 +450,7 @@ class Diffusion:
         noise_rng, sampler_rng = jax.random.split(rng)
         scale = samplers.initial_noise_scale(sigmas[0], variance_preserving=True)
         x = parallel.constrain_batch(scale * jax.random.normal(noise_rng, known.shape))
-        labels = sample_labels(conditioning, known.shape[0], model.num_classes)
+        labels = self.sampling_labels(conditioning, known.shape[0])
         denoise = self.sampling_denoiser(state.ema_params, guided=labels is not None and bool(sample.guidance_scale))
         x0 = repaint.inpaint(denoise, x, known, mask, sigmas, schedule, labels, sampler_rng, sample.variance)
         return self.decode(state.first_stage, x0)

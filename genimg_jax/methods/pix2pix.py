@@ -23,7 +23,7 @@ import optax
 from genimg_jax import data
 from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.losses import adversarial
-from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam
+from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam, source_input
 from genimg_jax.models.pix2pix import NORMS, MultiScalePatchDiscriminator, UNetGenerator
 
 # The reference's `gan_mode`s: vanilla is binary cross-entropy on logits; lsgan its MSELoss (twice our 1/2-scaled
@@ -129,13 +129,7 @@ class Pix2Pix:
     def generator_input(self, fields: Batch) -> jax.Array:
         """The source in [-1, 1] at the target's size (bicubic upsampling if smaller), with the mask as a last
         channel when `model.use_mask`."""
-        source = data.to_unit_range(fields["source"])
-        size = self.config.data.resolution
-        if source.shape[1:3] != (size, size):
-            source = jax.image.resize(source, (source.shape[0], size, size, source.shape[3]), "bicubic")
-        if self.config.model.use_mask:
-            source = jnp.concatenate([source, fields["mask"].astype(source.dtype)], axis=-1)
-        return source
+        return source_input(fields, self.config.data.resolution, self.config.model.use_mask)
 
     def _translate(self, variables: Any, inputs: jax.Array, rng: jax.Array, train: bool, dropout: bool):
         """G(inputs) and the variables with updated batch statistics when training."""

@@ -123,7 +123,8 @@ class SelfAttention(nn.Module):
 
 
 class UNet(nn.Module):
-    """Noise prediction network eps(x, t) (or EDM's F) with the same shape in and out.
+    """Noise prediction network eps(x, t) (or EDM's F) with the same shape in and out, or `out_channels` channels
+    out when > 0 (conditional diffusion feeds the noisy image with its conditioning channels concatenated).
 
     `channel_multipliers` gives the width of each resolution level relative to `features`; each level but the
     last halves the resolution. `attention_resolutions` are the feature-map sizes that get self-attention.
@@ -140,6 +141,7 @@ class UNet(nn.Module):
     num_classes: int = 0
     augment_dim: int = 0
     remat: bool = False
+    out_channels: int = 0
 
     @nn.compact
     def __call__(
@@ -185,4 +187,5 @@ class UNet(nn.Module):
                 h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
                 h = nn.Conv(h.shape[-1], (3, 3), kernel_init=DDPM_INIT)(h)
         h = nn.swish(group_norm(h.shape[-1])(h))
-        return nn.Conv(x.shape[-1], (3, 3), kernel_init=nn.initializers.zeros_init())(h)
+        out_channels = self.out_channels or x.shape[-1]
+        return nn.Conv(out_channels, (3, 3), kernel_init=nn.initializers.zeros_init())(h)
