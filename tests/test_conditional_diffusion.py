@@ -23,21 +23,34 @@ def _batch(seed: int, mask: bool = False, source_size: int = 2) -> dict:
     return {"image": image, "source": np.where(known == 1, image, 127).astype(np.uint8), "mask": known}
 
 
+def _sr_method():
+    return build_method(load("conditional_diffusion.py:faces_sr4", *TINY))
+
+
+def _random_state(method, batch: dict, seed: int):
+    """A train state of the method's shapes holding N(0, 0.1^2) weights, made without compiling the init (a U-Net's
+    costs ~30 s here) and away from the zero-initialised output layer."""
+    shapes = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), batch)
+    rng = np.random.default_rng(seed)
+    params = jax.tree.map(lambda leaf: jnp.asarray(0.1 * rng.standard_normal(leaf.shape), leaf.dtype), shapes.params)
+    return shapes.replace(
+        step=jnp.zeros((), jnp.int32),
+        rng=jax.random.PRNGKey(seed),
+        params=params,
+        ema_params=params,
+        opt_state=method.optimizer.init(params),
+        first_stage={},
+    )
+
+
 @pytest.fixture(scope="module")
 def sr():
-    """A tiny SR model whose weights are perturbed away from the zero-initialised output layer."""
-    method = build_method(load("conditional_diffusion.py:faces_sr4", *TINY))
-    state = method.init_state(jax.random.PRNGKey(0), _batch(0))
-    leaves, tree = jax.tree.flatten(state.params)
-    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
-    params = jax.tree.unflatten(
-        tree, [x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
-    )
-    return method, state.replace(params=params, ema_params=params)
+    method = _sr_method()
+    return method, _random_state(method, _batch(0), seed=1)
 
 
-def test_source_is_upsampled_bicubically_to_the_target_size(sr):
-    method, _ = sr
+def test_source_is_upsampled_bicubically_to_the_target_size():
+    method = _sr_method()
     batch = _batch(2)
     expected = jax.image.resize(batch["source"].astype(np.float32) / 127.5 - 1.0, (4, 8, 8, 1), "bicubic")
     np.testing.assert_allclose(method._labels(batch), expected, atol=1e-6)
@@ -51,13 +64,14 @@ def test_network_output_has_data_channels_and_depends_on_the_source(sr):
     source = method._labels(_batch(4))
     other = method._labels(_batch(5))
 
+    @jax.jit
     def output(cond):
         return method._network(state.params, x, t, cond, None)
 
     first, second = output(source), output(other)
     assert first.shape == (4, 8, 8, method.config.data.channels)
     assert float(jnp.max(jnp.abs(first - second))) > 1e-3
-    gradient = jax.grad(lambda cond: jnp.sum(output(cond) ** 2))(source)
+    gradient = jax.jit(jax.grad(lambda cond: jnp.sum(output(cond) ** 2)))(source)
     assert float(jnp.max(jnp.abs(gradient))) > 0.0
 
 
@@ -65,9 +79,9 @@ def test_inpainting_samples_equal_the_known_pixels_where_the_mask_is_one():
     config = load("conditional_diffusion.py:faces_inpaint", *TINY_UNET, "train.batch_size=4")
     method = build_method(config)
     batch = _batch(6, mask=True)
-    state = method.init_state(jax.random.PRNGKey(0), batch)
+    state = _random_state(method, batch, seed=2)
     assert method.conditioning_fields() == ("source", "mask")
-    samples = np.asarray(method.sample(state, jax.random.PRNGKey(7), 4, batch))
+    samples = np.asarray(jax.jit(lambda s, b: method.sample(s, jax.random.PRNGKey(7), 4, b))(state, batch))
     known = batch["mask"] == 1
     target = np.asarray(data.to_unit_range(batch["image"]))
     np.testing.assert_array_equal(samples[known], target[known])
@@ -82,10 +96,10 @@ def test_config_without_a_source_is_one_clear_error():
 
 
 @pytest.mark.slow
-def test_short_training_lowers_the_loss(sr):
-    method, _ = sr
+def test_short_training_lowers_the_loss():
+    method = _sr_method()
     batch = _batch(8)
-    state = method.init_state(jax.random.PRNGKey(0), batch)
+    state = jax.jit(method.init_state)(jax.random.PRNGKey(0), batch)
     step = jax.jit(method.train_step)
     losses = []
     for _ in range(60):
