@@ -43,3 +43,14 @@ def uncached_subprocesses(monkeypatch: pytest.MonkeyPatch) -> None:
     it never set up their cross-process Gloo context (GetKeyValue of key cpu:gloo/... times out after 30 s)."""
     for name in _CACHE_SETTINGS:
         monkeypatch.delenv(name.upper(), raising=False)
+
+
+LAST_STARTED = ".pytest_cache/last_started_test"
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple) -> None:
+    """Name the running test in a file, so that when a native crash (an abort in XLA or a C extension) takes the
+    whole session down before pytest can report, `.ci/run` can still say which test it was."""
+    os.makedirs(os.path.dirname(LAST_STARTED), exist_ok=True)
+    with open(LAST_STARTED, "w") as file:
+        file.write(nodeid + "\n")
