@@ -6,6 +6,13 @@ Variants (`--config=configs/ddpm.py:VARIANT`):
 - `digits_guided`: the same, class-conditional with classifier-free guidance (Ho & Salimans 2021): labels are
   dropped to the null class with probability 0.1 in training, samples use guidance scale w = 1 and show the
   classes in order.
+- `faces_repaint`: RePaint inpainting (Lugmayr et al. 2022) with an unconditional model: DDPM trained on the
+  embedded 32x32 faces with the U-Net, schedule and batch of configs/conditional_diffusion.py:faces_inpaint, then
+  evaluated (PSNR/SSIM, grids) on their box-masked test faces; `sample.repaint` makes `sample` inpaint the masked
+  source with 100 respaced steps and the paper's jumps (length 10, 10 resamplings). Training never sees a mask,
+  so any unconditional DDPM checkpoint can be evaluated this way (`--mode=eval --config.sample.repaint=true
+  --config.data.degradation=mask:box --config.eval.metrics=psnr,ssim`). Deviation from RePaint: 100 respaced
+  steps instead of its 250 of T = 1000.
 - `cifar10`: the paper's CIFAR-10 model (35.7M parameters: channels 128, multipliers (1, 2, 2, 2), 2 residual
   blocks per level, attention at 16x16, dropout 0.1), Adam lr 2e-4 with 5000 warm-up steps, gradient clipping
   at 1, batch 128, EMA 0.9999, random flips, 800k steps; ancestral sampling with sigma_t^2 = beta_t (the reference
@@ -26,7 +33,7 @@ import ml_collections
 from genimg_jax.config import CIFAR10_EVAL, check_variant
 from genimg_jax.methods.diffusion import default_config
 
-VARIANTS = ("digits", "digits_guided", "cifar10")
+VARIANTS = ("digits", "digits_guided", "faces_repaint", "cifar10")
 
 
 def digits(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -42,6 +49,20 @@ def digits(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return config
 
 
+def faces_repaint(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The unconditional counterpart of conditional_diffusion.py:faces_inpaint, inpainting with RePaint."""
+    config.data.update(source="faces", resolution=32, channels=1, degradation="mask:box")
+    config.model.update(
+        features=32, channel_multipliers=(1, 2), num_res_blocks=1, attention_resolutions=(8,), dropout=0.0
+    )
+    config.optim.denoiser.update(learning_rate=1e-3, warmup_steps=100)
+    config.train.update(steps=2000, batch_size=16, ema_decay=0.999, sample_every=500, checkpoint_every=500)
+    config.train.num_sample_images = 16
+    config.sample.update(steps=100, repaint=True)
+    config.eval.metrics = "psnr,ssim"
+    return config
+
+
 def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     check_variant(variant, VARIANTS)
     config = default_config()
@@ -51,6 +72,8 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
         config.train.update(steps=800_000, sample_every=50_000, checkpoint_every=10_000, log_every=500)
         config.sample.variance = "beta"
         return config
+    if variant == "faces_repaint":
+        return faces_repaint(config)
     config = digits(config)
     if variant == "digits_guided":
         config.model.update(num_classes=10, label_dropout=0.1)

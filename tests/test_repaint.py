@@ -142,3 +142,31 @@ def test_repaint_refuses_edm_models():
     method = build_method(load("edm.py", *TINY_UNET))
     with pytest.raises(ConfigError, match=r"model\.parameterization"):
         method.inpaint(None, jax.random.key(0), jnp.zeros((1, 8, 8, 1), jnp.uint8), jnp.ones((1, 8, 8, 1), jnp.uint8))
+
+
+def test_sample_repaint_makes_an_unconditional_checkpoint_an_inpainting_method():
+    """`sample.repaint`: `sample` (what the restoration evaluator and the grids call) takes the masked `source` and
+    its `mask` as conditioning and returns RePaint's inpainting, the known pixels the source's."""
+    overrides = ["data.degradation=mask:box", "sample.repaint=true", "sample.repaint_jump_length=2"]
+    config = load("ddpm.py", *TINY_UNET, *overrides)
+    method = build_method(config)
+    assert method.conditioning_fields() == ("source", "mask")
+    method._network = lambda params, x, t, labels, rng, augment_labels=None: 0.5 * x
+    source = data.make_source("digits", split="test", resolution=8, channels=1, degradation="mask:box")
+    examples = [source[index] for index in range(6)]
+    conditioning = {name: jnp.asarray(np.stack([e[name] for e in examples])) for name in ("source", "mask")}
+    state = DiffusionState(jnp.zeros((), jnp.int32), jax.random.key(0), {}, {}, {}, {})
+    output = np.asarray(jax.jit(method.sample, static_argnums=2)(state, jax.random.key(1), 6, conditioning))
+    known = np.asarray(conditioning["mask"])[..., 0] == 1
+    assert 0 < known.mean() < 1
+    np.testing.assert_array_equal(output[known], np.asarray(data.to_unit_range(conditioning["source"]))[known])
+    assert np.abs(output[~known] - np.asarray(data.to_unit_range(conditioning["source"]))[~known]).max() > 0.05
+
+
+@pytest.mark.parametrize(
+    ("spec", "overrides"),
+    [("ddpm.py", ["sample.repaint=true"]), ("conditional_diffusion.py", ["sample.repaint=true"])],
+)
+def test_sample_repaint_needs_a_mask_degradation_and_an_unconditional_model(spec, overrides):
+    with pytest.raises(ConfigError, match=r"sample\.repaint"):
+        build_method(load(spec, *TINY_UNET, *overrides))
