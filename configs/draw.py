@@ -4,10 +4,11 @@ Variants (`--config=configs/draw.py:VARIANT`):
 - `digits` (default): the embedded 8x8 digits upsampled to 32x32; T = 8 steps, 3x3 read, 5x5 write, 128 LSTM
   units, 8-d z per step: small settings chosen to train in minutes on a CPU, not tuned (measured test bound:
   experiments/records/embedded_configs.md).
-- `mnist`: `tfds:mnist` with the paper's MNIST generation settings (Table 3): T = 64, 2x2 read, 5x5 write,
-  256 LSTM units, 100-d z per step. The paper reports -log p(x) ≤ 80.97 nats on binarised MNIST (Table 2;
-  87.40 without attention). The trainer needs power-of-two resolutions, so MNIST is resized to 32x32 here and
-  binarised at mid-grey rather than the paper's fixed binarisation: the numbers are close in kind, not comparable.
+- `mnist`: `tfds:mnist` with the paper's MNIST generation settings (Table 3): T = 64, 2x2 read, 5x5 write, 256 LSTM
+  units, 100-d z per step. The paper reports -log p(x) ≤ 80.97 nats on binarised MNIST (Table 2; checked only
+  second-hand, in another paper's MNIST table that cites it). The trainer needs power-of-two resolutions, so MNIST
+  is resized to 32x32 here and binarised at mid-grey rather than the paper's fixed binarisation: the numbers are
+  close in kind, not comparable.
 
 Initialisation (not given in the paper): the write's intensity starts at patch area / image area
 (`genimg_jax/models/draw.py`), which keeps every prior sample from staying a blank canvas.

@@ -26,7 +26,9 @@ Variants (`--config=configs/edm.py:VARIANT`):
   Adam and no clipping that only scales Adam's epsilon by 1/3072. The Heun sampler runs in float32 where EDM's
   runs in float64 (float64 is not available on TPUs); no S_churn, as EDM's deterministic CIFAR-10 sampler; one
   seed where EDM reports the minimum FID over 3. The EMA is a fixed per-step decay after the project's warm-up
-  min(decay, (1 + s) / (10 + s)) where EDM ramps the half-life (ema_rampup_ratio 0.05) over training.
+  min(decay, (1 + s) / (10 + s)) where EDM ramps the half-life (ema_rampup_ratio 0.05) over training. The
+  learning rate ramps as (step + 1) / 19,531 where EDM's is images seen / 10M (step / 19,531.25, 0 at the first
+  step), and gradients are not passed through EDM's nan_to_num.
 """
 
 import ml_collections

@@ -10,10 +10,12 @@ authors' code (pfnet-research/sngan_projection, configs/sn_cifar10_unconditional
 100k updates unless noted. As in that code: the generator step draws 128 samples (`train.g_batch_multiple` 2,
 n_gen_samples), the discriminator's output layer has no bias (`model.d_head_bias`), and samples come from the
 live generator with its batch-norm running statistics (`train.sample_generator`: the code evaluates in test
-mode, no EMA). Published: Inception score 8.22, FID 21.7 (checked: Papers with Code's "results from the paper"
-for SN-GANs on CIFAR-10, not the paper's table itself; sample count and reference split not recorded here).
-Deliberate deviations: flax's default initialisers (the code: Glorot uniform, gain sqrt(2) in the residual
-blocks) and batch-norm epsilon 1e-5 (chainer's 2e-5); both are negligible under spectral and batch norm.
+mode, no EMA). Published (Table 2, ResNet, SN-GANs with the hinge loss Eq. 17): Inception score 8.22 +- .05, FID
+21.7 +- .21 (checked against text transcriptions of the paper, not the PDF); protocol (Appendix B.1): IS of 5000
+samples, mean and std of 10 repetitions; FID "over 10000 and 5000 samples". This config evaluates 50k samples
+(`config.CIFAR10_EVAL`), and FID falls as N grows, so its FID is not the paper's estimator. Deliberate deviations:
+flax's default initialisers (the code: Glorot uniform, gain sqrt(2) in the residual blocks) and batch-norm epsilon
+1e-5 (chainer's 2e-5); both are negligible under spectral and batch norm.
 digits: 32-wide networks at 16x16 on the embedded digits.
 faces / faces_ada: the limited-data setting of Zhao et al. 2020 (DiffAugment "color,translation,cutout") and
 Karras et al. 2020 (ADA, target r_t = 0.6), on 160 grey 32x32 faces, with one D step per G step.

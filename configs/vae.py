@@ -10,10 +10,10 @@ The test split is scored by the true ELBO (β = 1, one posterior sample) and by 
 Burda et al. (2016) with `eval.iwae_samples` samples, in nats per image and bits/dim. Training stops at 800 steps
 because with 1500 training digits longer runs overfit (the measured bounds: experiments/records/embedded_configs.md).
 
-Published numbers, for orientation only: on binarised MNIST (28x28) a one-stochastic-layer VAE reaches
--log p(x) ≈ 86.76 nats and an IWAE with k = 50 about 84.78 (two stochastic layers: 82.90) (Burda et al. 2016,
-Table 1). The digits here are 8x8 scans with 17 grey levels upsampled to 32x32 and binarised, a different and
-much smaller data set, so the numbers are not comparable.
+Published bounds of VAEs and IWAEs on binarised MNIST (28x28) are in Burda et al. (2016), Table 1; none is quoted
+here, as they could not be checked against the paper's text in this project, and the digits here are 8x8 scans
+with 17 grey levels upsampled to 32x32 and binarised, a different and much smaller data set, so the numbers would
+not be comparable anyway.
 """
 
 import ml_collections

@@ -5,15 +5,15 @@ critic, n_critic = 5 critic steps per generator step, Adam betas (0, 0.9), lambd
 lr 2e-4 (Appendix F). One train step consumes `train.batch_size` = 5 x 64 real images: 64 per critic step, as in
 the paper.
 
-cifar10: the paper's CIFAR-10 ResNet (Appendix F: 128 feature maps, Adam lr 2e-4 decayed linearly to 0 over
-100k generator iterations, batch 64), with the official code's (igul222/improved_wgan_training,
-gan_cifar_resnet.py) choices: 128 samples per generator step (`train.g_batch_multiple` 2, GEN_BS_MULTIPLE),
-mean pooling of the critic's last maps (`model.d_pooling`), and samples from the live generator, no EMA
-(`train.sample_generator`). Published: unsupervised Inception score 7.86 (checked: Papers with Code's "results
-from the paper", not the paper's table itself); sample count and protocol not recorded here. Deliberate
-deviations: the code computes its Inception scores with batch norm in training mode (statistics of each
-100-sample batch), here the running statistics; it dequantises real images with U[0, 1/128) noise, here not;
-the other variants keep sum pooling, 64 generator samples and the EMA generator.
+cifar10: the paper's CIFAR-10 ResNet (Appendix F: 128 feature maps, Adam lr 2e-4 decayed linearly to 0 over 100k
+generator iterations, batch 64), with the official code's (igul222/improved_wgan_training, gan_cifar_resnet.py)
+choices: 128 samples per generator step (`train.g_batch_multiple` 2, GEN_BS_MULTIPLE), mean pooling of the critic's
+last maps (`model.d_pooling`), and samples from the live generator, no EMA (`train.sample_generator`). Published:
+unsupervised Inception score 7.86 +- .07 (Table 3, "WGAN-GP ResNet (ours)"; checked against text transcriptions of
+the paper, not the PDF); the sample count is not stated with the table. Deliberate deviations: the code computes its
+Inception scores with batch norm in training mode (statistics of each 100-sample batch), here the running
+statistics; it dequantises real images with U[0, 1/128) noise, here not; the other variants keep sum pooling, 64
+generator samples and the EMA generator.
 digits: the same recipe with 32-wide networks at 16x16 on the embedded digits.
 """
 

@@ -1,6 +1,7 @@
 """The digits feature net, reference-feature cache, memorization audit, and evaluation wired into training,
 `--mode=eval` and `--mode=audit`."""
 
+import dataclasses
 import json
 import types
 
@@ -251,6 +252,34 @@ def test_samples_reach_the_feature_net_on_uint8_levels_as_real_images_do():
     expected = data.to_unit_range(data.from_unit_range(images))
     np.testing.assert_array_equal(jax.jit(data.quantized)(images), expected)
     assert len(np.unique(np.asarray(expected))) <= 256
+
+
+class _OffGridSampler:
+    """An unconditional "generator" whose every sample is the one float image it is given as its state."""
+
+    def conditioning_fields(self):
+        return ()
+
+    def sample(self, image, rng, num, conditioning=None):
+        return jnp.broadcast_to(image, (num, *image.shape))
+
+
+def test_evaluation_hands_the_feature_net_the_quantized_samples(tmp_path):
+    """What the evaluator's compiled step passes to the feature net is the samples snapped to uint8 levels, not the
+    method's floats: a net that returns its input as features gives back data.quantized of the sample."""
+    config = load("dcgan.py", "eval.metrics=fid", "eval.num_samples=8", "eval.batch_size=8")
+    mesh = parallel.make_mesh(config.mesh)
+    run = types.SimpleNamespace(method=_OffGridSampler(), mesh=mesh, state_sharding=parallel.replicated(mesh))
+    evaluator = SampleEvaluator(config, run, tmp_path)
+    evaluator.net = dataclasses.replace(
+        evaluator.net, apply=lambda variables, images: {"features": images.reshape(images.shape[0], -1)}
+    )
+    evaluator._generate = evaluator._compile_generate(run)  # rebuilt around the echoing net
+    image = jnp.asarray(np.random.default_rng(4).uniform(-1, 1, (32, 32, 1)), jnp.float32)
+    features_seen = next(evaluator.stream(image))["features"]
+    expected = np.asarray(data.quantized(image)).reshape(1, -1)
+    np.testing.assert_array_equal(features_seen, np.repeat(expected, 8, axis=0))
+    assert np.abs(expected - np.asarray(image).reshape(1, -1)).max() > 1e-3  # the floats were off the uint8 grid
 
 
 def test_precision_recall_sets_are_cut_to_equal_size_by_a_fixed_subset():

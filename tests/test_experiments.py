@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from genimg_jax.config import load_python_file
 from genimg_jax.experiments import Published, Study, launch, results, runner
 from genimg_jax.experiments.__main__ import main
 from genimg_jax.experiments.study import expand, is_finished, load_study
@@ -237,3 +238,29 @@ def test_reduced_embedded_ablation_runs_end_to_end(tmp_path):
     assert all(row["finished"] == "True" and row["step"] == "2" and float(row["fid"]) > 0 for row in rows)
     assert all(row["protocol"].startswith("digits net") for row in rows)
     assert len(list((root / "report" / "grids").glob("*.png"))) == 2
+
+
+# Which config's docstring quotes each group of experiments/published.py.
+PUBLISHED_CONFIGS = {
+    "WGAN_GP": "wgan_gp",
+    "SNGAN": "sngan",
+    "CGAN_PROJECTION": "cgan_projection",
+    "STYLEGAN2_ADA_CONDITIONAL": "stylegan2_ada",
+    "DDPM": "ddpm",
+    "EDM_UNCONDITIONAL": "edm",
+    "EDM_CONDITIONAL": "edm",
+}
+
+
+def test_every_published_number_is_marked_checked_and_quoted_by_its_config():
+    """Each number the studies compare with says how it was checked and is the one its config's docstring quotes,
+    so a number changed in one place and not the other, or added unchecked, fails here."""
+    published = load_python_file(str(ROOT / "experiments" / "published.py"), "published")
+    groups = {name: value for name, value in vars(published).items() if name.isupper() and isinstance(value, dict)}
+    assert set(groups) == set(PUBLISHED_CONFIGS)
+    for name, numbers in groups.items():
+        docstring = load_python_file(str(ROOT / "configs" / f"{PUBLISHED_CONFIGS[name]}.py"), "config").__doc__
+        for metric, number in numbers.items():
+            assert isinstance(number, Published) and "checked" in number.table, (name, metric)
+            assert number.protocol, (name, metric)
+            assert re.search(rf"(?<![\d.]){re.escape(f'{number.value:g}')}(?![\d])", docstring), (name, metric)

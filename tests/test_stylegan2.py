@@ -8,6 +8,7 @@ import pytest
 from tiny_configs import TINY_STYLEGAN2, load
 
 from genimg_jax import data
+from genimg_jax.augment.ada import expand_ops
 from genimg_jax.config import ConfigError
 from genimg_jax.losses.path_length import path_length_penalty, path_lengths
 from genimg_jax.methods import build_method
@@ -278,6 +279,10 @@ def test_cifar10_variants_use_the_papers_setup():
         assert config.model.num_classes == 10 and config.model.d_architecture == "orig"
         assert not config.data.random_flip  # the reference's --mirror is off in its CIFAR-10 runs
     assert (plain.augment.mode, ada.augment.mode) == ("none", "ada")
+    # The reference's default augpipe bgc (stylegan2-ada-pytorch train.py): these twelve ops, no cutout.
+    bgc = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
+    bgc += ("brightness", "contrast", "lumaflip", "hue", "saturation")
+    assert set(expand_ops(ada.augment.ops)) == set(bgc)
     faces = _config("stylegan2_ada.py", [])
     assert faces.data.source == "faces" and faces.augment.mode == "ada"
     assert faces.model.output_activation == "linear" and _config("stylegan2.py", []).model.output_activation == "tanh"

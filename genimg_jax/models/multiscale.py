@@ -1,5 +1,9 @@
 """Multi-scale discriminator (Wang et al. 2018, pix2pixHD; Durugkar et al. 2017): copies of one discriminator
-architecture, each with its own weights, judge the image at full, half, quarter ... resolution."""
+architecture, each with its own weights, judge the image at full, half, quarter ... resolution.
+
+The copies are made by 2x2 average pooling (`gan_layers.downsample`, cheap to differentiate twice), not
+pix2pixHD's 3x3 stride-2 average without the padding counted; the pix2pix family's own discriminator
+(`models.pix2pix.MultiScalePatchDiscriminator`) uses pix2pixHD's. No paper setup uses this one."""
 
 import flax.linen as nn
 import jax
