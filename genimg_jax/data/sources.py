@@ -412,8 +412,8 @@ def vocabulary_for(data_config: ml_collections.ConfigDict) -> Vocabulary:
     with _naming("source"):
         kind, argument = _parse(data_config.source, options)
         if kind.vocabulary is None:
-            captioned = [form for form in SPEC_FORMS if "caption" in form or form.startswith("digit_scenes")]
-            raise DataError(f"'{data_config.source}' has no captions; captioned forms: {', '.join(captioned)}")
+            captioned = [name for name, other in SOURCE_KINDS.items() if other.vocabulary is not None]
+            raise DataError(f"'{data_config.source}' has no captions; captioned kinds: {', '.join(captioned)}")
         return kind.vocabulary(argument, options)
 
 
@@ -441,8 +441,9 @@ def make_source(
     vocabulary_size: int = SourceOptions.vocabulary_size,
 ) -> ImageSource:
     """Builds the source named by `spec` (one of `SPEC_FORMS`, or a kind added to `SOURCE_KINDS`) with the
-    options of `SourceOptions`, degraded by `degradation` (a `degradations.DEGRADATION_FORMS` spec) or paired
-    with the images of the second source `unpaired_source` as field `source` ('' = neither)."""
+    options of `SourceOptions` (`caption_length` and `vocabulary_size` for captioned sources), degraded by
+    `degradation` (a `degradations.DEGRADATION_FORMS` spec) or paired with the images of the second source
+    `unpaired_source` as field `source` ('' = neither)."""
     options = SourceOptions(
         resolution, channels, data_dir, bad_images, small_images, direction, caption_length, vocabulary_size
     )

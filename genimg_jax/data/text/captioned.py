@@ -100,8 +100,8 @@ def _tfds_texts(argument: str, split: str | None, options: SourceOptions) -> lis
     name, image_feature, text_feature = _tfds_parts(argument)[:3]
     spec = f"tfds_captions:{argument}"
     builder = prepared_builder(name, options.data_dir, spec)
-    feature = builder.info.features.get(text_feature)
-    if not isinstance(feature, tfds.features.Text):
+    features = builder.info.features
+    if text_feature not in features or not isinstance(features[text_feature], tfds.features.Text):
         raise DataError(f"{spec}: no Text feature '{text_feature}' (features: {sorted(builder.info.features)})")
     decoders = {image_feature: tfds.decode.SkipDecoding()}
     texts = []
