@@ -132,16 +132,19 @@ def test_held_out_pairs_never_occur_in_train_and_do_in_test():
     all_pairs = set(itertools.product(range(10), range(scenes.NUM_CELLS)))
     assert set(pairs["train"]) == all_pairs - scenes.HELD_OUT  # the others all occur
     assert set(pairs["test"]) >= scenes.HELD_OUT
-    held_out = scenes.held_out_indices(1000)
+    test = data.make_source("digit_scenes:48", split="test", resolution=32, channels=1, caption_length=SCENE_LENGTH)
+    held_out = test.held_out_examples()
+    expected = [i for i in range(1000) if {(p.digit, p.cell) for p in test.layout(i)} & scenes.HELD_OUT]
+    np.testing.assert_array_equal(held_out, expected)
     assert 150 < len(held_out) < 500  # about 1 - (35/40)**3 of the scenes
     only_held_out = data.make_source(
         "digit_scenes:48:held_out", split="test", resolution=32, channels=1, caption_length=SCENE_LENGTH
     )
     assert len(only_held_out) == len(held_out)
-    assert all(scenes.has_held_out(only_held_out.layout(i)) for i in range(len(only_held_out)))
-    test = data.make_source("digit_scenes:48", split="test", resolution=32, channels=1, caption_length=SCENE_LENGTH)
-    np.testing.assert_array_equal(test.held_out_examples(), held_out)
-    assert only_held_out.caption(0) == test.caption(int(held_out[0]))
+    assert [only_held_out.caption(k) for k in range(len(held_out))] == [test.caption(int(i)) for i in held_out]
+    np.testing.assert_array_equal(only_held_out.held_out_examples(), np.arange(len(held_out)))
+    train = data.make_source("digit_scenes:48:train=500", split="train", resolution=32, channels=1, caption_length=40)
+    assert len(train.held_out_examples()) == 0
 
 
 def test_scene_examples_are_a_function_of_split_and_index():

@@ -69,7 +69,7 @@ def parse_scene_spec(argument: str) -> SceneSpec:
 def scene_box(cell: int, size: int, canvas: int) -> tuple[int, int, int]:
     """(top, left, side) of the square a digit of `size` (0 small, 1 large) fills in `cell` of a `canvas` image."""
     cell_side = canvas // GRID
-    side = cell_side if size else round(cell_side * SMALL_FRACTION)
+    side = cell_side
     row, column = divmod(cell, GRID)
     offset = (cell_side - side) // 2
     return row * cell_side + offset, column * cell_side + offset, side
@@ -97,9 +97,9 @@ def has_held_out(layout: tuple[Placement, ...]) -> bool:
     return any((placement.digit, placement.cell) in HELD_OUT for placement in layout)
 
 
-def held_out_indices(num_examples: int) -> np.ndarray:
-    """The indices among the first `num_examples` test scenes that contain a held-out pair."""
-    return np.array([i for i in range(num_examples) if has_held_out(scene_layout("test", i))], np.int64)
+def _with_held_out(split: str, indices: np.ndarray) -> np.ndarray:
+    """The positions in `indices` of the scenes of `split` that contain a held-out pair."""
+    return np.array([k for k, i in enumerate(indices) if has_held_out(scene_layout(split, int(i)))], np.int64)
 
 
 def scene_fields(options: SourceOptions) -> dict[str, Field]:
@@ -131,8 +131,9 @@ class DigitScenes:
             raise DataError(f"'digit_scenes:{argument}' has splits 'train' and 'test', not '{split}'")
         if self._spec.held_out and split != "test":
             raise DataError(f"'digit_scenes:{argument}': option held_out selects test scenes, not {split} ones")
-        count = self._spec.counts[split]
-        self._indices = held_out_indices(count) if self._spec.held_out else np.arange(count)
+        self._indices = np.arange(self._spec.counts[split])
+        if self._spec.held_out:
+            self._indices = self._indices[_with_held_out(split, self._indices)]
         self._split, self._options = split, options
         self.vocabulary = grammar_vocabulary("scenes")
 
@@ -144,7 +145,7 @@ class DigitScenes:
 
     def held_out_examples(self) -> np.ndarray:
         """The indices of this source's examples whose layouts contain a held-out (digit, cell) pair."""
-        return np.array([i for i in range(len(self)) if has_held_out(self.layout(i))], np.int64)
+        return _with_held_out(self._split, self._indices)
 
     def _drawn(self, index: int) -> tuple[np.random.Generator, tuple[Placement, ...], str]:
         """The generator of example `index` after drawing its layout and caption, the layout and the caption."""
