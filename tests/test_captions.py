@@ -158,14 +158,23 @@ def test_scene_examples_are_a_function_of_split_and_index():
             np.testing.assert_array_equal(first[index][name], again[index][name])
     assert first.caption(3) != first.caption(4)
     assert make("digit_scenes:64", "test").caption(3) != first.caption(3)
-    # the pixels: a digit in every named square and nothing outside them
-    layout, image = first.layout(5), first[5]["image"][..., 0]
-    outside = np.ones_like(image, bool)
-    for placement in layout:
-        top, left, side = scenes.scene_box(placement.cell, placement.size, 64)
-        assert image[top : top + side, left : left + side].max() > 128
-        outside[top : top + side, left : left + side] = False
-    assert image[outside].max() == 0
+
+
+def test_scene_digits_fill_the_square_of_their_cell_and_size():
+    assert scenes.scene_box(3, 1, 64) == (32, 32, 32) and scenes.scene_box(1, 0, 64) == (6, 38, 20)
+    assert scenes.scene_box(2, 0, 48) == (28, 4, 15)
+    source = data.make_source("digit_scenes:64", split="train", resolution=64, channels=1, caption_length=SCENE_LENGTH)
+    heights = {0: [], 1: []}
+    for index in range(30):
+        layout, image = source.layout(index), source[index]["image"][..., 0]
+        outside = np.ones_like(image, bool)
+        for placement in layout:
+            top, left, side = scenes.scene_box(placement.cell, placement.size, 64)
+            ink_rows = np.flatnonzero(image[top : top + side, left : left + side].max(axis=1) > 64)
+            heights[placement.size].append(ink_rows[-1] - ink_rows[0] + 1)
+            outside[top : top + side, left : left + side] = False
+        assert image[outside].max() == 0  # nothing outside the named squares (empty cells stay black)
+    assert max(heights[0]) <= 20 < min(heights[1])  # small digits are 20 pixels tall at most, large ones more
 
 
 def test_digit_captions_are_deterministic_and_keep_the_digits_split():

@@ -69,7 +69,7 @@ def parse_scene_spec(argument: str) -> SceneSpec:
 def scene_box(cell: int, size: int, canvas: int) -> tuple[int, int, int]:
     """(top, left, side) of the square a digit of `size` (0 small, 1 large) fills in `cell` of a `canvas` image."""
     cell_side = canvas // GRID
-    side = cell_side
+    side = cell_side if size else round(cell_side * SMALL_FRACTION)
     row, column = divmod(cell, GRID)
     offset = (cell_side - side) // 2
     return row * cell_side + offset, column * cell_side + offset, side
