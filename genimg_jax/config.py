@@ -194,6 +194,8 @@ def validate_common(config: ml_collections.ConfigDict) -> None:
     require_choice(config, "data.bad_images", ("error", "skip"))
     require_choice(config, "data.small_images", ("upscale", "skip"))
     require_choice(config, "data.direction", ("AtoB", "BtoA"))
+    require(data.caption_length > 0, "data.caption_length", data.caption_length, "must be positive")
+    require(data.vocabulary_size >= 4, "data.vocabulary_size", data.vocabulary_size, "must be >= 4 (special ids)")
     require(
         not (data.degradation and data.unpaired_source),
         "data.unpaired_source",
@@ -218,7 +220,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict(
         {
             # digits | faces | tfds:NAME[:SPLIT] | folder:PATH | npz:PATH | folder_pairs:PATH | ct:sparse:ANGLES |
-            # ct:lowdose:PHOTONS | tfds_pairs:NAME:SOURCE_FEATURE:TARGET_FEATURE[:SPLIT] (README, data sources)
+            # ct:lowdose:PHOTONS | tfds_pairs:NAME:SOURCE_FEATURE:TARGET_FEATURE[:SPLIT] | captioned: digits_captions |
+            # digit_scenes:SIZE[:train=N][:test=N][:held_out] | folder_captions:PATH |
+            # tfds_captions:NAME:IMAGE_FEATURE:TEXT_FEATURE[:SPLIT] (README, data sources)
             "source": "digits",
             # adds field `source` (and `mask`) to each example, fixed per example: downsample:K |
             # noise:gaussian:SIGMA | noise:poisson:PEAK | mask:box | mask:free_form | mask:half | gray | edges |
@@ -236,6 +240,8 @@ def base_config() -> ml_collections.ConfigDict:
             "random_flip": False,
             "bad_images": "error",  # undecodable image files in a folder source: error | skip (counted warning)
             "small_images": "upscale",  # images smaller than the resolution: upscale | skip (counted warning)
+            "caption_length": 16,  # tokens per caption of a captioned source (BOS and EOS included)
+            "vocabulary_size": 5000,  # most ids of a vocabulary built from a dataset's captions
         }
     )
     config.model = ml_collections.ConfigDict()

@@ -17,11 +17,14 @@ from genimg_jax.data.sources import (
     ImageSource,
     SourceKind,
     SourceOptions,
+    caption_fields,
     example_batch,
     fields_from_config,
     make_source,
     source_from_config,
+    vocabulary_for,
 )
+from genimg_jax.data.text.vocabulary import Vocabulary
 
 __all__ = [
     "DEGRADATION_FORMS",
@@ -34,7 +37,9 @@ __all__ = [
     "SourceKind",
     "SourceOptions",
     "TrainStream",
+    "Vocabulary",
     "abstract_global_batch",
+    "caption_fields",
     "cycled_batches",
     "example_batch",
     "fields_from_config",
@@ -48,4 +53,5 @@ __all__ = [
     "shard_whole_batch",
     "source_from_config",
     "to_unit_range",
+    "vocabulary_for",
 ]

@@ -113,14 +113,21 @@ def _find_problems(
 
 
 def usable_images(
-    root: Path, resolution: int, bad_images: str, small_images: str, where: str, columns: int = 1
+    root: Path,
+    resolution: int,
+    bad_images: str,
+    small_images: str,
+    where: str,
+    columns: int = 1,
+    companion_suffix: str = "",
 ) -> tuple[list[Path], dict[str, list[Path]]]:
     """(the image files below `root` to use, {problem kind: files left out}), relative to `root`, after the checks
     and policies of the module docstring; an image file may hold `columns` images side by side (the size check
-    then applies to each)."""
+    then applies to each). Files ending in `companion_suffix` (captions beside their images) are expected, so
+    neither used nor counted."""
     if bad_images not in BAD_IMAGE_POLICIES or small_images not in SMALL_IMAGE_POLICIES:
         raise DataError(f"bad_images={bad_images!r} / small_images={small_images!r} are not valid policies")
-    found = visible_files(root, where)
+    found = [rel for rel in visible_files(root, where) if not companion_suffix or rel.suffix != companion_suffix]
     problems = _find_problems(root, found, resolution, small_images, columns)
     if problems[UNDECODABLE] and bad_images == "error":
         raise DataError(
@@ -161,11 +168,12 @@ class FolderSource:
         channels: int,
         bad_images: str = "error",
         small_images: str = "upscale",
+        companion_suffix: str = "",
     ):
-        where = f"(source 'folder:{path}')"
-        root = split_root(path, split, where)
-        self._files, self.skipped = usable_images(root, resolution, bad_images, small_images, where)
-        self._root = root
+        where = f"(source '{'folder_captions' if companion_suffix else 'folder'}:{path}')"
+        self.root = split_root(path, split, where)
+        policies = (resolution, bad_images, small_images, where)
+        self._files, self.skipped = usable_images(self.root, *policies, companion_suffix=companion_suffix)
         self._resolution = resolution
         self._channels = channels
         self.class_names, self._labels = class_labels(self._files)
@@ -181,5 +189,5 @@ class FolderSource:
         return len(self._files)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        pixels = decode_file(self._root / self._files[index])
+        pixels = decode_file(self.root / self._files[index])
         return example(fit_image(pixels, self._resolution, self._channels), self._labels[index])

@@ -12,6 +12,14 @@ Image-to-image data comes in three ways: spec forms whose examples are pairs (`f
 the CT phantoms `ct:`), a degradation of any source (`config.data.degradation`, `make_source(degradation=)`), or
 a second, unpaired source (`config.data.unpaired_source`); the last two wrap the source (derived_sources.py).
 
+Text-to-image data are sources whose examples also carry a caption as int32 fields `tokens` and `tokens_mask`
+(`caption_fields`; word-level, see data/text/vocabulary.py): `digits_captions` (each digit with a caption from a
+template), `digit_scenes:SIZE` (2-4 digits placed on a 2x2 grid, named with their positions and sizes, with
+(digit, cell) pairs held out of train), `folder_captions:PATH` (a `.txt` caption beside each image) and
+`tfds_captions:NAME:IMAGE_FEATURE:TEXT_FEATURE[:SPLIT]`. Each form states its vocabulary
+(`vocabulary_for(config.data)`): a fixed one from the grammar for the embedded two, else one built from all the
+captions of the dataset, capped at `config.data.vocabulary_size`; `config.data.caption_length` tokens per caption.
+
 The two embedded sources are real data that ship inside installed packages, so tests and the default
 configs run offline: scikit-learn's handwritten digits and scikit-image's LFW subset. Their train/test split
 is fixed by hashing each example's index (`_fixed_split`), independent of any run seed and of the numpy
@@ -31,6 +39,7 @@ import numpy as np
 
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.images import fit_image
+from genimg_jax.data.text.vocabulary import Vocabulary
 
 SPEC_FORMS = (
     "digits",
@@ -43,6 +52,10 @@ SPEC_FORMS = (
     "tfds_pairs:NAME:SOURCE_FEATURE:TARGET_FEATURE[:SPLIT]",
     "ct:sparse:ANGLES",
     "ct:lowdose:PHOTONS",
+    "digits_captions",
+    "digit_scenes:SIZE[:train=N][:test=N][:held_out]",
+    "folder_captions:PATH",
+    "tfds_captions:NAME:IMAGE_FEATURE:TEXT_FEATURE[:SPLIT]",
 )
 
 
@@ -66,6 +79,11 @@ def paired_image_fields(resolution: int, channels: int) -> dict[str, Field]:
     """The fields of a paired source: the target `image`, its `label` and the input `source`, all of one size."""
     fields = labelled_image_fields(resolution, channels)
     return {**fields, "source": fields["image"]}
+
+
+def caption_fields(length: int) -> dict[str, Field]:
+    """The fields of a caption of `length` tokens: the token ids and which of them are real (1) or padding (0)."""
+    return {"tokens": Field((length,), np.dtype(np.int32)), "tokens_mask": Field((length,), np.dtype(np.int32))}
 
 
 def stable_seed(*parts: object) -> int:
@@ -140,24 +158,33 @@ class SourceOptions:
     bad_images: str = "error"  # image-folder policies for undecodable and too-small files (see folder_source)
     small_images: str = "upscale"
     direction: str = "AtoB"  # which side of a pair is `source`: AtoB | BtoA (folder_pairs, derived_sources)
+    caption_length: int = 16  # tokens per caption (captioned sources)
+    vocabulary_size: int = 5000  # most ids of a vocabulary built from a dataset's captions
 
 
 @dataclasses.dataclass(frozen=True)
 class SourceKind:
     """One form of source spec: how to build it (from the text after `NAME:` for prefixed forms, the split and
-    the options) and the fields of its examples, known without reading data."""
+    the options), the fields of its examples, known without reading data, and, for captioned forms, the
+    vocabulary of its captions (from the argument and the options)."""
 
     build: Callable[[str, str, SourceOptions], ImageSource]
     fields: Callable[[SourceOptions], dict[str, Field]]
+    vocabulary: Callable[[str, SourceOptions], Vocabulary] | None = None
 
 
-def _digits(argument: str, split: str, options: SourceOptions) -> ArraySource:
+def digit_images(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The 8x8 images (float32, 0..255) and labels of the digits source's `split`."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     keep = _fixed_split("digits", len(bunch.images), 297, split)
-    images = bunch.images[keep].astype(np.float32) * (255.0 / 16.0)  # stored values are 0..16
-    return ArraySource(images, bunch.target[keep], [str(d) for d in range(10)], options.resolution, options.channels)
+    return bunch.images[keep].astype(np.float32) * (255.0 / 16.0), bunch.target[keep]  # stored values are 0..16
+
+
+def _digits(argument: str, split: str, options: SourceOptions) -> ArraySource:
+    images, labels = digit_images(split)
+    return ArraySource(images, labels, [str(d) for d in range(10)], options.resolution, options.channels)
 
 
 def _faces(argument: str, split: str, options: SourceOptions) -> ArraySource:
@@ -232,6 +259,26 @@ def _ct_fields(options: SourceOptions) -> dict[str, Field]:
     return ct_fields(options.resolution, options.channels)
 
 
+def _captioned_images(options: SourceOptions) -> dict[str, Field]:
+    return {**labelled_image_fields(options.resolution, options.channels), **caption_fields(options.caption_length)}
+
+
+def _text_builder(name: str) -> Callable:
+    """The function `name` of data/text, imported when called (captioned kinds load only what they use)."""
+
+    def call(*args: object) -> object:
+        import importlib
+
+        module, _, function = name.rpartition(".")
+        return getattr(importlib.import_module(f"genimg_jax.data.text.{module}"), function)(*args)
+
+    return call
+
+
+def _grammar_vocabulary(grammar: str) -> Callable[[str, SourceOptions], Vocabulary]:
+    return lambda argument, options: _text_builder("grammar.grammar_vocabulary")(grammar)
+
+
 # Keys ending in ':' are prefixed forms (`tfds:NAME`); the others are whole specs. Heavy imports
 # (tensorflow_datasets) happen only in the builder of the form that needs them.
 SOURCE_KINDS: dict[str, SourceKind] = {
@@ -243,6 +290,18 @@ SOURCE_KINDS: dict[str, SourceKind] = {
     "folder_pairs:": SourceKind(_folder_pairs, _paired_images),
     "tfds_pairs:": SourceKind(_tfds_pairs, _paired_images),
     "ct:": SourceKind(_ct, _ct_fields),
+    "digits_captions": SourceKind(
+        _text_builder("captioned.digits_captions"), _captioned_images, _grammar_vocabulary("digits")
+    ),
+    "digit_scenes:": SourceKind(
+        _text_builder("scenes.DigitScenes"), _text_builder("scenes.scene_fields"), _grammar_vocabulary("scenes")
+    ),
+    "folder_captions:": SourceKind(
+        _text_builder("captioned.folder_captions"), _captioned_images, _text_builder("captioned.folder_vocabulary")
+    ),
+    "tfds_captions:": SourceKind(
+        _text_builder("captioned.tfds_captions"), _captioned_images, _text_builder("captioned.tfds_vocabulary")
+    ),
 }
 
 
@@ -267,7 +326,10 @@ def _options(data_config: ml_collections.ConfigDict) -> SourceOptions:
         data_dir=data_config.data_dir or None,
         bad_images=data_config.bad_images,
         small_images=data_config.small_images,
-        direction=data_config.get("direction", "AtoB"),  # absent from the configs that runs saved before it
+        # absent from the configs that runs saved before them
+        direction=data_config.get("direction", "AtoB"),
+        caption_length=data_config.get("caption_length", SourceOptions.caption_length),
+        vocabulary_size=data_config.get("vocabulary_size", SourceOptions.vocabulary_size),
     )
 
 
@@ -343,6 +405,18 @@ def fields_from_config(data_config: ml_collections.ConfigDict) -> dict[str, Fiel
     return fields
 
 
+def vocabulary_for(data_config: ml_collections.ConfigDict) -> Vocabulary:
+    """The vocabulary of the captions of `config.data.source` (its size for the text encoder; `encode` for user
+    prompts); DataError if the source has no captions."""
+    options = _options(data_config)
+    with _naming("source"):
+        kind, argument = _parse(data_config.source, options)
+        if kind.vocabulary is None:
+            captioned = [name for name, other in SOURCE_KINDS.items() if other.vocabulary is not None]
+            raise DataError(f"'{data_config.source}' has no captions; captioned kinds: {', '.join(captioned)}")
+        return kind.vocabulary(argument, options)
+
+
 def example_batch(data_config: ml_collections.ConfigDict, batch_size: int) -> dict[str, jax.Array]:
     """Zeros shaped like a global batch of every field of `config.data`'s source, for tracing shapes."""
     return {
@@ -363,11 +437,16 @@ def make_source(
     direction: str = "AtoB",
     degradation: str = "",
     unpaired_source: str = "",
+    caption_length: int = SourceOptions.caption_length,
+    vocabulary_size: int = SourceOptions.vocabulary_size,
 ) -> ImageSource:
     """Builds the source named by `spec` (one of `SPEC_FORMS`, or a kind added to `SOURCE_KINDS`) with the
-    options of `SourceOptions`, degraded by `degradation` (a `degradations.DEGRADATION_FORMS` spec) or paired
-    with the images of the second source `unpaired_source` as field `source` ('' = neither)."""
-    options = SourceOptions(resolution, channels, data_dir, bad_images, small_images, direction)
+    options of `SourceOptions` (`caption_length` and `vocabulary_size` for captioned sources), degraded by
+    `degradation` (a `degradations.DEGRADATION_FORMS` spec) or paired with the images of the second source
+    `unpaired_source` as field `source` ('' = neither)."""
+    options = SourceOptions(
+        resolution, channels, data_dir, bad_images, small_images, direction, caption_length, vocabulary_size
+    )
     return _compose(_Specs(spec, degradation, unpaired_source), split, options, name_keys=False)
 
 

@@ -34,7 +34,7 @@ def _quiet_absl() -> Iterator[None]:
         absl_logging.set_verbosity(verbosity)
 
 
-def _prepared_builder(name: str, data_dir: str | None, spec: str):  # -> tfds.core.DatasetBuilder
+def prepared_builder(name: str, data_dir: str | None, spec: str):  # -> tfds.core.DatasetBuilder
     """The builder of a dataset prepared in array_record format; DataError with instructions otherwise."""
     import tensorflow_datasets as tfds
 
@@ -89,7 +89,7 @@ class TfdsSource:
         import tensorflow_datasets as tfds
 
         spec = f"tfds_pairs:{name}:{source_feature}:{image_feature}" if source_feature else f"tfds:{name}"
-        builder = _prepared_builder(name, data_dir, spec)
+        builder = prepared_builder(name, data_dir, spec)
         features = builder.info.features
         for key in (image_feature, source_feature) if source_feature else (image_feature,):
             _check_image_feature(features, key, spec)
