@@ -162,6 +162,16 @@ def test_sample_repaint_makes_an_unconditional_checkpoint_an_inpainting_method()
     np.testing.assert_array_equal(output[known], np.asarray(data.to_unit_range(conditioning["source"]))[known])
     assert np.abs(output[~known] - np.asarray(data.to_unit_range(conditioning["source"]))[~known]).max() > 0.05
 
+    # The grids at sample steps: source | inpainting | target | mask per example (nothing without sample.repaint).
+    batch = {**conditioning, "image": jnp.asarray(np.stack([e["image"] for e in examples]))}
+    rows = np.asarray(jax.jit(method.illustrations)(state, batch, jax.random.key(1))["translations"])
+    assert rows.shape == (6, 4, 8, 8, 1)
+    np.testing.assert_array_equal(rows[:, 1], output)  # the same key: the same inpainting as `sample`
+    np.testing.assert_array_equal(rows[:, 0], np.asarray(data.to_unit_range(conditioning["source"])))
+    np.testing.assert_array_equal(rows[:, 2], np.asarray(data.to_unit_range(batch["image"])))
+    np.testing.assert_array_equal(rows[:, 3], 2.0 * np.asarray(conditioning["mask"]) - 1.0)
+    assert build_method(load("ddpm.py", *TINY_UNET)).illustrations(state, batch, jax.random.key(1)) == {}
+
 
 @pytest.mark.parametrize(
     ("spec", "overrides"),

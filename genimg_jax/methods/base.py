@@ -83,6 +83,18 @@ def source_input(fields: Batch, resolution: int, use_mask: bool) -> jax.Array:
     return source
 
 
+def translation_rows(source: jax.Array, output: jax.Array, batch: Batch, with_mask: bool) -> dict[str, jax.Array]:
+    """The illustration of an image-to-image method, "translations": one row per example of (source, output,
+    target[, mask]), shape (N, 3 or 4, H, W, C), each in [-1, 1] at the target's size; a one-channel column is
+    repeated to the others' channels."""
+    columns = [source, output, data.to_unit_range(batch["image"])]
+    if with_mask:
+        columns.append(batch["mask"].astype(jnp.float32) * 2.0 - 1.0)
+    channels = max(column.shape[-1] for column in columns)
+    columns = [jnp.broadcast_to(c, (*c.shape[:-1], channels)) if c.shape[-1] == 1 else c for c in columns]
+    return {"translations": jnp.stack(columns, axis=1)}
+
+
 def sample_labels(conditioning: Batch | None, num: int, num_classes: int) -> jax.Array | None:
     """The classes `Method.sample` draws for: none for unconditional methods, the `label` field of
     `conditioning` when given, else 0, 1, ... cycling; every class-conditional method takes them from here."""

@@ -44,7 +44,9 @@ def _validate(config: ml_collections.ConfigDict) -> None:
         f"conditional diffusion needs a source image: set a degradation or a paired data.source {PAIRED_SOURCES}",
     )
     require(model.network == "unet", "model.network", model.network, "conditional diffusion uses the 'unet'")
-    require(not config.sample.repaint, "sample.repaint", True, "is for unconditional models: the source conditions here")
+    require(
+        not config.sample.repaint, "sample.repaint", True, "is for unconditional models; the source conditions here"
+    )
     require(model.num_classes == 0, "model.num_classes", model.num_classes, "must be 0: the source conditions")
     require(
         not model.use_mask or data_config.degradation.startswith("mask:"),

@@ -32,7 +32,16 @@ from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.diffusion import edm, guidance, repaint, samplers, schedules, vlb
 from genimg_jax.losses import likelihood
 from genimg_jax.methods import microbatching
-from genimg_jax.methods.base import Batch, Metrics, adam, class_conditioning, ema_update, sample_labels
+from genimg_jax.methods.base import (
+    Batch,
+    Metrics,
+    adam,
+    class_conditioning,
+    ema_update,
+    sample_labels,
+    source_input,
+    translation_rows,
+)
 from genimg_jax.models import ddpmpp, latent_mlp, unet
 
 PARAMETERIZATIONS = ("ddpm_eps", "edm")
@@ -467,6 +476,17 @@ class Diffusion:
         denoise = self.sampling_denoiser(state.ema_params, guided=labels is not None and bool(sample.guidance_scale))
         x0 = repaint.inpaint(denoise, x, known, mask, sigmas, schedule, labels, sampler_rng, sample.variance)
         return self.decode(state.first_stage, x0)
+
+    def illustrations(self, state: DiffusionState, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
+        """For image-to-image use (a `source` among the conditioning fields: SR3/Palette, `sample.repaint`) the
+        `translation_rows` of the batch's examples; nothing for generation from noise, whose grid is the samples."""
+        fields = self.conditioning_fields()
+        if "source" not in fields:
+            return {}
+        conditioning = {name: batch[name] for name in fields}
+        output = self.sample(state, rng, batch["image"].shape[0], conditioning)
+        source = source_input(batch, self.config.data.resolution, use_mask=False)
+        return translation_rows(source, output, batch, with_mask="mask" in fields)
 
     def sampling_denoiser(self, params: Any, guided: bool) -> samplers.Denoiser:
         """The denoiser samplers walk with: guided (if `guided`), then clipped (if `sample.clip_denoised`), so that the

@@ -23,7 +23,7 @@ import optax
 from genimg_jax import data
 from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.losses import adversarial
-from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam, source_input
+from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam, source_input, translation_rows
 from genimg_jax.models.pix2pix import NORMS, MultiScalePatchDiscriminator, UNetGenerator
 
 # The reference's `gan_mode`s: vanilla is binary cross-entropy on logits; lsgan its MSELoss (twice our 1/2-scaled
@@ -250,16 +250,10 @@ class Pix2Pix:
         return values
 
     def illustrations(self, state: Pix2PixState, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
-        """ "translations": one row per example of (source, translation, target[, mask]), shape (N, 3 or 4, H, W, C);
-        a one-channel column is repeated to the others' channels."""
+        """`translation_rows`: (source, translation, target[, mask]) per example."""
         inputs = self.generator_input(batch)
         source = inputs[..., : inputs.shape[-1] - int(self.config.model.use_mask)]
-        columns = [source, self._sample_inputs(state, inputs, rng), data.to_unit_range(batch["image"])]
-        if self.config.model.use_mask:
-            columns.append(batch["mask"].astype(jnp.float32) * 2.0 - 1.0)
-        channels = max(column.shape[-1] for column in columns)
-        columns = [jnp.broadcast_to(c, (*c.shape[:-1], channels)) if c.shape[-1] == 1 else c for c in columns]
-        return {"translations": jnp.stack(columns, axis=1)}
+        return translation_rows(source, self._sample_inputs(state, inputs, rng), batch, self.config.model.use_mask)
 
 
 def feature_matching(fake_features: list[list[jax.Array]], real_features: list[list[jax.Array]]) -> jax.Array:
