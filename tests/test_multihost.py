@@ -14,7 +14,7 @@ import pytest
 from tiny_configs import CONFIGS, TINY_GAN, as_flags, load
 from two_processes import run_two_processes
 
-from genimg_jax import parallel
+from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, base_config
 from genimg_jax.parallel import distributed
 from genimg_jax.training import compiled_run, trainer
@@ -182,3 +182,26 @@ def test_two_processes_follow_process_0s_restore_decision(tmp_path, uncached_sub
     for record in (first["checksums"], second["checksums"]):
         assert (record["step"], record["data_step"], record["w"]) == (1, 1, values[1])
         assert record["listing"] == ["1", "2.corrupt-1", "3.corrupt-1"]
+
+
+def test_each_process_loads_the_rows_its_devices_hold_on_a_mesh_out_of_process_order(tmp_path, uncached_subprocesses):
+    """2 processes x 4 devices, meshes whose device order interleaves the processes (see tests/rows_worker.py):
+    the global training and evaluation batches equal, bit for bit, what one process builds from whole batches."""
+    import rows_worker
+
+    per_process = run_two_processes(pathlib.Path(rows_worker.__file__), logs=tmp_path, devices=4)
+    source = rows_worker.source()
+    stream = data.make_train_stream(source, global_batch_size=rows_worker.BATCH, seed=3, random_flip=True)
+    expected_train = [next(stream) for _ in range(3)]
+    expected_eval = list(data.iterate_once(source, batch_size=rows_worker.BATCH))
+    assert [len(records) for records in per_process] == [2, 2]
+    for first, second in zip(*per_process, strict=True):
+        assert first["mesh"] == second["mesh"]
+        # The processes' rows are disjoint, cover the batch, and are not process 0 first.
+        assert sorted(first["rows"] + second["rows"]) == list(range(rows_worker.BATCH))
+        assert first["rows"] != list(range(rows_worker.BATCH // 2))
+        for record in (first, second):
+            for got, expected in zip(record["train"] + record["eval"], expected_train + expected_eval, strict=True):
+                assert sorted(got) == sorted(expected)
+                for name, value in expected.items():
+                    np.testing.assert_array_equal(np.asarray(got[name], value.dtype), value, err_msg=name)
