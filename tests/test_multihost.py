@@ -170,7 +170,8 @@ def test_two_processes_follow_process_0s_restore_decision(tmp_path, uncached_sub
         assert record["error"] == "CheckpointError" and record["listing"] == ["1", "2", "3"]
         assert "cannot be read by process 1 after 3 attempts" in record["message"]
         assert "left in place" in record["message"]
-    assert "injected read error on process 1" in second["lasting_on_1"]["message"]
+    assert "(OSError: injected read error on process 1)" in second["lasting_on_1"]["message"]
+    assert "(see its log)" in first["lasting_on_1"]["message"]
     # Process 0 cannot read it: damaged; set aside once under one name, and the previous step restored by all.
     for record in (first["lasting_on_0"], second["lasting_on_0"]):
         assert (record["step"], record["data_step"], record["w"]) == (2, 2, values[2])

@@ -158,9 +158,9 @@ class Checkpointer:
         if not failing:
             return restored["state"], restored["data"]
         names = f"process{'es' if len(failing) > 1 else ''} {', '.join(map(str, failing))}"
-        reason = failure or f"{names} cannot read it; see {'their logs' if len(failing) > 1 else 'its log'}"
         if 0 in failing or not verified:
-            raise DamagedCheckpointError(reason)
+            raise DamagedCheckpointError(failure or f"{names} cannot read it")
+        reason = failure or f"see {'their logs' if len(failing) > 1 else 'its log'}"
         raise CheckpointError(
             f"checkpoint step {step} in {self.directory} cannot be read by {names} after {_ATTEMPTS} attempts "
             f"({reason}), though process 0 reads it and its checksums match; it is left in place: check those hosts"
