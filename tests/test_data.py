@@ -330,27 +330,28 @@ def test_stream_exact_resume_through_json():
         data.make_train_stream(source, global_batch_size=8, seed=8).set_state(state)
 
 
-def test_stream_process_shards_concatenate_to_the_global_batch():
+# Two hosts whose devices hold interleaved blocks of rows, as a TPU mesh ordered by topology can give them.
+HOST_ROWS = ([0, 1, 2, 6, 7, 8], [3, 4, 5, 9, 10, 11])
+
+
+def test_stream_host_rows_are_exactly_those_rows_of_the_global_batch():
     source = IndexSource(40)
     single = take(data.make_train_stream(source, global_batch_size=12, seed=5, random_flip=True), 7)
     shards = [
-        take(
-            data.make_train_stream(
-                source, global_batch_size=12, seed=5, random_flip=True, process_index=p, process_count=2
-            ),
-            7,
-        )
-        for p in range(2)
+        take(data.make_train_stream(source, global_batch_size=12, seed=5, random_flip=True, rows=rows), 7)
+        for rows in HOST_ROWS
     ]
     for k in range(7):
         a, b = shards[0][k], shards[1][k]
         assert a["image"].shape == (6, 4, 6, 1)
         if k < 3:  # within the first epoch (40 examples, 36 positions) no example repeats
             assert not set(a["label"].tolist()) & set(b["label"].tolist())
-        np.testing.assert_array_equal(np.concatenate([a["label"], b["label"]]), single[k]["label"])
-        np.testing.assert_array_equal(np.concatenate([a["image"], b["image"]]), single[k]["image"])
-    with pytest.raises(data.DataError, match="multiple of the process count"):
-        data.make_train_stream(source, global_batch_size=10, seed=0, process_index=0, process_count=3)
+        for host, rows in zip((a, b), HOST_ROWS, strict=True):
+            for name in ("label", "image"):
+                np.testing.assert_array_equal(host[name], single[k][name][rows])
+    for rows in ([], [1, 0], [0, 12], [[0, 1]]):
+        with pytest.raises(data.DataError, match=r"host rows .* must be ascending indices in 0\.\.11"):
+            data.make_train_stream(source, global_batch_size=12, seed=0, rows=rows)
 
 
 def test_stream_random_flip_is_a_mirror_of_about_half():
@@ -375,17 +376,19 @@ def test_stream_random_flip_is_a_mirror_of_about_half():
 
 def test_iterate_once_covers_everything_once_with_constant_shapes():
     source = IndexSource(50)
-    per_process = [list(data.iterate_once(source, batch_size=12, process_index=p, process_count=2)) for p in range(2)]
+    per_process = [list(data.iterate_once(source, batch_size=12, rows=rows)) for rows in HOST_ROWS]
     assert len(per_process[0]) == len(per_process[1]) == 5
     seen = []
     for a, b in zip(*per_process, strict=True):
-        for batch in (a, b):
+        global_batch = {}
+        for batch, rows in zip((a, b), HOST_ROWS, strict=True):
             assert batch["image"].shape == (6, 4, 6, 1) and batch[data.IS_EXAMPLE].dtype == bool
-        is_example = np.concatenate([a[data.IS_EXAMPLE], b[data.IS_EXAMPLE]])
-        seen += np.concatenate([a["label"], b["label"]])[is_example].tolist()
+            for name, value in batch.items():
+                global_batch.setdefault(name, np.zeros((12, *value.shape[1:]), value.dtype))[rows] = value
+        seen += global_batch["label"][global_batch[data.IS_EXAMPLE]].tolist()
     assert seen == list(range(50))  # in order, each once
     last = per_process[1][-1]
-    assert last[data.IS_EXAMPLE].sum() == 0 and last["image"].max() == 0  # 50 = 4*12 + 2: process 1 is all padding
+    assert last[data.IS_EXAMPLE].sum() == 0 and last["image"].max() == 0  # 50 = 4*12 + 2: host 1 is all padding
     assert per_process[0][-1][data.IS_EXAMPLE].tolist() == [True, True, False, False, False, False]
 
 
@@ -431,6 +434,13 @@ def test_make_global_batch_on_eight_devices():
             assert all(shard.data.shape[0] == 2 for shard in value.addressable_shards)
     with pytest.raises(data.DataError, match="'label'"):
         data.make_global_batch({"label": np.zeros(12, np.int32)}, NamedSharding(mesh, PartitionSpec("data")))
+
+
+def test_one_process_loads_every_row_and_an_indivisible_batch_is_one_clear_error():
+    sharding = NamedSharding(Mesh(np.array(jax.devices())[::-1], ("data",)), PartitionSpec("data", None))
+    np.testing.assert_array_equal(data.host_rows(sharding, 16), np.arange(16))
+    with pytest.raises(data.DataError, match=r"global batch size 12 does not split over .* of mesh \{'data': 8\}"):
+        data.host_rows(sharding, 12)
 
 
 def test_a_batch_every_process_holds_whole_is_sharded_like_a_local_one():

@@ -12,8 +12,9 @@ import jax
 import numpy as np
 import pytest
 from tiny_configs import CONFIGS, TINY_GAN, as_flags, load
+from two_processes import run_two_processes
 
-from genimg_jax import parallel
+from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, base_config
 from genimg_jax.parallel import distributed
 from genimg_jax.training import compiled_run, trainer
@@ -144,3 +145,64 @@ def test_state_fingerprint_depends_on_values_not_on_layout():
     assert distributed.state_fingerprint(split) == replicated
     state["a"][5, 2] = 1e-7
     assert distributed.state_fingerprint(jax.device_put(state)) != replicated
+
+
+def test_two_processes_follow_process_0s_restore_decision(tmp_path, uncached_subprocesses):
+    """Steps 1-3 of a state sharded over 2 processes, restored in turn: after one failed read on process 1 (which
+    also lists an older latest step), with lasting read errors on process 1 and then on process 0, and with step 2
+    silently damaged (checksums). See tests/restore_worker.py."""
+    per_process = run_two_processes(
+        pathlib.Path(__file__).parent / "restore_worker.py", str(tmp_path / "ckpt"), logs=tmp_path, devices=2
+    )
+    first, second = ({record.pop("scenario"): record for record in records} for records in per_process)
+    assert list(first) == list(second) == ["transient", "lasting_on_1", "lasting_on_0", "checksums"]
+    for name in first:  # the processes restored the same step and see the same folders
+        assert {k: v for k, v in first[name].items() if k not in ("process", "message", "reports")} == {
+            k: v for k, v in second[name].items() if k not in ("process", "message", "reports")
+        }, name
+    values = {step: [100.0 * step + row for row in range(8)] for step in (1, 2, 3)}
+    # A read that fails once is retried: the step is kept and restored everywhere (process 0's latest step).
+    transient = first["transient"]
+    assert (transient["step"], transient["data_step"], transient["w"]) == (3, 3, values[3])
+    assert transient["listing"] == ["1", "2", "3"] and transient["reports"] == []
+    # Only process 1 cannot read a step that process 0 reads and checksums: a clear error everywhere, no rename.
+    for record in (first["lasting_on_1"], second["lasting_on_1"]):
+        assert record["error"] == "CheckpointError" and record["listing"] == ["1", "2", "3"]
+        assert "cannot be read by process 1 after 3 attempts" in record["message"]
+        assert "left in place" in record["message"]
+    assert "(OSError: injected read error on process 1)" in second["lasting_on_1"]["message"]
+    assert "(see its log)" in first["lasting_on_1"]["message"]
+    # Process 0 cannot read it: damaged; set aside once under one name, and the previous step restored by all.
+    for record in (first["lasting_on_0"], second["lasting_on_0"]):
+        assert (record["step"], record["data_step"], record["w"]) == (2, 2, values[2])
+        assert record["listing"] == ["1", "2", "3.corrupt-1"]
+        [report] = record["reports"]
+        assert report.startswith("checkpoint step 3 in ") and report.endswith("/3.corrupt-1")
+    assert "injected read error on process 0" in first["lasting_on_0"]["reports"][0]
+    # Checksums that process 0 finds wrong set the step aside on every process.
+    for record in (first["checksums"], second["checksums"]):
+        assert (record["step"], record["data_step"], record["w"]) == (1, 1, values[1])
+        assert record["listing"] == ["1", "2.corrupt-1", "3.corrupt-1"]
+
+
+def test_each_process_loads_the_rows_its_devices_hold_on_a_mesh_out_of_process_order(tmp_path, uncached_subprocesses):
+    """2 processes x 4 devices, meshes whose device order interleaves the processes (see tests/rows_worker.py):
+    the global training and evaluation batches equal, bit for bit, what one process builds from whole batches."""
+    import rows_worker
+
+    per_process = run_two_processes(pathlib.Path(rows_worker.__file__), logs=tmp_path, devices=4)
+    source = rows_worker.source()
+    stream = data.make_train_stream(source, global_batch_size=rows_worker.BATCH, seed=3, random_flip=True)
+    expected_train = [next(stream) for _ in range(3)]
+    expected_eval = list(data.iterate_once(source, batch_size=rows_worker.BATCH))
+    assert [len(records) for records in per_process] == [2, 2]
+    for first, second in zip(*per_process, strict=True):
+        assert first["mesh"] == second["mesh"]
+        # The processes' rows are disjoint, cover the batch, and are not process 0 first.
+        assert sorted(first["rows"] + second["rows"]) == list(range(rows_worker.BATCH))
+        assert first["rows"] != list(range(rows_worker.BATCH // 2))
+        for record in (first, second):
+            for got, expected in zip(record["train"] + record["eval"], expected_train + expected_eval, strict=True):
+                assert sorted(got) == sorted(expected)
+                for name, value in expected.items():
+                    np.testing.assert_array_equal(np.asarray(got[name], value.dtype), value, err_msg=name)

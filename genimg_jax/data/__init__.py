@@ -9,7 +9,7 @@ from genimg_jax.data.degradations import DEGRADATION_FORMS
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.images import from_unit_range, quantized, to_unit_range
 from genimg_jax.data.pipeline import IS_EXAMPLE, TrainStream, cycled_batches, iterate_once, load_all, make_train_stream
-from genimg_jax.data.sharding import abstract_global_batch, make_global_batch, shard_whole_batch
+from genimg_jax.data.sharding import abstract_global_batch, host_rows, make_global_batch, shard_whole_batch
 from genimg_jax.data.sources import (
     SOURCE_KINDS,
     SPEC_FORMS,
@@ -44,6 +44,7 @@ __all__ = [
     "example_batch",
     "fields_from_config",
     "from_unit_range",
+    "host_rows",
     "iterate_once",
     "load_all",
     "make_global_batch",

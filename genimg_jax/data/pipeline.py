@@ -4,9 +4,10 @@ fixed batches of some fields for conditioning samples), each a dict holding ever
 Built on `grain.MapDataset`, whose random access makes the position in the stream one integer:
 `range(len(source)) -> shuffle -> repeat -> batch(global_batch_size)` is a dataset of *global batches of
 source indices* (cheap integers), so global batch k is the same on every host for any number of processes.
-Each process then keeps the contiguous rows `[p * B_local, (p + 1) * B_local)` of it and decodes only those.
-Contiguous (not strided) rows make the concatenation of the processes' batches in process order equal to the
-1-process batch row for row, which is the order `jax.make_array_from_process_local_data` assembles them in.
+Each process then keeps the rows of it that its devices hold (`rows`, from `sharding.host_rows`), in ascending
+order, and decodes only those; `jax.make_array_from_process_local_data` places them on those devices, so row r
+of the global array is example r of the step whatever order the mesh puts the devices in (on TPU it follows the
+topology, not the processes, and a process's rows need not be one block).
 Resuming is slicing the batch dataset at the saved step; the state holds no process count, so a run can resume
 on a different number of hosts.
 
@@ -37,16 +38,21 @@ def _derived_seed(seed: int, purpose: int) -> int:
     return int(np.random.SeedSequence([int(seed) % 2**64, purpose]).generate_state(1)[0])
 
 
-def _host_rows(global_batch_size: int, process_index: int, process_count: int) -> slice:
-    """This process's rows of every global batch."""
-    if global_batch_size < 1 or process_count < 1 or global_batch_size % process_count:
-        raise DataError(
-            f"global batch size {global_batch_size} must be a positive multiple of the process count {process_count}"
-        )
-    if not 0 <= process_index < process_count:
-        raise DataError(f"process_index {process_index} is outside 0..{process_count - 1}")
-    local = global_batch_size // process_count
-    return slice(process_index * local, (process_index + 1) * local)
+def _checked_rows(rows: Sequence[int] | None, batch_size: int) -> np.ndarray:
+    """This process's rows of every global batch (default: all of them), as ascending indices."""
+    if batch_size < 1:
+        raise DataError(f"batch size {batch_size} must be positive")
+    if rows is None:
+        return np.arange(batch_size)
+    checked = np.asarray(rows)
+    if (
+        checked.ndim != 1
+        or not checked.size
+        or np.any(np.diff(checked) <= 0)
+        or not 0 <= checked[0] <= checked[-1] < batch_size
+    ):
+        raise DataError(f"host rows {checked.tolist()} must be ascending indices in 0..{batch_size - 1}")
+    return checked
 
 
 def _stack(source: ImageSource, name: str, field: Field, values: list[np.ndarray]) -> np.ndarray:
@@ -115,13 +121,12 @@ def make_train_stream(
     global_batch_size: int,
     seed: int,
     random_flip: bool = False,
-    process_index: int = 0,
-    process_count: int = 1,
+    rows: Sequence[int] | None = None,
 ) -> TrainStream:
     """Infinite shuffled per-host batches of every field of `source`, e.g. `{"image": uint8 (B_local, H, W, C),
-    "label": int32 (B_local,)}`, `B_local = global_batch_size // process_count`; every epoch is a fresh
-    permutation of the source."""
-    rows = _host_rows(global_batch_size, process_index, process_count)
+    "label": int32 (B_local,)}`: the `rows` of each global batch (default: all), `B_local = len(rows)`; every
+    epoch is a fresh permutation of the source."""
+    rows = _checked_rows(rows, global_batch_size)
     num_examples = _check_not_empty(source)
     flip_seed = _derived_seed(seed, _FLIP)
     image_fields = [name for name, field in source.fields.items() if len(field.shape) == 3]
@@ -147,17 +152,17 @@ def make_train_stream(
 
 
 def iterate_once(
-    source: ImageSource, *, batch_size: int, process_index: int = 0, process_count: int = 1
+    source: ImageSource, *, batch_size: int, rows: Sequence[int] | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
     """One ordered pass over the source for evaluation, with every field of `source`. Every process yields the
     same number of batches of the same shape (the last is zero-padded, `IS_EXAMPLE` False on padding), so
-    jitted evaluation compiles once and multi-host collectives stay in step. `batch_size` is global, as in
-    `make_train_stream`."""
+    jitted evaluation compiles once and multi-host collectives stay in step. `batch_size` is global and `rows`
+    this process's rows of each batch, as in `make_train_stream`."""
     if IS_EXAMPLE in source.fields:
         raise DataError(f"data source {source!r} declares a field '{IS_EXAMPLE}', the name of the padding marker")
-    rows = _host_rows(batch_size, process_index, process_count)
+    rows = _checked_rows(rows, batch_size)
     num_examples = _check_not_empty(source)
-    local = rows.stop - rows.start
+    local = len(rows)
 
     def host_batch(step: int) -> dict[str, np.ndarray]:
         positions = np.arange(step * batch_size, (step + 1) * batch_size)[rows]

@@ -1,8 +1,9 @@
 """Per-host numpy batches -> globally sharded `jax.Array`s.
 
-`jax.make_array_from_process_local_data` takes each process's rows and places them on that process's
-devices, so the same call serves 1 device, simulated CPU devices and multi-host pods; the trainer never
-branches on the topology.
+Each process loads the rows of the global batch that its own devices hold (`host_rows`, read from the sharding's
+device-to-index map, so the mesh may order devices however the platform likes), and
+`jax.make_array_from_process_local_data` places them on those devices, so the same call serves 1 device,
+simulated CPU devices and multi-host pods; the trainer never branches on the topology.
 """
 
 import jax
@@ -25,8 +26,22 @@ def _sharding_error(key: str, value: np.ndarray, sharding: NamedSharding, error:
     )
 
 
+def host_rows(sharding: NamedSharding, batch_size: int) -> np.ndarray:
+    """The rows of a global batch of `batch_size` that this process's devices hold under `sharding`, ascending:
+    what this process loads (`pipeline.make_train_stream(rows=...)`), in the order `make_global_batch` expects."""
+    entry_sharding = _entry_sharding(sharding, 1)
+    try:
+        indices = entry_sharding.addressable_devices_indices_map((batch_size,)).values()
+    except ValueError as error:
+        raise DataError(
+            f"global batch size {batch_size} does not split over {entry_sharding.spec} of mesh "
+            f"{dict(sharding.mesh.shape)}: {error}"
+        ) from error
+    return np.unique(np.concatenate([np.arange(batch_size)[index[0]] for index in indices]))
+
+
 def make_global_batch(local_batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-    """Shards every field of this process's rows along its leading (batch) axis as `sharding` says."""
+    """Shards every field of this process's rows (`host_rows`) along its leading (batch) axis as `sharding` says."""
 
     def to_global(key: str, value: np.ndarray) -> jax.Array:
         entry_sharding = _entry_sharding(sharding, value.ndim)

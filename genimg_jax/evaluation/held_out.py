@@ -12,12 +12,7 @@ def evaluate_split(run: CompiledRun, state: Any, source: data.ImageSource, batch
     """Mean of the method's per-example evaluation values over the whole of `source`."""
     totals: dict[str, float] = {}
     count = 0.0
-    batches = data.iterate_once(
-        source,
-        batch_size=batch_size,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-    )
+    batches = data.iterate_once(source, batch_size=batch_size, rows=data.host_rows(run.batch_sharding, batch_size))
     for index, local_batch in enumerate(batches):
         batch = data.make_global_batch(local_batch, run.batch_sharding)
         sums, batch_count = run.evaluate(state, batch, jax.random.fold_in(rng, index))

@@ -173,12 +173,8 @@ class RestorationEvaluator:
     def per_image(self, state: Any) -> dict[str, np.ndarray]:
         """Every requested metric of every eval example, for the outputs (`psnr`) and the baseline
         (`psnr_baseline`), in index order."""
-        batches = data.iterate_once(
-            self.source,
-            batch_size=self.config.eval.batch_size,
-            process_index=jax.process_index(),
-            process_count=jax.process_count(),
-        )
+        batch_size = self.config.eval.batch_size
+        batches = data.iterate_once(self.source, batch_size=batch_size, rows=data.host_rows(self._sharding, batch_size))
         collected: dict[str, list[np.ndarray]] = {}
         for index, local_batch in enumerate(batches):
             batch = data.make_global_batch(local_batch, self._sharding)

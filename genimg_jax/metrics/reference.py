@@ -47,9 +47,7 @@ def source_features(
         lambda variables, images: net.apply(variables, data.to_unit_range(images)), out_shardings=replicated
     )
     outputs: dict[str, list[np.ndarray]] = {"features": [], "logits": []}
-    batches = data.iterate_once(
-        source, batch_size=batch_size, process_index=jax.process_index(), process_count=jax.process_count()
-    )
+    batches = data.iterate_once(source, batch_size=batch_size, rows=data.host_rows(sharding, batch_size))
     for index, local_batch in enumerate(batches):
         batch = data.make_global_batch(local_batch, sharding)
         valid = min(batch_size, len(source) - index * batch_size)  # only the last batch is padded, at its end

@@ -48,8 +48,9 @@ def mesh_shape(mesh_config: ml_collections.ConfigDict, num_devices: int) -> dict
 def make_mesh(mesh_config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A mesh over `devices` (default: all devices of all processes) shaped by `config.mesh`.
 
-    Devices are laid out in process order with the last axis varying fastest, so `fsdp` groups neighbouring
-    devices (on one host where possible) and each process holds a contiguous block of every global batch.
+    The last axis varies fastest, so `fsdp` groups neighbouring devices (on one host where possible). On TPU
+    `jax.make_mesh` orders the devices by topology, not by process, so a process's devices need not hold one
+    block of the batch: each process loads the rows its devices hold (`data.host_rows`).
     """
     devices = list(jax.devices() if devices is None else devices)
     sizes = mesh_shape(mesh_config, len(devices))

@@ -66,8 +66,7 @@ def benchmark(config, repeats: int, steps_per_repeat: int, warmup: int) -> dict[
         source,
         global_batch_size=config.train.batch_size,
         seed=config.seed,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
+        rows=data.host_rows(run.batch_sharding, config.train.batch_size),
     )
     batch = data.make_global_batch(next(stream), run.batch_sharding)
     state = run.init(jax.random.PRNGKey(config.seed))

@@ -11,6 +11,12 @@ step folder before Orbax commits it (checksums.py), and `restore` verifies them 
 steps newest first and sets a failing step aside by renaming it to `<step>.corrupt-<n>` (never deleting it; the
 name is not a step name, so Orbax, including its keep-N clean-up, ignores it).
 
+With several processes the restore is decided once, by process 0, and every process follows: process 0 picks the
+step to try, verifies its checksums and says whether it is damaged; each process then reads its own part (Orbax's
+restore without its closing barrier, which a process whose read failed would never reach), trying a failed read
+again after a short pause (object stores fail transiently) before it counts as failed, and all processes learn
+who failed. Only process 0's verdict sets a step aside, so a read error on another host never renames a good step.
+
 A save that fails (no space left, no permission) surfaces on the next `check`, `save`, `wait` or `close` as one
 CheckpointSaveError naming the step's folder; the folder of the failed save is left as an Orbax tmp folder and every
 earlier committed step is untouched.
@@ -22,23 +28,31 @@ import contextlib
 import os
 import pathlib
 import re
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from genimg_jax.training import checksums
+from genimg_jax.training import agreement, checksums
 
 CORRUPT_MARK = ".corrupt-"
 ITEMS = ("state", "data")
 _TMP_SUFFIX = ".orbax-checkpoint-tmp"  # where Orbax writes a step before renaming it (atomic-rename file systems)
+RETRY_DELAYS_S = (0.2, 1.0)  # pauses between the attempts to read a step before its read counts as failed
+_ATTEMPTS = len(RETRY_DELAYS_S) + 1
+_VERIFIED, _UNCHECKED, _DAMAGED = 0, 1, 2  # process 0's verdict on a step's checksums
+_T = TypeVar("_T")
 
 
 class CheckpointError(RuntimeError):
     """No checkpoint of the workdir can be restored; the message says where and why."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """Process 0 finds a step damaged (see `Checkpointer.restore`): `restore_latest` sets it aside."""
 
 
 class CheckpointSaveError(CheckpointError):
@@ -69,6 +83,9 @@ class Checkpointer:
                     async_options=ocp.AsyncOptions(post_finalization_callback=self._write_checksums),
                 ),
             )
+        # Restores without Orbax's barrier across processes (see the module docstring).
+        only_this_process = ocp.options.MultiprocessingOptions(active_processes={jax.process_index()})
+        self._reader = ocp.Checkpointer(ocp.CompositeCheckpointHandler(), multiprocessing_options=only_this_process)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -127,24 +144,55 @@ class Checkpointer:
     def restore(self, step: int, abstract_state: Any = None) -> tuple[Any, dict]:
         """Restore step `step` onto the shardings of `abstract_state` (a pytree of jax.ShapeDtypeStruct); without a
         target, every array comes back whole on this process's first device, whatever mesh saved it (inspection
-        tools)."""
-        if damage := self._agreed_damage(step):
-            raise CheckpointError(damage)
+        tools).
+
+        Each process reads its part, trying again after a failed read (object stores fail transiently), and every
+        process gets the same outcome: DamagedCheckpointError if the checksums (process 0 verifies them) or
+        process 0's read fail, or any read of a step without checksums; a plain CheckpointError, the step left in
+        place, if only other processes cannot read a step whose checksums match (their hosts are at fault)."""
+        damage, verified = self._agreed_damage(step)
+        if damage:
+            raise DamagedCheckpointError(damage)
+        restored, failure = _retried(lambda: self._read(step, abstract_state))
+        failing = agreement.processes_where(failure is not None)
+        if not failing:
+            return restored["state"], restored["data"]
+        names = f"process{'es' if len(failing) > 1 else ''} {', '.join(map(str, failing))}"
+        if 0 in failing or not verified:
+            raise DamagedCheckpointError(failure or f"{names} cannot read it")
+        reason = failure or f"see {'their logs' if len(failing) > 1 else 'its log'}"
+        raise CheckpointError(
+            f"checkpoint step {step} in {self.directory} cannot be read by {names} after {_ATTEMPTS} attempts "
+            f"({reason}), though process 0 reads it and its checksums match; it is left in place: check those hosts"
+        )
+
+    def _read(self, step: int, abstract_state: Any) -> dict:
         if abstract_state is None:
             abstract_state = self._single_device_target(step)
-        restored = self._manager.restore(
-            step,
+        return self._reader.restore(
+            self.directory / str(step),
             args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()),
         )
-        return restored["state"], restored["data"]
 
-    def _agreed_damage(self, step: int) -> str | None:
-        """What the checksums say is wrong with `step` (process 0 reads the files; every process gets its answer)."""
-        damage = checksums.find_damage(self.directory / str(step)) if jax.process_index() == 0 else None
-        if jax.process_count() > 1:
-            damaged = multihost_utils.broadcast_one_to_all(np.int32(damage is not None))
-            damage = damage or ("damaged (process 0 checked the checksums)" if damaged else None)
-        return damage
+    def _agreed_damage(self, step: int) -> tuple[str | None, bool]:
+        """(what the checksums say is wrong with `step`, whether it has checksums): process 0 reads the files and
+        every process gets its answer."""
+        folder = self.directory / str(step)
+        damage, code = None, 0
+        if jax.process_index() == 0:
+            found, failure = _retried(lambda: checksums.find_damage(folder))
+            damage = found or failure
+            code = _DAMAGED if damage else _VERIFIED if (folder / checksums.MANIFEST).is_file() else _UNCHECKED
+        code = agreement.from_process_0(code)
+        if code == _DAMAGED:
+            damage = damage or "damaged (process 0 checked the checksums)"
+        return damage, code == _VERIFIED
+
+    def _agreed_latest_step(self) -> int | None:
+        """The newest step that process 0 sees: the step every process tries to restore next."""
+        latest = self._manager.latest_step() if jax.process_index() == 0 else None
+        step = agreement.from_process_0(-1 if latest is None else latest)
+        return None if step < 0 else step
 
     def _single_device_target(self, step: int) -> Any:
         with ocp.StandardCheckpointer() as reader:
@@ -157,20 +205,18 @@ class Checkpointer:
     ) -> tuple[int, Any, dict] | None:
         """(step, state, data position) of the newest step that restores, or None if there is no step at all.
 
-        Each step that fails is reported in one line through `report` and set aside (see the module docstring);
-        if every step fails, CheckpointError.
+        Process 0 picks each step to try and judges it (see `restore`); each damaged step is reported in one line
+        through `report` and set aside (see the module docstring); if every step is damaged, CheckpointError.
         """
         set_aside = []
-        while (step := self._manager.latest_step()) is not None:
+        while (step := self._agreed_latest_step()) is not None:
             try:
                 return (step, *self.restore(step, abstract_state))
-            except Exception as error:  # Orbax and TensorStore raise many types for damaged files
-                reason = _first_line(error)
+            except DamagedCheckpointError as error:
                 destination = self._set_aside(step)
                 set_aside.append(destination.name)
-                report(
-                    f"checkpoint step {step} in {self.directory} cannot be restored ({reason}); moved to {destination}"
-                )
+                where = f"checkpoint step {step} in {self.directory}"
+                report(f"{where} cannot be restored ({error}); moved to {destination}")
         if set_aside:
             raise CheckpointError(
                 f"no checkpoint in {self.directory} can be restored; the damaged steps were moved to "
@@ -179,13 +225,15 @@ class Checkpointer:
         return None
 
     def _set_aside(self, step: int) -> pathlib.Path:
-        """Rename the step's folder out of Orbax's sight (process 0 renames; every process waits for it)."""
-        source = self.directory / str(step)
+        """Rename the step's folder out of Orbax's sight (process 0 picks the name and renames; every process waits
+        for it)."""
         number = 1
-        while (destination := self.directory / f"{step}{CORRUPT_MARK}{number}").exists():
-            number += 1
         if jax.process_index() == 0:
-            source.rename(destination)
+            while (self.directory / f"{step}{CORRUPT_MARK}{number}").exists():
+                number += 1
+        destination = self.directory / f"{step}{CORRUPT_MARK}{agreement.from_process_0(number)}"
+        if jax.process_index() == 0:
+            (self.directory / str(step)).rename(destination)
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices(f"checkpoint set aside {step}")
         self._manager.reload()
@@ -205,6 +253,20 @@ class Checkpointer:
         finally:
             with contextlib.suppress(Exception):  # the failure, if any, was already raised
                 self._manager.close()
+            self._reader.close()
+
+
+def _retried(read: Callable[[], _T]) -> tuple[_T | None, str | None]:
+    """(`read()`, None), trying again after each pause of RETRY_DELAYS_S while it raises; (None, the last error in
+    one line) if every attempt raised."""
+    delays = iter(RETRY_DELAYS_S)
+    while True:
+        try:
+            return read(), None
+        except Exception as error:  # Orbax and TensorStore raise many types for unreadable files
+            if (delay := next(delays, None)) is None:
+                return None, _first_line(error)
+            time.sleep(delay)
 
 
 def _os_reason(error: BaseException) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import ml_collections
+from jax.sharding import NamedSharding
 
 from genimg_jax import data
 from genimg_jax.evaluation import grids
@@ -70,7 +71,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainRes
     if max(committed_steps(workdir / CHECKPOINTS), default=0) < config.train.steps:  # else no step will run
         memory_check.check_train_step(run, config)  # a step that cannot fit stops here, before anything is written
     train_config = config.train
-    stream = _train_stream(config)
+    stream = _train_stream(config, run.batch_sharding)
     draws_illustrations = hasattr(run.method, "illustrations") and train_config.sample_every > 0
     eval_source = (
         data.source_from_config(config.data, config.data.eval_split)
@@ -142,15 +143,14 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainRes
     return TrainResult(state, step, stop)
 
 
-def _train_stream(config: ml_collections.ConfigDict) -> data.TrainStream:
-    """This process's share of the shuffled, endlessly repeated training split."""
+def _train_stream(config: ml_collections.ConfigDict, batch_sharding: NamedSharding) -> data.TrainStream:
+    """This process's share of the shuffled, endlessly repeated training split: the rows its devices hold."""
     return data.make_train_stream(
         data.source_from_config(config.data, config.data.train_split),
         global_batch_size=config.train.batch_size,
         seed=config.seed,
         random_flip=config.data.random_flip,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
+        rows=data.host_rows(batch_sharding, config.train.batch_size),
     )
 
 
