@@ -59,6 +59,19 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [2, 3, 4, 6]
 
 
+def test_an_evaluation_that_dies_loses_no_training(tmp_path, monkeypatch):
+    """The step's checkpoint is saved before its samples and evaluation, so a failure there (or a kill during a
+    long final evaluation) keeps the trained state."""
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("evaluation died")
+
+    monkeypatch.setattr(trainer, "_evaluate", dies)
+    with pytest.raises(RuntimeError, match="evaluation died"):
+        trainer.train(_tiny_gan("train.steps=3", "train.checkpoint_every=0", "eval.every=3"), tmp_path)
+    assert Checkpointer(tmp_path / "checkpoints", keep=2, every=0).all_steps() == [3]
+
+
 def test_resume_sets_aside_log_records_past_the_checkpoint(tmp_path):
     """Steps after the last checkpoint are recomputed on resume, so their old records must not stay twice."""
     trainer.train(_tiny_gan("train.steps=5", "train.checkpoint_every=4", "train.log_every=1"), tmp_path)

@@ -112,6 +112,13 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainRes
                 means = nonfinite.checked_means(step, sums, step - last_logged, train_config.nonfinite, last_checkpoint)
                 _log_interval(logger, step, last_logged, means)
                 sums, last_logged = {}, step
+            checkpointer.check()  # a save that failed in the background stops the run here
+            if checkpointer.should_save(step) or step == train_config.steps or stop:
+                # Never save a diverged state, even between log steps. Saved before sampling and evaluation (the
+                # save is asynchronous), so a long final evaluation that dies or is killed loses no training.
+                nonfinite.checked_means(step, sums, step - last_logged, train_config.nonfinite, last_checkpoint)
+                checkpointer.save(step, state, stream.get_state())
+                last_checkpoint = step
             if not stop and _due(step, train_config.sample_every, train_config.steps):
                 provenance = image_provenance(config, step, config.seed)
                 _write_samples(run, state, sample_rng, illustrate, step, workdir, logger, is_main, provenance)
@@ -120,12 +127,6 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainRes
                 eval_rng = jax.random.fold_in(init_rng, step)
                 _evaluate(run, state, config, eval_source, sample_evaluation, stream, eval_rng, step, logger)
                 release_freed_memory()
-            checkpointer.check()  # a save that failed in the background stops the run here
-            if checkpointer.should_save(step) or step == train_config.steps or stop:
-                # Never save a diverged state, even between log steps.
-                nonfinite.checked_means(step, sums, step - last_logged, train_config.nonfinite, last_checkpoint)
-                checkpointer.save(step, state, stream.get_state())
-                last_checkpoint = step
             if stop:
                 break
     finally:  # whatever stops the loop, a save in flight is committed and the logs are flushed
