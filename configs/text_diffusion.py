@@ -1,0 +1,36 @@
+"""Text-to-image diffusion (methods/text_diffusion.py): a cross-attention U-Net with a jointly trained transformer
+text encoder and classifier-free guidance, the conditioning of latent diffusion (Rombach et al. 2022) in pixel
+space.
+
+Variants:
+- `digits` (default): the embedded digits at 32x32 grayscale with template captions (`data.source =
+  "digits_captions"`), a small U-Net (widths 32, 64; self- and cross-attention at 16x16 and 8x8 and in the
+  middle) and a 2-layer, 64-wide text encoder, DDPM's eps-loss on the 1000-step linear schedule, caption dropout
+  0.1, a 100-step DDPM sampler with guidance w = 2 ((1 + w) D(x | c) - w D(x | null): Stable Diffusion's scale
+  1 + w = 3). Sized to train on a CPU; no published number applies.
+"""
+
+import ml_collections
+
+from genimg_jax.config import check_variant
+from genimg_jax.methods.text_diffusion import text_diffusion_config
+
+VARIANTS = ("digits",)
+
+
+def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
+    check_variant(variant, VARIANTS)
+    config = text_diffusion_config()
+    config.data.update(source="digits_captions", resolution=32, channels=1)
+    # The tokenizer's vocabulary size (the data side's word vocabulary plus the 4 special tokens): a placeholder
+    # until the captioned source fixes it.
+    config.model.text.vocab_size = 64
+    config.model.update(
+        features=32, channel_multipliers=(1, 2, 2), num_res_blocks=1, attention_resolutions=(16, 8), dropout=0.0
+    )
+    config.optim.denoiser.update(learning_rate=1e-3, warmup_steps=100)
+    config.train.update(steps=5000, batch_size=64, ema_decay=0.999, sample_every=1000, checkpoint_every=1000)
+    config.train.num_sample_images = 64
+    config.sample.update(steps=100, guidance_scale=2.0)
+    config.eval.every = 1000
+    return config
