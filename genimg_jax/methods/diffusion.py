@@ -274,7 +274,7 @@ class Diffusion:
         return jnp.full_like(labels, self.config.model.num_classes)
 
     def drop_labels(self, rng: jax.Array, labels: jax.Array | None) -> jax.Array | None:
-        """Classifier-free guidance's training labels: each replaced by `null_labels` with prob `model.label_dropout`."""
+        """Classifier-free guidance: each training label replaced by `null_labels` with prob `model.label_dropout`."""
         if not self.config.model.num_classes:
             return labels
         dropped = jax.random.uniform(rng, labels.shape) < self.config.model.label_dropout
