@@ -22,9 +22,7 @@ def get_config(variant: str = "digits") -> ml_collections.ConfigDict:
     check_variant(variant, VARIANTS)
     config = text_diffusion_config()
     config.data.update(source="digits_captions", resolution=32, channels=1)
-    # The tokenizer's vocabulary size (the data side's word vocabulary plus the 4 special tokens): a placeholder
-    # until the captioned source fixes it.
-    config.model.text.vocab_size = 64
+    config.model.text.vocab_size = 32  # len(data.vocabulary_for(config.data)): the digits grammar's 28 words + 4
     config.model.update(
         features=32, channel_multipliers=(1, 2, 2), num_res_blocks=1, attention_resolutions=(16, 8), dropout=0.0
     )

@@ -11,6 +11,7 @@ import pytest
 from random_states import random_diffusion_state, random_params
 from tiny_configs import TINY_UNET, load
 
+from genimg_jax import data
 from genimg_jax.config import ConfigError
 from genimg_jax.diffusion import guidance
 from genimg_jax.methods import build_method
@@ -22,6 +23,7 @@ TINY = [
     *TINY_UNET,
     "train.batch_size=4",
     f"data.caption_length={LENGTH}",
+    f"model.text.vocab_size={VOCAB}",
     "model.text.features=16",
     "model.text.num_heads=2",
     "sample.guidance_scale=2.0",
@@ -240,9 +242,21 @@ def test_samples_have_the_data_shape_and_range_and_follow_the_caption(tiny):
         method.sample(state, jax.random.PRNGKey(15), 4, None)
 
 
+def test_shipped_config_fits_its_captioned_source():
+    config = load("text_diffusion.py")
+    assert config.model.text.vocab_size == len(data.vocabulary_for(config.data))
+    fields = data.fields_from_config(config.data)
+    assert fields["tokens"].shape == fields["tokens_mask"].shape == (config.data.caption_length,)
+    assert build_method(config).conditioning_fields() == ("tokens", "tokens_mask")
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("model.text.num_heads=3", "model.text.num_heads"), ("model.network=ddpmpp", "model.network")],
+    [
+        ("model.text.num_heads=3", "model.text.num_heads"),
+        ("model.network=ddpmpp", "model.network"),
+        ("sample.repaint=true", "sample.repaint"),
+    ],
 )
 def test_bad_text_config_is_one_clear_error(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -20,23 +20,24 @@ import jax.numpy as jnp
 import ml_collections
 
 from genimg_jax.config import require
+from genimg_jax.data.text.vocabulary import BOS
 from genimg_jax.methods.base import Batch
 from genimg_jax.methods.diffusion import Diffusion, default_config
 from genimg_jax.models.text_encoder import TextEncoder
 from genimg_jax.models.text_unet import TextUNet
 
-BOS = 2  # the caption contract's begin-of-sequence token (0 = padding, 1 = unknown, 3 = EOS)
 CAPTION_FIELDS = ("tokens", "tokens_mask")
 
 
 def text_diffusion_config(parameterization: str = "ddpm_eps") -> ml_collections.ConfigDict:
-    """`Diffusion`'s keys plus the text encoder's (`model.text`) and `data.caption_length`."""
+    """`Diffusion`'s keys plus the text encoder's (`model.text`); captions are `data.caption_length` tokens."""
     config = default_config(parameterization)
     config.method = "text_diffusion"
-    config.data.caption_length = 16  # L, tokens per caption with BOS, EOS and padding
     config.model.text = ml_collections.ConfigDict(
         {
-            "vocab_size": 64,  # the tokenizer's vocabulary, including the 4 special tokens
+            # ids of the caption vocabulary, the 4 special tokens included: len(data.vocabulary_for(config.data));
+            # an id beyond it would be clamped to the last embedding silently
+            "vocab_size": 64,
             "features": 64,  # D, the width of the token features the U-Net attends to
             "num_layers": 2,
             "num_heads": 4,
@@ -51,7 +52,7 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     require(model.network == "unet", "model.network", model.network, "text diffusion uses the 'unet'")
     require(model.num_classes == 0, "model.num_classes", model.num_classes, "must be 0: the caption conditions")
     require(text.vocab_size > 4, "model.text.vocab_size", text.vocab_size, "must exceed the 4 special tokens")
-    require(config.data.caption_length >= 2, "data.caption_length", config.data.caption_length, "must be >= 2")
+    require(not config.sample.repaint, "sample.repaint", True, "is for unconditional models; captions condition here")
     require(text.features > 0, "model.text.features", text.features, "must be positive")
     require(text.num_layers >= 0, "model.text.num_layers", text.num_layers, "must be >= 0")
     require(
