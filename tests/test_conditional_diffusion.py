@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from random_states import random_diffusion_state
 from tiny_configs import TINY_UNET, load
 
 from genimg_jax import data
@@ -27,26 +28,10 @@ def _sr_method():
     return build_method(load("conditional_diffusion.py:faces_sr4", *TINY))
 
 
-def _random_state(method, batch: dict, seed: int):
-    """A train state of the method's shapes holding N(0, 0.1^2) weights, made without compiling the init (a U-Net's
-    costs ~30 s here) and away from the zero-initialised output layer."""
-    shapes = jax.eval_shape(method.init_state, jax.random.PRNGKey(0), batch)
-    rng = np.random.default_rng(seed)
-    params = jax.tree.map(lambda leaf: jnp.asarray(0.1 * rng.standard_normal(leaf.shape), leaf.dtype), shapes.params)
-    return shapes.replace(
-        step=jnp.zeros((), jnp.int32),
-        rng=jax.random.PRNGKey(seed),
-        params=params,
-        ema_params=params,
-        opt_state=method.optimizer.init(params),
-        first_stage={},
-    )
-
-
 @pytest.fixture(scope="module")
 def sr():
     method = _sr_method()
-    return method, _random_state(method, _batch(0), seed=1)
+    return method, random_diffusion_state(method, _batch(0), seed=1)
 
 
 def test_source_is_upsampled_bicubically_to_the_target_size():
@@ -79,7 +64,7 @@ def test_inpainting_samples_equal_the_known_pixels_where_the_mask_is_one():
     config = load("conditional_diffusion.py:faces_inpaint", *TINY_UNET, "train.batch_size=4")
     method = build_method(config)
     batch = _batch(6, mask=True)
-    state = _random_state(method, batch, seed=2)
+    state = random_diffusion_state(method, batch, seed=2)
     assert method.conditioning_fields() == ("source", "mask")
     samples = np.asarray(jax.jit(lambda s, b: method.sample(s, jax.random.PRNGKey(7), 4, b))(state, batch))
     known = batch["mask"] == 1

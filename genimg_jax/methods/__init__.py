@@ -15,6 +15,7 @@ from genimg_jax.methods.gan.gan import GAN
 from genimg_jax.methods.gan.stylegan2 import StyleGAN2
 from genimg_jax.methods.latent_diffusion import LatentDiffusion
 from genimg_jax.methods.pix2pix import Pix2Pix
+from genimg_jax.methods.text_diffusion import TextDiffusion
 from genimg_jax.methods.vae import VAE
 from genimg_jax.methods.vqvae import VQVAE
 
@@ -30,6 +31,7 @@ METHODS: dict[str, type] = {
     "pix2pix": Pix2Pix,
     "cyclegan": CycleGAN,
     "conditional_diffusion": ConditionalDiffusion,
+    "text_diffusion": TextDiffusion,
 }
 
 

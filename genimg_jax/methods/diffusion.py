@@ -177,12 +177,6 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     )
     require(0.0 <= sample.eta <= 1.0, "sample.eta", sample.eta, "must be in [0, 1]")
     require(0 < sample.sigma_min < sample.sigma_max, "sample.sigma_min", sample.sigma_min, "must be in (0, sigma_max)")
-    require(
-        sample.guidance_scale == 0 or model.num_classes > 0,
-        "sample.guidance_scale",
-        sample.guidance_scale,
-        "needs a class-conditional model (model.num_classes > 0)",
-    )
     require(0.0 <= config.train.ema_decay < 1.0, "train.ema_decay", config.train.ema_decay, "must be in [0, 1)")
     augment = config.augment
     require_choice(config, "augment.mode", AUGMENT_MODES)
@@ -224,6 +218,12 @@ class Diffusion:
 
     def __init__(self, config: ml_collections.ConfigDict):
         _validate(config)
+        require(
+            config.sample.guidance_scale == 0 or self.guidable(config),
+            "sample.guidance_scale",
+            config.sample.guidance_scale,
+            "needs a class-conditional model (model.num_classes > 0)",
+        )
         self.config = config
         self.data_shape: tuple[int, ...] = (config.data.resolution, config.data.resolution, config.data.channels)
         model = config.model
@@ -263,6 +263,22 @@ class Diffusion:
 
     def _labels(self, batch: Batch) -> jax.Array | None:
         return batch["label"] if self.config.model.num_classes else None
+
+    @staticmethod
+    def guidable(config: ml_collections.ConfigDict) -> bool:
+        """Whether classifier-free guidance applies: the model learns an unconditional branch (`null_labels`)."""
+        return config.model.num_classes > 0
+
+    def null_labels(self, labels: jax.Array) -> jax.Array:
+        """The labels of the unconditional model: the null class, index `model.num_classes`."""
+        return jnp.full_like(labels, self.config.model.num_classes)
+
+    def drop_labels(self, rng: jax.Array, labels: jax.Array | None) -> jax.Array | None:
+        """Classifier-free guidance: each training label replaced by `null_labels` with prob `model.label_dropout`."""
+        if not self.config.model.num_classes:
+            return labels
+        dropped = jax.random.uniform(rng, labels.shape) < self.config.model.label_dropout
+        return jnp.where(dropped, self.null_labels(labels), labels)
 
     def init_state(self, rng: jax.Array, example_batch: Batch) -> DiffusionState:
         init_rng, state_rng = jax.random.split(rng)
@@ -362,13 +378,9 @@ class Diffusion:
         return jnp.mean((eps - noise).reshape(num, -1) ** 2, axis=-1)
 
     def train_step(self, state: DiffusionState, batch: Batch) -> tuple[DiffusionState, Metrics]:
-        model = self.config.model
         x0 = self.encode(state.first_stage, batch)
         loss_rng, label_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
-        labels = self._labels(batch)
-        if model.num_classes:  # classifier-free guidance: learn the unconditional model as the null class
-            dropped = jax.random.uniform(label_rng, labels.shape) < model.label_dropout
-            labels = jnp.where(dropped, model.num_classes, labels)
+        labels = self.drop_labels(label_rng, self._labels(batch))
         x0, augment_labels = self.augmented(loss_rng, x0)
         noise_rng, level_rng, dropout_rng = jax.random.split(loss_rng, 3)
         noise, level = self.training_noise(noise_rng, level_rng, x0)
@@ -491,10 +503,10 @@ class Diffusion:
     def sampling_denoiser(self, params: Any, guided: bool) -> samplers.Denoiser:
         """The denoiser samplers walk with: guided (if `guided`), then clipped (if `sample.clip_denoised`), so that the
         clipping bounds the x_0 estimate the sampler uses rather than each of guidance's two predictions."""
-        model, sample = self.config.model, self.config.sample
+        sample = self.config.sample
         denoise = self.denoiser(params)
         if guided:
-            denoise = guidance.guided(denoise, sample.guidance_scale, null_label=model.num_classes)
+            denoise = guidance.guided_by(denoise, sample.guidance_scale, self.null_labels)
         return clipped(denoise) if sample.clip_denoised else denoise
 
     def evaluate_batch(self, state: DiffusionState, batch: Batch, rng: jax.Array) -> Metrics:

@@ -9,6 +9,10 @@ embedding; index `num_classes` is the "null" class that classifier-free guidance
 With `augment_dim` > 0 the network is told how its training image was augmented (EDM's non-leaky augmentation,
 `augment.edm`): a bias-free linear map of the augment labels is added to the noise-level sinusoids before the
 embedding MLP, as EDM's `map_augment`; without labels (at sampling) the labels are zeros, i.e. no augmentation.
+Text conditioning (latent diffusion's cross-attention U-Net, Rombach et al. 2022): given per-token `context`
+(B, L, D) and its `context_mask`, every self-attention block is followed by a cross-attention block to the real
+tokens, and the pooled sentence feature (their mean) is added to the time embedding through a linear map (as
+Imagen adds its pooled text embedding). Without context the network and its parameters are the plain U-Net's.
 """
 
 import itertools
@@ -20,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from genimg_jax.models.layers import rematerialized
+from genimg_jax.models.text_encoder import key_mask, masked_mean
 
 TIME_EMBEDDINGS = ("positional", "fourier")
 DDPM_INIT = nn.initializers.xavier_uniform()  # DDPM's default_init(1.0): variance_scaling(1, fan_avg, uniform)
@@ -122,6 +127,21 @@ class SelfAttention(nn.Module):
         return x + attention(tokens).reshape(n, h, w, c)
 
 
+class CrossAttention(nn.Module):
+    """Single-head attention from each position (queries of the GroupNorm'd features) to the real tokens of the
+    context (keys and values projected from it), with a zero-initialised output and a residual connection, so
+    that a fresh block leaves the U-Net as it was."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, context: jax.Array, context_mask: jax.Array) -> jax.Array:
+        n, h, w, c = x.shape
+        queries = group_norm(c)(x).reshape(n, h * w, c)
+        attention = nn.MultiHeadDotProductAttention(
+            num_heads=1, kernel_init=DDPM_INIT, out_kernel_init=nn.initializers.zeros_init()
+        )
+        return x + attention(queries, context, mask=key_mask(context_mask)).reshape(n, h, w, c)
+
+
 class UNet(nn.Module):
     """Noise prediction network eps(x, t) (or EDM's F) with the same shape in and out, or `out_channels` channels
     out when > 0 (conditional diffusion feeds the noisy image with its conditioning channels concatenated).
@@ -129,7 +149,8 @@ class UNet(nn.Module):
     `channel_multipliers` gives the width of each resolution level relative to `features`; each level but the
     last halves the resolution. `attention_resolutions` are the feature-map sizes that get self-attention.
     `augment_dim` is the width of the augment labels (0: none may be given; > 0: None means zeros). `remat`
-    recomputes each residual block's activations in the backward pass.
+    recomputes each residual block's activations in the backward pass. `context` (B, L, D) with `context_mask`
+    (B, L), 1 = real token, conditions on text (module docstring).
     """
 
     features: int = 128
@@ -151,15 +172,26 @@ class UNet(nn.Module):
         labels: jax.Array | None = None,
         train: bool = False,
         augment_labels: jax.Array | None = None,
+        context: jax.Array | None = None,
+        context_mask: jax.Array | None = None,
     ) -> jax.Array:
         embedding = ConditioningEmbedding(4 * self.features, self.time_embedding, self.num_classes, self.augment_dim)(
             t, labels, augment_labels
         )
+        if context is not None:
+            if context_mask is None:
+                raise ValueError("a U-Net given a text context needs its context_mask")
+            pooled = masked_mean(context, context_mask)
+            embedding = embedding + nn.Dense(embedding.shape[-1], kernel_init=DDPM_INIT, name="pooled_context")(pooled)
         block_class = rematerialized(ResBlock, self.remat, static_argnums=(3,))
         numbers = itertools.count()
 
         def res_block(features: int) -> ResBlock:  # named as flax names ResBlocks, with or without remat
             return block_class(features, self.dropout, name=f"ResBlock_{next(numbers)}")
+
+        def attend(h: jax.Array) -> jax.Array:
+            h = SelfAttention()(h)
+            return h if context is None else CrossAttention()(h, context, context_mask)
 
         h = nn.Conv(self.features, (3, 3), kernel_init=DDPM_INIT)(x)
         skips = [h]
@@ -167,14 +199,14 @@ class UNet(nn.Module):
             for _ in range(self.num_res_blocks):
                 h = res_block(self.features * multiplier)(h, embedding, train)
                 if h.shape[1] in self.attention_resolutions:
-                    h = SelfAttention()(h)
+                    h = attend(h)
                 skips.append(h)
             if level < len(self.channel_multipliers) - 1:
                 h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), kernel_init=DDPM_INIT)(h)
                 skips.append(h)
 
         h = res_block(h.shape[-1])(h, embedding, train)
-        h = SelfAttention()(h)
+        h = attend(h)
         h = res_block(h.shape[-1])(h, embedding, train)
 
         for level, multiplier in reversed(list(enumerate(self.channel_multipliers))):
@@ -182,7 +214,7 @@ class UNet(nn.Module):
                 h = jnp.concatenate([h, skips.pop()], axis=-1)
                 h = res_block(self.features * multiplier)(h, embedding, train)
                 if h.shape[1] in self.attention_resolutions:
-                    h = SelfAttention()(h)
+                    h = attend(h)
             if level > 0:
                 h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
                 h = nn.Conv(h.shape[-1], (3, 3), kernel_init=DDPM_INIT)(h)
