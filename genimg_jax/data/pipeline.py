@@ -15,10 +15,15 @@ Shuffling: grain reshuffles every epoch with seed `base + epoch`; `base` is deri
 `numpy.random.SeedSequence` so that seeds 0 and 1 do not give shifted copies of the same epoch sequence.
 Flips are drawn per global batch from `(seed, step)`, so a position is flipped identically on any host layout;
 a flip mirrors every image field (rank 3) of the example together.
-Batches are prepared ahead by a small grain thread pool (decoding in PIL and tfds releases the GIL).
+Reading: grain prepares two batches ahead on two threads, and each batch reads (decodes, fits) its examples on
+a shared pool of `read_threads` threads (PIL's decoders and resampling release the GIL), mapped in row order,
+so a batch is the same bit for bit for any thread count.
 """
 
+import functools
+import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grain
@@ -31,6 +36,7 @@ from genimg_jax.data.sources import Field, ImageSource
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
 _SHUFFLE, _FLIP = 0, 1  # purposes mixed into the run seed
 IS_EXAMPLE = "is_example"  # key of `iterate_once` batches: True for real examples, False for padding
+DEFAULT_READ_THREADS = min(8, os.cpu_count() or 1)
 
 
 def _derived_seed(seed: int, purpose: int) -> int:
@@ -66,9 +72,21 @@ def _stack(source: ImageSource, name: str, field: Field, values: list[np.ndarray
     return stacked
 
 
-def _load(source: ImageSource, indices: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """The fields `names` (default: all) of the examples at `indices`, stacked."""
-    examples = [source[int(i)] for i in indices]
+@functools.cache
+def _reader_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count for the whole process: streams come and go (evaluation opens one per pass)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="genimg-read")
+
+
+def _load(
+    source: ImageSource, indices: np.ndarray, names: Sequence[str] | None = None, threads: int = 1
+) -> dict[str, np.ndarray]:
+    """The fields `names` (default: all) of the examples at `indices`, stacked, read on `threads` threads."""
+    positions = [int(i) for i in indices]
+    if threads > 1 and len(positions) > 1:
+        examples = list(_reader_pool(threads).map(source.__getitem__, positions))
+    else:
+        examples = [source[i] for i in positions]
     names = source.fields if names is None else names
     return {name: _stack(source, name, source.fields[name], [e[name] for e in examples]) for name in names}
 
@@ -77,6 +95,12 @@ def load_all(source: ImageSource, names: Sequence[str] | None = None) -> dict[st
     """The fields `names` (default: all) of every example of `source`, in index order, stacked in host memory:
     for what trains on a whole split at once (the classifiers of metrics/classifier.py)."""
     return _load(source, np.arange(_check_not_empty(source)), names)
+
+
+def _checked_threads(read_threads: int) -> int:
+    if read_threads < 0:
+        raise DataError(f"read_threads={read_threads} must be >= 0 (0 = {DEFAULT_READ_THREADS}, from the CPU count)")
+    return read_threads or DEFAULT_READ_THREADS
 
 
 def _check_not_empty(source: ImageSource) -> int:
@@ -122,17 +146,19 @@ def make_train_stream(
     seed: int,
     random_flip: bool = False,
     rows: Sequence[int] | None = None,
+    read_threads: int = 0,
 ) -> TrainStream:
     """Infinite shuffled per-host batches of every field of `source`, e.g. `{"image": uint8 (B_local, H, W, C),
     "label": int32 (B_local,)}`: the `rows` of each global batch (default: all), `B_local = len(rows)`; every
-    epoch is a fresh permutation of the source."""
+    epoch is a fresh permutation of the source. Each batch is read on `read_threads` threads (0: the default)."""
     rows = _checked_rows(rows, global_batch_size)
+    threads = _checked_threads(read_threads)
     num_examples = _check_not_empty(source)
     flip_seed = _derived_seed(seed, _FLIP)
     image_fields = [name for name, field in source.fields.items() if len(field.shape) == 3]
 
     def host_batch(step: int, global_indices: np.ndarray) -> dict[str, np.ndarray]:
-        batch = _load(source, global_indices[rows])
+        batch = _load(source, global_indices[rows], threads=threads)
         if random_flip:
             flips = (np.random.default_rng([flip_seed, step]).random(global_batch_size) < 0.5)[rows]
             for name in image_fields:
@@ -152,15 +178,16 @@ def make_train_stream(
 
 
 def iterate_once(
-    source: ImageSource, *, batch_size: int, rows: Sequence[int] | None = None
+    source: ImageSource, *, batch_size: int, rows: Sequence[int] | None = None, read_threads: int = 0
 ) -> Iterator[dict[str, np.ndarray]]:
     """One ordered pass over the source for evaluation, with every field of `source`. Every process yields the
     same number of batches of the same shape (the last is zero-padded, `IS_EXAMPLE` False on padding), so
     jitted evaluation compiles once and multi-host collectives stay in step. `batch_size` is global and `rows`
-    this process's rows of each batch, as in `make_train_stream`."""
+    this process's rows of each batch, and `read_threads` as in `make_train_stream`."""
     if IS_EXAMPLE in source.fields:
         raise DataError(f"data source {source!r} declares a field '{IS_EXAMPLE}', the name of the padding marker")
     rows = _checked_rows(rows, batch_size)
+    threads = _checked_threads(read_threads)
     num_examples = _check_not_empty(source)
     local = len(rows)
 
@@ -169,7 +196,7 @@ def iterate_once(
         is_example = positions < num_examples
         batch = {name: np.zeros((local, *field.shape), field.dtype) for name, field in source.fields.items()}
         if is_example.any():
-            for name, values in _load(source, positions[is_example]).items():
+            for name, values in _load(source, positions[is_example], threads=threads).items():
                 batch[name][is_example] = values
         return {**batch, IS_EXAMPLE: is_example}
 
@@ -188,4 +215,5 @@ def cycled_batches(
     if unknown:
         raise DataError(f"data source {source!r} has no fields {unknown} (it has {sorted(source.fields)})")
     batches = grain.MapDataset.range(num_examples).repeat().batch(batch_size)[:num_batches]
-    return iter(batches.map(lambda indices: _load(source, indices, names)).to_iter_dataset(_READ_OPTIONS))
+    read = functools.partial(_load, source, names=names, threads=DEFAULT_READ_THREADS)
+    return iter(batches.map(read).to_iter_dataset(_READ_OPTIONS))

@@ -151,6 +151,7 @@ def _train_stream(config: ml_collections.ConfigDict, batch_sharding: NamedShardi
         seed=config.seed,
         random_flip=config.data.random_flip,
         rows=data.host_rows(batch_sharding, config.train.batch_size),
+        read_threads=config.data.read_threads,
     )
 
 
