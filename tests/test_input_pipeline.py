@@ -120,3 +120,20 @@ def test_a_bad_file_stops_a_threaded_stream_with_its_name(noise_folder):
     stream = data.make_train_stream(_folder(root), global_batch_size=24, seed=0, read_threads=4)
     with pytest.raises(data.DataError, match=rf"'{files[0]}' cannot be decoded"):
         next(stream)
+
+
+@pytest.mark.slow  # writes a tfds dataset: tens of seconds on a loaded machine
+def test_tfds_batched_reads_match_single_reads_for_any_thread_count(noise_folder, tmp_path):
+    from genimg_jax.data import dataset_writer
+
+    root, pixels = noise_folder
+    dataset_writer.write_dataset(root, tmp_path / "tfds", "noise", 8, 3)
+    source = data.make_source("tfds:noise", split="train", resolution=8, channels=3, data_dir=str(tmp_path / "tfds"))
+    batched = source.__getitems__([9, 2, 2, 23])
+    for index, example in zip([9, 2, 2, 23], batched, strict=True):
+        np.testing.assert_array_equal(example["image"], pixels[index])  # stored losslessly, in file order
+        assert int(example["label"]) == int(source[index]["label"])
+    one, five = (_batches(source, threads, 4) for threads in (1, 5))
+    for a, b in zip(one, five, strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["label"], b["label"])

@@ -16,8 +16,9 @@ Shuffling: grain reshuffles every epoch with seed `base + epoch`; `base` is deri
 Flips are drawn per global batch from `(seed, step)`, so a position is flipped identically on any host layout;
 a flip mirrors every image field (rank 3) of the example together.
 Reading: grain prepares two batches ahead on two threads, and each batch reads (decodes, fits) its examples on
-a shared pool of `read_threads` threads (PIL's decoders and resampling release the GIL), mapped in row order,
-so a batch is the same bit for bit for any thread count.
+a shared pool of `read_threads` threads (PIL's decoders and resampling release the GIL): the batch's indices are
+cut into one run per thread, each read in one call of the source's `__getitems__` where it has one (a batched
+array_record read for `tfds:`) and joined in row order, so a batch is the same bit for bit for any thread count.
 """
 
 import functools
@@ -83,10 +84,12 @@ def _load(
 ) -> dict[str, np.ndarray]:
     """The fields `names` (default: all) of the examples at `indices`, stacked, read on `threads` threads."""
     positions = [int(i) for i in indices]
+    read_many = getattr(source, "__getitems__", None) or (lambda chunk: [source[i] for i in chunk])
     if threads > 1 and len(positions) > 1:
-        examples = list(_reader_pool(threads).map(source.__getitem__, positions))
+        chunks = [chunk.tolist() for chunk in np.array_split(positions, min(threads, len(positions)))]
+        examples = [example for part in _reader_pool(threads).map(read_many, chunks) for example in part]
     else:
-        examples = [source[i] for i in positions]
+        examples = read_many(positions)
     names = source.fields if names is None else names
     return {name: _stack(source, name, source.fields[name], [e[name] for e in examples]) for name in names}
 

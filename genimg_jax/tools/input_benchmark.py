@@ -1,14 +1,15 @@
 """Input throughput: how many images/s one host's training stream delivers, for several read thread counts.
 
     python -m genimg_jax.tools.input_benchmark --source=folder:PATH|tfds:NAME [--data_dir=DIR] [--threads=1,2,4,8]
-        [--resolution=32] [--channels=3] [--batch_size=128] [--batches=40]
-    python -m genimg_jax.tools.input_benchmark --synthetic=50000 [--threads=...]
+        [--resolution=32] [--channels=3] [--batch_size=128] [--batches=30]
+    python -m genimg_jax.tools.input_benchmark --synthetic=50000 [--synthetic_dir=DIR] [--threads=...]
 
 The stream is the one training reads (`data.make_train_stream`, shuffled, `read_threads` per batch) with nothing
 consuming it, so the rate is what the input can supply, to compare with what a train step consumes
 (experiments/records/input_throughput.md). `--synthetic=N` first writes N random 32x32 RGB PNGs into a temporary
-folder and the tfds array_record dataset of them (`data.dataset_writer`), then measures both and the time each
-takes to open. Numbers are printed, never asserted: they depend on the machine and on what else runs on it.
+folder (or `--synthetic_dir`, kept and reused) and the tfds array_record dataset of them (`data.dataset_writer`),
+then measures both and the time each takes to open. Numbers are printed, never asserted: they depend on the
+machine and on what else runs on it.
 """
 
 import argparse
@@ -61,16 +62,20 @@ def write_synthetic_folder(root: Path, count: int, resolution: int = 32) -> None
 
 
 @contextlib.contextmanager
-def synthetic_specs(count: int) -> Iterator[tuple[list[str], str]]:
-    """([folder spec, tfds spec], data_dir) of `count` synthetic images, written into a temporary folder."""
-    with tempfile.TemporaryDirectory() as temp:
-        folder, data_dir = Path(temp) / "images", Path(temp) / "tfds"
-        start = time.perf_counter()
-        write_synthetic_folder(folder, count)
-        print(f"wrote {count} PNGs in {time.perf_counter() - start:.1f} s", flush=True)
-        start = time.perf_counter()
-        dataset_writer.write_dataset(folder, data_dir, _SYNTHETIC_NAME, 32, 3)
-        print(f"wrote the tfds array_record dataset in {time.perf_counter() - start:.1f} s", flush=True)
+def synthetic_specs(count: int, keep_in: str) -> Iterator[tuple[list[str], str]]:
+    """([folder spec, tfds spec], data_dir) of `count` synthetic images, written into `keep_in` (reused if it holds
+    them already) or a temporary folder."""
+    with contextlib.ExitStack() as stack:
+        root = Path(keep_in) if keep_in else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        folder, data_dir = root / "images", root / "tfds"
+        if not folder.is_dir():
+            start = time.perf_counter()
+            write_synthetic_folder(folder, count)
+            print(f"wrote {count} PNGs in {time.perf_counter() - start:.1f} s", flush=True)
+        if not data_dir.is_dir():
+            start = time.perf_counter()
+            dataset_writer.write_dataset(folder, data_dir, _SYNTHETIC_NAME, 32, 3)
+            print(f"wrote the tfds array_record dataset in {time.perf_counter() - start:.1f} s", flush=True)
         yield [f"folder:{folder}", f"tfds:{_SYNTHETIC_NAME}"], str(data_dir)
 
 
@@ -92,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genimg_jax.tools.input_benchmark", description=__doc__)
     parser.add_argument("--source", default="", help="a source spec, e.g. folder:PATH or tfds:NAME")
     parser.add_argument("--synthetic", type=int, default=0, help="write N synthetic images and measure both forms")
+    parser.add_argument("--synthetic_dir", default="", help="keep (or reuse) the synthetic data here")
     parser.add_argument("--data_dir", default="", help="tfds data directory ('' = tfds default)")
     parser.add_argument("--threads", type=lambda text: [int(t) for t in text.split(",")], default=[1, 2, 4, 8])
     parser.add_argument("--resolution", type=int, default=32)
@@ -104,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> None:
         if args.synthetic:
-            with synthetic_specs(args.synthetic) as (specs, data_dir):
+            with synthetic_specs(args.synthetic, args.synthetic_dir) as (specs, data_dir):
                 measure(specs, data_dir, args)
         else:
             measure([args.source], args.data_dir, args)
