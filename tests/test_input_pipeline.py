@@ -137,3 +137,23 @@ def test_tfds_batched_reads_match_single_reads_for_any_thread_count(noise_folder
     for a, b in zip(one, five, strict=True):
         np.testing.assert_array_equal(a["image"], b["image"])
         np.testing.assert_array_equal(a["label"], b["label"])
+
+
+@pytest.mark.slow  # starts grain worker processes: seconds each
+def test_worker_processes_make_the_same_batches_and_resume_exactly(noise_folder):
+    root, _ = noise_folder
+    source = _folder(root)
+    reference = _batches(source, 1, 6, random_flip=True)
+    workers = data.make_train_stream(source, global_batch_size=10, seed=4, num_workers=2, random_flip=True)
+    try:
+        made = [next(workers) for _ in range(3)]
+        workers.set_state(reference_state := {**workers.get_state(), "step": 4})
+        made += [next(workers) for _ in range(2)]
+    finally:
+        workers.close()
+    assert reference_state["step"] == 4
+    for a, b in zip(reference[:3] + reference[4:], made, strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+    with pytest.raises(data.DataError, match=r"num_workers=-1 must be >= 0"):
+        data.make_train_stream(source, global_batch_size=4, seed=0, num_workers=-1)

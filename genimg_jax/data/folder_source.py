@@ -218,6 +218,13 @@ class FolderSource:
         self.num_classes = len(self.class_names)
         self.fields = labelled_image_fields(resolution, channels)
 
+    def __getstate__(self) -> dict:
+        """Pickled for grain's worker processes, without the lock (each worker makes its own)."""
+        return {key: value for key, value in self.__dict__.items() if key != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     @property
     def files(self) -> tuple[PurePath, ...]:
         """The image files, relative to the split's folder, in index order."""

@@ -19,6 +19,9 @@ Reading: grain prepares two batches ahead on two threads, and each batch reads (
 a shared pool of `read_threads` threads (PIL's decoders and resampling release the GIL): the batch's indices are
 cut into one run per thread, each read in one call of the source's `__getitems__` where it has one (a batched
 array_record read for `tfds:`) and joined in row order, so a batch is the same bit for bit for any thread count.
+Threads share one interpreter, so for many cores a training stream can also make its batches in `num_workers`
+grain worker processes (`mp_prefetch`: worker w makes batches w, w + n, ..., read back in order), the same bits
+again; the source travels to each worker pickled, and starting them takes seconds.
 """
 
 import functools
@@ -29,6 +32,7 @@ from typing import Any
 
 import grain
 import numpy as np
+from absl import flags
 
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.sources import Field, ImageSource
@@ -115,9 +119,11 @@ def _check_not_empty(source: ImageSource) -> int:
 class TrainStream:
     """Infinite iterator of per-host batches with `get_state`/`set_state` for exact resume."""
 
-    def __init__(self, batches: grain.MapDataset, fingerprint: dict[str, int]):
+    def __init__(self, batches: grain.MapDataset, fingerprint: dict[str, int], num_workers: int = 0):
         self._batches = batches
         self._fingerprint = fingerprint
+        self._num_workers = num_workers
+        self._iterator = None
         self.set_state({"step": 0, **fingerprint})
 
     def __iter__(self) -> "TrainStream":
@@ -138,8 +144,20 @@ class TrainStream:
         if mismatch:
             details = ", ".join(f"{key}: saved {saved}, now {now}" for key, (saved, now) in mismatch.items())
             raise DataError(f"data stream state does not belong to this stream ({details})")
+        self.close()
         self._step = int(state["step"])
-        self._iterator = iter(self._batches[self._step :].to_iter_dataset(_READ_OPTIONS))
+        batches = self._batches[self._step :].to_iter_dataset(_READ_OPTIONS)
+        if self._num_workers:
+            if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; commands parse theirs with argparse
+                flags.FLAGS.mark_as_parsed()
+            batches = batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._num_workers))
+        self._iterator = iter(batches)
+
+    def close(self) -> None:
+        """Stops the worker processes, if any (they also stop with this process)."""
+        if self._iterator is not None and hasattr(self._iterator, "close"):
+            self._iterator.close()
+        self._iterator = None  # dropped now, not at interpreter exit, when grain's cleanup finds its modules gone
 
 
 def make_train_stream(
@@ -150,12 +168,16 @@ def make_train_stream(
     random_flip: bool = False,
     rows: Sequence[int] | None = None,
     read_threads: int = 0,
+    num_workers: int = 0,
 ) -> TrainStream:
     """Infinite shuffled per-host batches of every field of `source`, e.g. `{"image": uint8 (B_local, H, W, C),
     "label": int32 (B_local,)}`: the `rows` of each global batch (default: all), `B_local = len(rows)`; every
-    epoch is a fresh permutation of the source. Each batch is read on `read_threads` threads (0: the default)."""
+    epoch is a fresh permutation of the source. Each batch is read on `read_threads` threads (0: the default), in
+    this process or in one of `num_workers` worker processes (0: none)."""
     rows = _checked_rows(rows, global_batch_size)
     threads = _checked_threads(read_threads)
+    if num_workers < 0:
+        raise DataError(f"num_workers={num_workers} must be >= 0 (0 = read in this process)")
     num_examples = _check_not_empty(source)
     flip_seed = _derived_seed(seed, _FLIP)
     image_fields = [name for name, field in source.fields.items() if len(field.shape) == 3]
@@ -175,9 +197,8 @@ def make_train_stream(
         .batch(global_batch_size)
         .map_with_index(host_batch)
     )
-    return TrainStream(
-        batches, {"seed": int(seed), "global_batch_size": global_batch_size, "num_examples": num_examples}
-    )
+    fingerprint = {"seed": int(seed), "global_batch_size": global_batch_size, "num_examples": num_examples}
+    return TrainStream(batches, fingerprint, num_workers)
 
 
 def iterate_once(

@@ -1,11 +1,11 @@
-"""Input throughput: how many images/s one host's training stream delivers, for several read thread counts.
+"""Input throughput: how many images/s one host's training stream delivers, for several thread and worker counts.
 
     python -m genimg_jax.tools.input_benchmark --source=folder:PATH|tfds:NAME [--data_dir=DIR] [--threads=1,2,4,8]
-        [--resolution=32] [--channels=3] [--batch_size=128] [--batches=30]
-    python -m genimg_jax.tools.input_benchmark --synthetic=50000 [--synthetic_dir=DIR] [--threads=...]
+        [--workers=0,4] [--resolution=32] [--channels=3] [--batch_size=128] [--batches=30]
+    python -m genimg_jax.tools.input_benchmark --synthetic=50000 [--synthetic_dir=DIR] [--threads=...] [--workers=...]
 
-The stream is the one training reads (`data.make_train_stream`, shuffled, `read_threads` per batch) with nothing
-consuming it, so the rate is what the input can supply, to compare with what a train step consumes
+The stream is the one training reads (`data.make_train_stream`: shuffled, `read_threads`, `num_workers`) with
+nothing consuming it, so the rate is what the input can supply, to compare with what a train step consumes
 (experiments/records/input_throughput.md). `--synthetic=N` first writes N random 32x32 RGB PNGs into a temporary
 folder (or `--synthetic_dir`, kept and reused) and the tfds array_record dataset of them (`data.dataset_writer`),
 then measures both and the time each takes to open. Numbers are printed, never asserted: they depend on the
@@ -33,17 +33,23 @@ _SYNTHETIC_NAME = "synthetic_images"
 _WARMUP = 3  # batches read before timing: the pool starts, the prefetch buffer fills
 
 
-def images_per_second(source: data.ImageSource, threads: int, batch_size: int, batches: int) -> float:
-    """Median images/s over three timed thirds of `batches` batches of a fresh stream on `threads` read threads."""
-    stream = data.make_train_stream(source, global_batch_size=batch_size, seed=0, read_threads=threads)
-    for _ in range(_WARMUP):
-        next(stream)
-    rates = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(max(1, batches // 3)):
+def images_per_second(source: data.ImageSource, threads: int, workers: int, batch_size: int, batches: int) -> float:
+    """Median images/s over three timed thirds of `batches` batches of a fresh stream on `threads` read threads in
+    each of `workers` worker processes (0: in this one)."""
+    stream = data.make_train_stream(
+        source, global_batch_size=batch_size, seed=0, read_threads=threads, num_workers=workers
+    )
+    try:
+        for _ in range(_WARMUP + workers):  # also waits for every worker to start
             next(stream)
-        rates.append(max(1, batches // 3) * batch_size / (time.perf_counter() - start))
+        rates = []
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(max(1, batches // 3)):
+                next(stream)
+            rates.append(max(1, batches // 3) * batch_size / (time.perf_counter() - start))
+    finally:
+        stream.close()
     return statistics.median(rates)
 
 
@@ -80,7 +86,8 @@ def synthetic_specs(count: int, keep_in: str) -> Iterator[tuple[list[str], str]]
 
 
 def measure(specs: Sequence[str], data_dir: str, args: argparse.Namespace) -> None:
-    """One line per (source, thread count): images/s of this host, and the time the source took to open."""
+    """One line per (source, worker count, thread count): this host's images/s; and the time each source took to
+    open."""
     for spec in specs:
         start = time.perf_counter()
         source = data.make_source(
@@ -88,9 +95,10 @@ def measure(specs: Sequence[str], data_dir: str, args: argparse.Namespace) -> No
         )
         opened = time.perf_counter() - start
         print(f"{spec.split(':')[0]}: {len(source)} images, opened in {opened:.2f} s", flush=True)
-        for threads in args.threads:
-            rate = images_per_second(source, threads, args.batch_size, args.batches)
-            print(f"  read_threads={threads}: {rate:.0f} images/s", flush=True)
+        for workers in args.workers:
+            for threads in args.threads:
+                rate = images_per_second(source, threads, workers, args.batch_size, args.batches)
+                print(f"  num_workers={workers} read_threads={threads}: {rate:.0f} images/s", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--synthetic_dir", default="", help="keep (or reuse) the synthetic data here")
     parser.add_argument("--data_dir", default="", help="tfds data directory ('' = tfds default)")
     parser.add_argument("--threads", type=lambda text: [int(t) for t in text.split(",")], default=[1, 2, 4, 8])
+    parser.add_argument("--workers", type=lambda text: [int(t) for t in text.split(",")], default=[0])
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--channels", type=int, choices=(1, 3), default=3)
     parser.add_argument("--batch_size", type=int, default=128)
