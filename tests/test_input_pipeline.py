@@ -70,6 +70,14 @@ def test_small_images_are_upscaled_or_replaced_lazily(noise_folder):
     np.testing.assert_array_equal(_folder(root, small_images="skip")[23]["image"], pixels[0])
 
 
+def test_a_folder_of_only_bad_files_fails_on_access_under_skip(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"\x89PNG not really")
+    (tmp_path / "b.png").write_text("no")
+    source = _folder(tmp_path, bad_images="skip")
+    with pytest.raises(data.DataError, match=r"has no usable images: every file is bad \(source 'folder:"):
+        source[1]
+
+
 def _batches(source, threads, steps, start=None, **options):
     stream = data.make_train_stream(source, global_batch_size=10, seed=4, read_threads=threads, **options)
     if start is not None:
