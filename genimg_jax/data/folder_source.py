@@ -22,9 +22,10 @@ each file once, lists those it leaves out, and the `tfds:` source it writes is t
 instead decodes every image at open, on a thread pool, and leaves the bad ones out (`usable_images`).
 """
 
+import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePath
 from typing import BinaryIO
@@ -91,16 +92,22 @@ def split_root(path: str, split: str, where: str) -> Path:
     return root
 
 
+def _visible_below(folder: str, rel: PurePath) -> Iterator[PurePath]:
+    """The files below `folder` (at `rel`) outside hidden files and folders; one `scandir` per folder, whose
+    entries know their type without a `stat` per file. Links to folders are not followed (as `Path.rglob`)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from _visible_below(entry.path, rel / entry.name)
+            elif entry.is_file():
+                yield rel / entry.name
+
+
 def visible_files(root: Path, where: str) -> list[Path]:
     """Every file below `root` outside hidden files and folders, relative to it, sorted by path."""
-    found = sorted(
-        (
-            file.relative_to(root)
-            for file in root.rglob("*")
-            if file.is_file() and not any(part.startswith(".") for part in file.relative_to(root).parts)
-        ),
-        key=Path.as_posix,
-    )
+    found = sorted((Path(rel) for rel in _visible_below(str(root), PurePath())), key=Path.as_posix)
     if not found:
         raise DataError(f"image folder '{root}' is empty {where}")
     return found
