@@ -194,6 +194,8 @@ def validate_common(config: ml_collections.ConfigDict) -> None:
     require_choice(config, "data.bad_images", ("error", "skip"))
     require_choice(config, "data.small_images", ("upscale", "skip"))
     require_choice(config, "data.direction", ("AtoB", "BtoA"))
+    require(data.read_threads >= 0, "data.read_threads", data.read_threads, "must be >= 0 (0 = from the CPU count)")
+    require(data.num_workers >= 0, "data.num_workers", data.num_workers, "must be >= 0 (0 = no worker processes)")
     require(data.caption_length > 0, "data.caption_length", data.caption_length, "must be positive")
     require(data.vocabulary_size >= 4, "data.vocabulary_size", data.vocabulary_size, "must be >= 4 (special ids)")
     require(
@@ -240,6 +242,12 @@ def base_config() -> ml_collections.ConfigDict:
             "random_flip": False,
             "bad_images": "error",  # undecodable image files in a folder source: error | skip (counted warning)
             "small_images": "upscale",  # images smaller than the resolution: upscale | skip (counted warning)
+            # threads reading (decoding, fitting) the examples of each training batch in every process; the batches
+            # are the same for any count (0 = min(8, CPU cores)); measured: experiments/records/input_throughput.md
+            "read_threads": 0,
+            # worker processes making training batches in every process (grain; same batches; 0 = none), for hosts
+            # with more cores than one interpreter's threads keep busy
+            "num_workers": 0,
             "caption_length": 16,  # tokens per caption of a captioned source (BOS and EOS included)
             "vocabulary_size": 5000,  # most ids of a vocabulary built from a dataset's captions
         }

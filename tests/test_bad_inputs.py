@@ -10,6 +10,7 @@ from tiny_configs import TINY_GAN, load
 
 from genimg_jax import data
 from genimg_jax.config import ConfigError
+from genimg_jax.data.folder_source import FolderSource
 from genimg_jax.training import trainer
 from genimg_jax.training import workdir as workdirs
 
@@ -40,10 +41,15 @@ def _source(root, **policies):
     return data.make_source(f"folder:{root}", split="train", resolution=16, channels=3, **policies)
 
 
+def _checked_source(root, **policies):
+    """A folder decoded and checked at open (`checked=True`: translate mode, folder_captions)."""
+    return FolderSource(str(root), "train", 16, 3, **policies, checked=True)
+
+
 def test_undecodable_files_stop_with_the_count_an_example_and_the_config_key(mixed_folder):
     root, _ = mixed_folder
     with pytest.raises(data.DataError) as error:
-        _source(root)
+        _checked_source(root)
     message = str(error.value)
     assert "\n" not in message
     assert f"image folder '{root}': 2 cannot be decoded (e.g. 'g_truncated.png'" in message
@@ -52,7 +58,7 @@ def test_undecodable_files_stop_with_the_count_an_example_and_the_config_key(mix
 
 def test_skip_leaves_out_bad_files_with_one_counted_warning(mixed_folder, capsys):
     root, _ = mixed_folder
-    source = _source(root, bad_images="skip", small_images="skip")
+    source = _checked_source(root, bad_images="skip", small_images="skip")
     assert len(source) == 5
     assert {kind: [p.name for p in paths] for kind, paths in source.skipped.items()} == {
         "not an image": ["notes.txt"],
@@ -68,7 +74,7 @@ def test_skip_leaves_out_bad_files_with_one_counted_warning(mixed_folder, capsys
 def test_modes_are_converted_and_small_images_upscaled(mixed_folder):
     root, rgb = mixed_folder
     source = _source(root, bad_images="skip")  # small_images="upscale" by default
-    assert len(source) == 6
+    assert len(source) == 8  # opened without decoding: the two bad files are found (and replaced) on access
     images = {name: source[i]["image"] for i, name in enumerate(["rgb", "gray", "rgba", "deep", "palette", "tiny"])}
     np.testing.assert_array_equal(images["rgb"], rgb)
     np.testing.assert_array_equal(images["gray"], np.repeat(rgb[..., :1], 3, axis=-1))

@@ -286,8 +286,9 @@ def test_folder_errors_name_the_path(tmp_path):
         data.make_source(f"folder:{tmp_path / 'empty'}", split="train", resolution=8, channels=1)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "broken.png").write_bytes(b"\x89PNG not really")
-    with pytest.raises(data.DataError, match=r"1 cannot be decoded \(e\.g\. 'broken\.png'"):  # found on opening
-        data.make_source(f"folder:{tmp_path / 'bad'}", split="train", resolution=8, channels=1)
+    broken = data.make_source(f"folder:{tmp_path / 'bad'}", split="train", resolution=8, channels=1)
+    with pytest.raises(data.DataError, match=r"bad': 'broken\.png' cannot be decoded \(.*source 'folder:"):  # on access
+        broken[0]
 
 
 # --- training stream --------------------------------------------------------------------------------------

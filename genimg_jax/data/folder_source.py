@@ -1,4 +1,4 @@
-"""`folder:PATH` — a directory tree of PNG/JPEG files, decoded lazily.
+"""`folder:PATH` — a directory tree of PNG/JPEG files, indexed at open and decoded per example on access.
 
 Layout rules, chosen to match how image folders are usually shipped:
 - If `PATH` has split folders (`train`, `test`, `validation`, `val`), `PATH/<split>` serves that split and a
@@ -7,16 +7,25 @@ Layout rules, chosen to match how image folders are usually shipped:
   if any image lies directly in the folder, the data is unlabeled (`num_classes == 0`, labels 0).
 - Files are found recursively and sorted by relative path, so indices (and therefore shuffles) are the same
   on every machine; hidden files and folders (leading '.') are skipped.
-- Files that are not images (by suffix) are skipped and counted in one warning line on stderr. Every image is
-  decoded once when the folder is opened (on a thread pool), so a corrupt or truncated file, or one smaller
-  than the resolution, is found before anything is written rather than hours into a run: per `bad_images`
-  ("error" | "skip") and `small_images` ("upscale" | "skip") it stops the run with one line naming the file,
-  or is left out and counted in the warning. Grayscale, RGBA, palette and 16-bit images are always converted
-  (`images.pil_pixels`). Training decodes again lazily in `__getitem__`.
+- Files that are not images (by suffix) are skipped and counted in one warning line on stderr. Grayscale,
+  RGBA, palette and 16-bit images are always converted (`images.pil_pixels`).
+
+Opening lists and sorts the files and decodes none, so a large folder opens in about a second in every process
+and on every restart. A corrupt or truncated file, or one smaller than the resolution, is therefore found when
+an example first reads it: per `bad_images` ("error" | "skip") and `small_images` ("upscale" | "skip") it stops
+the run with one line naming the file, or the example takes the next usable file in index order (wrapping)
+in its place, with its label, and one warning line per bad file. The replacement depends only on the files, so
+batches stay the same for any thread count, host layout or resume; `len` counts the bad files too. To find
+every bad file before a long run, prepare the folder with `python -m genimg_jax.tools.dataset_tool` (it decodes
+each file once, lists those it leaves out, and the `tfds:` source it writes is the faster one to read).
+`checked=True` (the translate mode, `folder_captions`, whose outputs and captions belong to one file each)
+instead decodes every image at open, on a thread pool, and leaves the bad ones out (`usable_images`).
 """
 
+import os
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePath
 from typing import BinaryIO
@@ -47,16 +56,17 @@ def decode_file(path: Path, file: BinaryIO | None = None) -> np.ndarray:
         raise DataError(f"cannot decode image file '{path}': {type(error).__name__}: {error}") from error
 
 
-def _problem(path: Path, resolution: int, columns: int) -> tuple[str, str] | None:
-    """(kind, detail) of what is wrong with one image file holding `columns` images side by side, or None."""
+def _checked_file(path: Path, resolution: int, columns: int) -> tuple[np.ndarray | None, tuple[str, str] | None]:
+    """(pixels or None, (kind, detail) of what is wrong or None) of one image file holding `columns` images side
+    by side."""
     try:
         pixels = decode_file(path)
     except DataError as error:
-        return UNDECODABLE, str(error.__cause__)
+        return None, (UNDECODABLE, str(error.__cause__))
     height, width = pixels.shape[:2]
     if min(height, width // columns) < resolution:
-        return TOO_SMALL, f"{width}x{height}"
-    return None
+        return pixels, (TOO_SMALL, f"{width}x{height}")
+    return pixels, None
 
 
 def problem_summary(problems: dict[str, list[tuple[PurePath | str, str]]]) -> str:
@@ -82,16 +92,22 @@ def split_root(path: str, split: str, where: str) -> Path:
     return root
 
 
+def _visible_below(folder: str, rel: PurePath) -> Iterator[PurePath]:
+    """The files below `folder` (at `rel`) outside hidden files and folders; one `scandir` per folder, whose
+    entries know their type without a `stat` per file. Links to folders are not followed (as `Path.rglob`)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from _visible_below(entry.path, rel / entry.name)
+            elif entry.is_file():
+                yield rel / entry.name
+
+
 def visible_files(root: Path, where: str) -> list[Path]:
     """Every file below `root` outside hidden files and folders, relative to it, sorted by path."""
-    found = sorted(
-        (
-            file.relative_to(root)
-            for file in root.rglob("*")
-            if file.is_file() and not any(part.startswith(".") for part in file.relative_to(root).parts)
-        ),
-        key=Path.as_posix,
-    )
+    found = sorted((Path(rel) for rel in _visible_below(str(root), PurePath())), key=Path.as_posix)
     if not found:
         raise DataError(f"image folder '{root}' is empty {where}")
     return found
@@ -105,11 +121,40 @@ def _find_problems(
     problems = {NOT_AN_IMAGE: [(rel, "") for rel in found if rel.suffix.lower() not in IMAGE_SUFFIXES]}
     problems |= {UNDECODABLE: [], TOO_SMALL: []}
     with ThreadPoolExecutor(max_workers=4) as pool:  # PIL decoders release the GIL
-        checks = list(pool.map(lambda rel: _problem(root / rel, resolution, columns), candidates))
+        checks = list(pool.map(lambda rel: _checked_file(root / rel, resolution, columns)[1], candidates))
     for rel, problem in zip(candidates, checks, strict=True):
         if problem and (problem[0] == UNDECODABLE or small_images == "skip"):
             problems[problem[0]].append((rel, problem[1]))
     return problems
+
+
+def _check_policies(bad_images: str, small_images: str) -> None:
+    if bad_images not in BAD_IMAGE_POLICIES or small_images not in SMALL_IMAGE_POLICIES:
+        raise DataError(f"bad_images={bad_images!r} / small_images={small_images!r} are not valid policies")
+
+
+def _warn_skipped(root: Path, used: int, found: int, problems: dict[str, list[tuple[Path, str]]]) -> None:
+    print(
+        f"warning: image folder '{root}': using {used} of {found} files; skipped {problem_summary(problems)}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def listed_images(
+    root: Path, bad_images: str, small_images: str, where: str, companion_suffix: str = ""
+) -> tuple[list[Path], dict[str, list[Path]]]:
+    """(the image files below `root` by suffix, {NOT_AN_IMAGE: the other files}), relative to `root`, found without
+    opening any file (the policies apply on access, module docstring); `companion_suffix` as in `usable_images`."""
+    _check_policies(bad_images, small_images)
+    found = [rel for rel in visible_files(root, where) if not companion_suffix or rel.suffix != companion_suffix]
+    files = [rel for rel in found if rel.suffix.lower() in IMAGE_SUFFIXES]
+    problems = {NOT_AN_IMAGE: [(rel, "") for rel in found if rel.suffix.lower() not in IMAGE_SUFFIXES]}
+    if not files:
+        raise DataError(f"image folder '{root}' has no usable images: {problem_summary(problems)} {where}")
+    if problems[NOT_AN_IMAGE]:
+        _warn_skipped(root, len(files), len(found), problems)
+    return files, {NOT_AN_IMAGE: [rel for rel, _ in problems[NOT_AN_IMAGE]]}
 
 
 def usable_images(
@@ -118,15 +163,14 @@ def usable_images(
     bad_images: str,
     small_images: str,
     where: str,
-    columns: int = 1,
     companion_suffix: str = "",
+    columns: int = 1,
 ) -> tuple[list[Path], dict[str, list[Path]]]:
-    """(the image files below `root` to use, {problem kind: files left out}), relative to `root`, after the checks
-    and policies of the module docstring; an image file may hold `columns` images side by side (the size check
-    then applies to each). Files ending in `companion_suffix` (captions beside their images) are expected, so
-    neither used nor counted."""
-    if bad_images not in BAD_IMAGE_POLICIES or small_images not in SMALL_IMAGE_POLICIES:
-        raise DataError(f"bad_images={bad_images!r} / small_images={small_images!r} are not valid policies")
+    """(the image files below `root` to use, {problem kind: files left out}), relative to `root`, after decoding
+    every one and applying the policies (`checked=True` in the module docstring); an image file may hold `columns`
+    images side by side (the size check then applies to each). Files ending in `companion_suffix` (captions
+    beside their images) are expected, so neither used nor counted."""
+    _check_policies(bad_images, small_images)
     found = [rel for rel in visible_files(root, where) if not companion_suffix or rel.suffix != companion_suffix]
     problems = _find_problems(root, found, resolution, small_images, columns)
     if problems[UNDECODABLE] and bad_images == "error":
@@ -139,12 +183,7 @@ def usable_images(
     if not files:
         raise DataError(f"image folder '{root}' has no usable images: {problem_summary(problems)} {where}")
     if skipped:
-        print(
-            f"warning: image folder '{root}': using {len(files)} of {len(found)} files; "
-            f"skipped {problem_summary(problems)}",
-            file=sys.stderr,
-            flush=True,
-        )
+        _warn_skipped(root, len(files), len(found), problems)
     return files, {kind: [rel for rel, _ in found_problems] for kind, found_problems in problems.items()}
 
 
@@ -169,16 +208,29 @@ class FolderSource:
         bad_images: str = "error",
         small_images: str = "upscale",
         companion_suffix: str = "",
+        checked: bool = False,
     ):
-        where = f"(source '{'folder_captions' if companion_suffix else 'folder'}:{path}')"
-        self.root = split_root(path, split, where)
-        policies = (resolution, bad_images, small_images, where)
-        self._files, self.skipped = usable_images(self.root, *policies, companion_suffix=companion_suffix)
-        self._resolution = resolution
-        self._channels = channels
+        self._where = f"(source '{'folder_captions' if companion_suffix else 'folder'}:{path}')"
+        self.root = split_root(path, split, self._where)
+        policies = (bad_images, small_images, self._where, companion_suffix)
+        if checked:
+            self._files, self.skipped = usable_images(self.root, resolution, *policies)
+        else:
+            self._files, self.skipped = listed_images(self.root, *policies)
+        self._resolution, self._channels = resolution, channels
+        self._bad_images, self._small_images = bad_images, small_images
+        self._bad: set[int] = set()  # indices whose file was found bad and is replaced (policy "skip")
+        self._lock = threading.Lock()
         self.class_names, self._labels = class_labels(self._files)
         self.num_classes = len(self.class_names)
         self.fields = labelled_image_fields(resolution, channels)
+
+    def __getstate__(self) -> dict:
+        """Pickled for grain's worker processes, without the lock (each worker makes its own)."""
+        return {key: value for key, value in self.__dict__.items() if key != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     @property
     def files(self) -> tuple[PurePath, ...]:
@@ -189,5 +241,33 @@ class FolderSource:
         return len(self._files)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        pixels = decode_file(self.root / self._files[index])
-        return example(fit_image(pixels, self._resolution, self._channels), self._labels[index])
+        for offset in range(len(self._files)):
+            candidate = (index + offset) % len(self._files)
+            pixels = None if candidate in self._bad else self._pixels(candidate)
+            if pixels is not None:
+                return example(fit_image(pixels, self._resolution, self._channels), self._labels[candidate])
+        raise DataError(f"image folder '{self.root}' has no usable images: every file is bad {self._where}")
+
+    def _pixels(self, index: int) -> np.ndarray | None:
+        """The decoded file `index`, or None if it is bad and the policy replaces it (recorded, warned once)."""
+        rel = self._files[index]
+        pixels, problem = _checked_file(self.root / rel, self._resolution, 1)
+        if problem is None or (problem[0] == TOO_SMALL and self._small_images == "upscale"):
+            return pixels
+        kind, detail = problem
+        if kind == UNDECODABLE and self._bad_images == "error":
+            raise DataError(
+                f"image folder '{self.root}': '{rel}' {kind} ({detail}); remove or fix it, or set "
+                f"config.data.bad_images=skip to use the next image in its place {self._where}"
+            )
+        with self._lock:
+            first = index not in self._bad
+            self._bad.add(index)
+        if first:
+            print(
+                f"warning: image folder '{self.root}': '{rel}' {kind} ({detail}); its examples use the next usable "
+                f"image",
+                file=sys.stderr,
+                flush=True,
+            )
+        return None

@@ -15,14 +15,24 @@ Shuffling: grain reshuffles every epoch with seed `base + epoch`; `base` is deri
 `numpy.random.SeedSequence` so that seeds 0 and 1 do not give shifted copies of the same epoch sequence.
 Flips are drawn per global batch from `(seed, step)`, so a position is flipped identically on any host layout;
 a flip mirrors every image field (rank 3) of the example together.
-Batches are prepared ahead by a small grain thread pool (decoding in PIL and tfds releases the GIL).
+Reading: grain prepares two batches ahead on two threads, and each batch reads (decodes, fits) its examples on
+a shared pool of `read_threads` threads (PIL's decoders and resampling release the GIL): the batch's indices are
+cut into one run per thread, each read in one call of the source's `__getitems__` where it has one (a batched
+array_record read for `tfds:`) and joined in row order, so a batch is the same bit for bit for any thread count.
+Threads share one interpreter, so for many cores a training stream can also make its batches in `num_workers`
+grain worker processes (`mp_prefetch`: worker w makes batches w, w + n, ..., read back in order), the same bits
+again; the source travels to each worker pickled, and starting them takes seconds.
 """
 
+import functools
+import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grain
 import numpy as np
+from absl import flags
 
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.sources import Field, ImageSource
@@ -31,6 +41,7 @@ from genimg_jax.data.sources import Field, ImageSource
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)
 _SHUFFLE, _FLIP = 0, 1  # purposes mixed into the run seed
 IS_EXAMPLE = "is_example"  # key of `iterate_once` batches: True for real examples, False for padding
+DEFAULT_READ_THREADS = min(8, os.cpu_count() or 1)
 
 
 def _derived_seed(seed: int, purpose: int) -> int:
@@ -66,9 +77,23 @@ def _stack(source: ImageSource, name: str, field: Field, values: list[np.ndarray
     return stacked
 
 
-def _load(source: ImageSource, indices: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """The fields `names` (default: all) of the examples at `indices`, stacked."""
-    examples = [source[int(i)] for i in indices]
+@functools.cache
+def _reader_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count for the whole process: streams come and go (evaluation opens one per pass)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="genimg-read")
+
+
+def _load(
+    source: ImageSource, indices: np.ndarray, names: Sequence[str] | None = None, threads: int = 1
+) -> dict[str, np.ndarray]:
+    """The fields `names` (default: all) of the examples at `indices`, stacked, read on `threads` threads."""
+    positions = [int(i) for i in indices]
+    read_many = getattr(source, "__getitems__", None) or (lambda chunk: [source[i] for i in chunk])
+    if threads > 1 and len(positions) > 1:
+        chunks = [chunk.tolist() for chunk in np.array_split(positions, min(threads, len(positions)))]
+        examples = [example for part in _reader_pool(threads).map(read_many, chunks) for example in part]
+    else:
+        examples = read_many(positions)
     names = source.fields if names is None else names
     return {name: _stack(source, name, source.fields[name], [e[name] for e in examples]) for name in names}
 
@@ -77,6 +102,12 @@ def load_all(source: ImageSource, names: Sequence[str] | None = None) -> dict[st
     """The fields `names` (default: all) of every example of `source`, in index order, stacked in host memory:
     for what trains on a whole split at once (the classifiers of metrics/classifier.py)."""
     return _load(source, np.arange(_check_not_empty(source)), names)
+
+
+def _checked_threads(read_threads: int) -> int:
+    if read_threads < 0:
+        raise DataError(f"read_threads={read_threads} must be >= 0 (0 = {DEFAULT_READ_THREADS}, from the CPU count)")
+    return read_threads or DEFAULT_READ_THREADS
 
 
 def _check_not_empty(source: ImageSource) -> int:
@@ -88,9 +119,11 @@ def _check_not_empty(source: ImageSource) -> int:
 class TrainStream:
     """Infinite iterator of per-host batches with `get_state`/`set_state` for exact resume."""
 
-    def __init__(self, batches: grain.MapDataset, fingerprint: dict[str, int]):
+    def __init__(self, batches: grain.MapDataset, fingerprint: dict[str, int], num_workers: int = 0):
         self._batches = batches
         self._fingerprint = fingerprint
+        self._num_workers = num_workers
+        self._iterator = None
         self.set_state({"step": 0, **fingerprint})
 
     def __iter__(self) -> "TrainStream":
@@ -111,8 +144,20 @@ class TrainStream:
         if mismatch:
             details = ", ".join(f"{key}: saved {saved}, now {now}" for key, (saved, now) in mismatch.items())
             raise DataError(f"data stream state does not belong to this stream ({details})")
+        self.close()
         self._step = int(state["step"])
-        self._iterator = iter(self._batches[self._step :].to_iter_dataset(_READ_OPTIONS))
+        batches = self._batches[self._step :].to_iter_dataset(_READ_OPTIONS)
+        if self._num_workers:
+            if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; commands parse theirs with argparse
+                flags.FLAGS.mark_as_parsed()
+            batches = batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._num_workers))
+        self._iterator = iter(batches)
+
+    def close(self) -> None:
+        """Stops the worker processes, if any (they also stop with this process)."""
+        if self._iterator is not None and hasattr(self._iterator, "close"):
+            self._iterator.close()
+        self._iterator = None  # dropped now, not at interpreter exit, when grain's cleanup finds its modules gone
 
 
 def make_train_stream(
@@ -122,17 +167,23 @@ def make_train_stream(
     seed: int,
     random_flip: bool = False,
     rows: Sequence[int] | None = None,
+    read_threads: int = 0,
+    num_workers: int = 0,
 ) -> TrainStream:
     """Infinite shuffled per-host batches of every field of `source`, e.g. `{"image": uint8 (B_local, H, W, C),
     "label": int32 (B_local,)}`: the `rows` of each global batch (default: all), `B_local = len(rows)`; every
-    epoch is a fresh permutation of the source."""
+    epoch is a fresh permutation of the source. Each batch is read on `read_threads` threads (0: the default), in
+    this process or in one of `num_workers` worker processes (0: none)."""
     rows = _checked_rows(rows, global_batch_size)
+    threads = _checked_threads(read_threads)
+    if num_workers < 0:
+        raise DataError(f"num_workers={num_workers} must be >= 0 (0 = read in this process)")
     num_examples = _check_not_empty(source)
     flip_seed = _derived_seed(seed, _FLIP)
     image_fields = [name for name, field in source.fields.items() if len(field.shape) == 3]
 
     def host_batch(step: int, global_indices: np.ndarray) -> dict[str, np.ndarray]:
-        batch = _load(source, global_indices[rows])
+        batch = _load(source, global_indices[rows], threads=threads)
         if random_flip:
             flips = (np.random.default_rng([flip_seed, step]).random(global_batch_size) < 0.5)[rows]
             for name in image_fields:
@@ -146,21 +197,21 @@ def make_train_stream(
         .batch(global_batch_size)
         .map_with_index(host_batch)
     )
-    return TrainStream(
-        batches, {"seed": int(seed), "global_batch_size": global_batch_size, "num_examples": num_examples}
-    )
+    fingerprint = {"seed": int(seed), "global_batch_size": global_batch_size, "num_examples": num_examples}
+    return TrainStream(batches, fingerprint, num_workers)
 
 
 def iterate_once(
-    source: ImageSource, *, batch_size: int, rows: Sequence[int] | None = None
+    source: ImageSource, *, batch_size: int, rows: Sequence[int] | None = None, read_threads: int = 0
 ) -> Iterator[dict[str, np.ndarray]]:
     """One ordered pass over the source for evaluation, with every field of `source`. Every process yields the
     same number of batches of the same shape (the last is zero-padded, `IS_EXAMPLE` False on padding), so
     jitted evaluation compiles once and multi-host collectives stay in step. `batch_size` is global and `rows`
-    this process's rows of each batch, as in `make_train_stream`."""
+    this process's rows of each batch, and `read_threads` as in `make_train_stream`."""
     if IS_EXAMPLE in source.fields:
         raise DataError(f"data source {source!r} declares a field '{IS_EXAMPLE}', the name of the padding marker")
     rows = _checked_rows(rows, batch_size)
+    threads = _checked_threads(read_threads)
     num_examples = _check_not_empty(source)
     local = len(rows)
 
@@ -169,7 +220,7 @@ def iterate_once(
         is_example = positions < num_examples
         batch = {name: np.zeros((local, *field.shape), field.dtype) for name, field in source.fields.items()}
         if is_example.any():
-            for name, values in _load(source, positions[is_example]).items():
+            for name, values in _load(source, positions[is_example], threads=threads).items():
                 batch[name][is_example] = values
         return {**batch, IS_EXAMPLE: is_example}
 
@@ -188,4 +239,5 @@ def cycled_batches(
     if unknown:
         raise DataError(f"data source {source!r} has no fields {unknown} (it has {sorted(source.fields)})")
     batches = grain.MapDataset.range(num_examples).repeat().batch(batch_size)[:num_batches]
-    return iter(batches.map(lambda indices: _load(source, indices, names)).to_iter_dataset(_READ_OPTIONS))
+    read = functools.partial(_load, source, names=names, threads=DEFAULT_READ_THREADS)
+    return iter(batches.map(read).to_iter_dataset(_READ_OPTIONS))

@@ -12,7 +12,8 @@ field `source`, both fitted like `image`; "label" as above.
 """
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from absl import logging as absl_logging
@@ -110,7 +111,13 @@ class TfdsSource:
         return len(self._data)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        record = self._data[index]
+        return self._fitted(self._data[index])
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
+        """Several examples in one batched array_record read (grain's optional protocol; the pipeline uses it)."""
+        return [self._fitted(record) for record in self._data.__getitems__(list(indices))]
+
+    def _fitted(self, record: dict[str, Any]) -> dict[str, np.ndarray]:
         label = record["label"] if self._has_labels else 0
         fitted = example(fit_image(record[self._image_feature], self._resolution, self._channels), label)
         if self._source_feature:

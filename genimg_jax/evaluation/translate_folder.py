@@ -40,7 +40,9 @@ def translate_folder(
     height, width, channels = data.fields_from_config(config.data)["source"].shape
     if height != width:
         raise ConfigError(f"--mode=translate fits images to a square source field, not {height}x{width}")
-    images = FolderSource(input_dir, "all", height, channels, config.data.bad_images, config.data.small_images)
+    images = FolderSource(
+        input_dir, "all", height, channels, config.data.bad_images, config.data.small_images, checked=True
+    )
     batch_size = config.eval.batch_size
 
     def translate_batch(state, source, rng):

@@ -133,6 +133,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainRes
         preemption.uninstall()
         with contextlib.ExitStack() as closing:  # every close runs, even after a failed save raised in the first
             closing.callback(logger.close)
+            closing.callback(stream.close)
             if sample_evaluation:
                 closing.callback(sample_evaluation.close)
             closing.callback(checkpointer.close)
@@ -152,6 +153,8 @@ def _train_stream(config: ml_collections.ConfigDict, batch_sharding: NamedShardi
         seed=config.seed,
         random_flip=config.data.random_flip,
         rows=data.host_rows(batch_sharding, config.train.batch_size),
+        read_threads=config.data.read_threads,
+        num_workers=config.data.num_workers,
     )
 
 

@@ -79,7 +79,7 @@ def folder_captions(argument: str, split: str, options: SourceOptions) -> Captio
     from genimg_jax.data.folder_source import FolderSource
 
     policies = (options.bad_images, options.small_images, CAPTION_SUFFIX)
-    base = FolderSource(argument, split, options.resolution, options.channels, *policies)
+    base = FolderSource(argument, split, options.resolution, options.channels, *policies, checked=True)
     captions = [_read_caption(base.root / rel.with_suffix(CAPTION_SUFFIX)) for rel in base.files]
     return CaptionedSource(base, captions, folder_vocabulary(argument, options), options.caption_length)
 
