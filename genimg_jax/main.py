@@ -1,6 +1,7 @@
 """Command line: `python -m genimg_jax.main --config=configs/X.py --workdir=DIR [--mode=train|sample|eval|audit]`,
 or `--mode=generate --num=N --out=DIR [--npz] [--seed=S] [--labels=balanced|0,3,7] [--truncation=PSI]`,
-or (image-to-image models) `--mode=translate --input=DIR --out=DIR`.
+or (image-to-image models) `--mode=translate --input=DIR --out=DIR`,
+or (text-to-image models) `--mode=sample --prompt=TEXT [--prompt=TEXT ...] [--prompts=FILE] [--per_prompt=K]`.
 
 Any `--config.a.b=value` argument overrides a key of the config. Mistakes in the config, the data or the workdir
 end the run with one line on stderr naming what is wrong and where (exit status 2). Exit status 75: a stop request
@@ -16,7 +17,7 @@ from absl import flags
 
 from genimg_jax.cli import PREEMPTED, parse_with_overrides, run_command
 from genimg_jax.config import ConfigError, apply_overrides, load_config
-from genimg_jax.evaluation import from_checkpoint, sample_sets, translate_folder
+from genimg_jax.evaluation import from_checkpoint, prompts, sample_sets, translate_folder
 from genimg_jax.parallel import distributed
 from genimg_jax.training import trainer
 
@@ -25,6 +26,7 @@ MODES = ("train", "sample", "eval", "audit", "generate", "translate")
 MODE_FLAGS = {
     "generate": ("num", "out", "npz", "seed", "labels", "truncation"),
     "translate": ("input", "out"),
+    "sample": ("prompt", "prompts", "per_prompt"),
 }
 REQUIRED_FLAGS = {"generate": ("num", "out"), "translate": ("input", "out")}
 
@@ -43,6 +45,10 @@ def parser() -> argparse.ArgumentParser:
     generate.add_argument("--truncation", type=float, help="truncation psi for methods with a mapping network")
     translate = parser.add_argument_group("--mode=translate: an image-to-image model applied to a folder of images")
     translate.add_argument("--input", help="folder of images to translate (written to --out under their own names)")
+    prompted = parser.add_argument_group("--mode=sample of a text-to-image model: samples for your own captions")
+    prompted.add_argument("--prompt", action="append", help="a caption (repeat the flag for more)")
+    prompted.add_argument("--prompts", help="a text file of captions, one per line")
+    prompted.add_argument("--per_prompt", type=int, help="samples per caption (default 4)")
     return parser
 
 
@@ -74,6 +80,11 @@ def run(args: argparse.Namespace, overrides: list[str]) -> int:
             print(f"process {jax.process_index()}/{jax.process_count()}: final state fingerprint {fingerprint}")
         if result.preempted:
             return PREEMPTED
+    elif args.mode == "sample" and (args.prompt or args.prompts):
+        texts = prompts.read_prompts(args.prompt, args.prompts)
+        written = prompts.sample_prompts(config, args.workdir, texts, args.per_prompt or 4)
+        if written:
+            print(f"wrote {len(written) - 1} samples of {len(texts)} prompts and {written[-1]}")
     elif args.mode == "sample":
         for path in from_checkpoint.sample(config, args.workdir):
             print(f"wrote {path}")
