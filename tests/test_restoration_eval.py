@@ -201,3 +201,16 @@ def test_bad_restoration_settings_are_one_line_naming_the_key(paired_sources, so
     with pytest.raises(ConfigError, match=message) as error:
         SampleEvaluator(config, run, "unused")
     assert "\n" not in str(error.value)
+
+
+def test_fid_of_outputs_against_their_targets(paired_sources, tmp_path):
+    """`eval.reference_split` = the eval split compares the outputs for the eval split's sources (in order, each
+    once) with its targets: outputs that are the targets score FID 0; the noisy inputs themselves clearly more."""
+    overrides = ["eval.metrics=psnr,fid", "eval.reference_split=test", f"eval.num_samples={NUM_TEST_DIGITS}"]
+    config = paired_config("paired_noise", *overrides)
+    table, _ = eval_split(config)
+    exact = SampleEvaluator(config, stand_in_run(config, ReturnsTheTarget(("source", "mask"))), tmp_path / "exact")
+    values = exact.evaluate(table)
+    assert values["psnr"] == PSNR_CAP_DB and abs(values["fid"]) < 1e-3
+    inputs = SampleEvaluator(config, stand_in_run(config, ReturnsItsInput(("source", "mask"))), tmp_path / "inputs")
+    assert inputs.evaluate(None)["fid"] > 1.0  # measured 12.0 for Gaussian noise of sigma 20
