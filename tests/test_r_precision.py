@@ -6,8 +6,10 @@ import functools
 import flax
 import jax
 import numpy as np
+import optax
 import pytest
 
+from genimg_jax import data
 from genimg_jax.data.text.vocabulary import Vocabulary
 from genimg_jax.metrics import dual_encoder_file, r_precision
 from genimg_jax.models.dual_encoder import DualEncoderSpec, init_params
@@ -91,3 +93,28 @@ def test_dual_encoder_file_round_trip_and_missing_file(tmp_path):
     (tmp_path / "bad.msgpack").write_bytes(flax.serialization.msgpack_serialize({"header": "{}"}))
     with pytest.raises(ValueError, match="is not a dual-encoder file"):
         dual_encoder_file.load(tmp_path / "bad.msgpack")
+
+
+@pytest.mark.slow
+def test_a_short_damsm_pretraining_retrieves_real_captions_well_above_chance():
+    """60 steps of the tool's recipe (a smaller encoder) lower the eval loss; R-precision of the eval split's own
+    images is several times the 1/100 of chance, and near chance once the images are shuffled against the captions."""
+    from genimg_jax.tools import train_dual_encoder as tool
+
+    section = tool.data_config("digit_scenes:64:train=2000:test=300", 64, 1, 33)
+    train, test = tool.load_split(section, "train"), tool.load_split(section, "test")
+    vocabulary = data.vocabulary_for(section)
+    spec = DualEncoderSpec(len(vocabulary), 33, widths=(16, 32, 64), embed_dim=64, word_dim=32)
+    params = tool.train(train, spec, steps=60, batch_size=32, seed=0, log_every=1000)
+    _, losses = tool.make_step(spec, optax.identity())
+    batch = {name: value[:32] for name, value in test.items()}
+    initial = init_params(spec, jax.random.PRNGKey(0))
+    assert float(losses(params, batch)["loss"]) < float(losses(initial, batch)["loss"]) - 2.0
+    metric = r_precision.RPrecision(dual_encoder_file.TrainedDualEncoder(spec, vocabulary, params, {}))
+    true = np.arange(len(test["tokens"]))
+    real = metric(test["image"], true, test["tokens"], test["tokens_mask"])["r_precision"]
+    shuffled_images = np.random.default_rng(0).permutation(test["image"])
+    shuffled = metric(shuffled_images, true, test["tokens"], test["tokens_mask"])["r_precision"]
+    # 300 images: the standard error at chance is 0.006; this short run reaches about 0.06 (the full tool run
+    # reaches far more, see the README's numbers).
+    assert real > 0.04 and shuffled < 0.035
