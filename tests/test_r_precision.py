@@ -95,6 +95,15 @@ def test_dual_encoder_file_round_trip_and_missing_file(tmp_path):
         dual_encoder_file.load(tmp_path / "bad.msgpack")
 
 
+def test_the_tool_refuses_a_source_without_captions_in_one_line(tmp_path, capsys):
+    from genimg_jax.tools import train_dual_encoder as tool
+
+    assert tool.main(["--data=digits", f"--out={tmp_path / 'x.msgpack'}"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "'digits' has no captions" in error
+    assert not (tmp_path / "x.msgpack").exists()
+
+
 @pytest.mark.slow
 def test_a_short_damsm_pretraining_retrieves_real_captions_well_above_chance():
     """60 steps of the tool's recipe (a smaller encoder) lower the eval loss; R-precision of the eval split's own

@@ -10,6 +10,7 @@ R-precision (metrics/r_precision.py) for real images. Deterministic: same argume
 
 import argparse
 import pathlib
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ import numpy as np
 import optax
 
 from genimg_jax import config, data
+from genimg_jax.cli import run_command
 from genimg_jax.losses import damsm
 from genimg_jax.metrics import dual_encoder_file, r_precision
 from genimg_jax.models.dual_encoder import DualEncoder, DualEncoderSpec, init_params
@@ -32,10 +34,11 @@ def data_config(source: str, resolution: int, channels: int, caption_length: int
 def load_split(section: ml_collections.ConfigDict, split: str) -> dict[str, np.ndarray]:
     """Images as [-1, 1] floats, tokens and masks of every example of `split`."""
     arrays = data.load_all(data.source_from_config(section, split), ("image", "tokens", "tokens_mask"))
-    return {**arrays, "image": arrays["image"].astype(np.float32) / 127.5 - 1.0}
+    return {**arrays, "image": np.asarray(data.to_unit_range(arrays["image"]))}
 
 
-def make_step(spec: DualEncoderSpec, optimizer: optax.GradientTransformation):
+def make_step(spec: DualEncoderSpec, optimizer: optax.GradientTransformation) -> tuple[Callable, Callable]:
+    """(jitted train step (params, opt_state, batch) -> (params, opt_state, losses), jitted losses (params, batch))."""
     model = DualEncoder(spec)
 
     def losses(params, batch):
@@ -57,13 +60,17 @@ def make_step(spec: DualEncoderSpec, optimizer: optax.GradientTransformation):
     return step, jax.jit(losses)
 
 
+def _text_encoder_only(params: dict) -> dict:
+    """The mask of the leaves AttnGAN clips the gradients of: the text encoder's."""
+    return {name: name == "text_encoder" for name in params}
+
+
 def train(
     train_split: dict[str, np.ndarray], spec: DualEncoderSpec, steps: int, batch_size: int, seed: int, log_every: int
 ) -> dict:
     """The dual encoder's parameters after `steps` Adam steps on batches drawn at random (seeded) from the split."""
-    text_only = lambda params: {name: name == "text_encoder" for name in params}  # noqa: E731
     optimizer = optax.chain(
-        optax.masked(optax.clip_by_global_norm(0.25), text_only), optax.adam(2e-3, b1=0.5, b2=0.999)
+        optax.masked(optax.clip_by_global_norm(0.25), _text_encoder_only), optax.adam(2e-3, b1=0.5, b2=0.999)
     )
     params = init_params(spec, jax.random.PRNGKey(seed))
     opt_state = optimizer.init(params)
@@ -77,7 +84,7 @@ def train(
     return params
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="a captioned source spec, e.g. digit_scenes:64")
     parser.add_argument("--out", required=True, type=pathlib.Path)
@@ -88,13 +95,14 @@ def main() -> None:
     parser.add_argument("--caption-length", type=int, default=33)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=100)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    return run_command(lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> None:
     section = data_config(args.data, args.resolution, args.channels, args.caption_length)
-    try:
-        vocabulary = data.vocabulary_for(section)
-        train_split, eval_split = load_split(section, "train"), load_split(section, "test")
-    except data.DataError as error:
-        raise SystemExit(f"--data={args.data}: {error}") from None
+    vocabulary = data.vocabulary_for(section)
+    train_split, eval_split = load_split(section, "train"), load_split(section, "test")
     spec = DualEncoderSpec(len(vocabulary), args.caption_length, args.resolution, args.channels)
     params = train(train_split, spec, args.steps, args.batch_size, args.seed, args.log_every)
     recorded = {k: section[k] for k in ("source", "resolution", "channels", "caption_length")} | {"steps": args.steps}
@@ -119,4 +127,4 @@ def evaluate(encoder: dual_encoder_file.TrainedDualEncoder, split: dict[str, np.
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
