@@ -6,7 +6,8 @@ image feature and the sentence feature. Word level: each region's dot products w
 normalised over the words (eq. 8), scaled by gamma1 and normalised over the regions (eq. 9), giving each word a
 region context; the word-image relevance is log sum_words exp(gamma2 cos(word, context)) (eq. 10), times gamma3.
 Each score matrix gives two cross-entropies with the diagonal as the labels: captions given the image, and images
-given the caption (eqs. 11-13). Padded words (mask 0) are left out where AttnGAN cuts each caption to its length.
+given the caption (eqs. 11-13). Padded words (mask 0) are left out where AttnGAN cuts each caption to its length;
+the mask is the data's `tokens_mask`, so BOS and EOS count as words (AttnGAN's captions have neither).
 AttnGAN's optional class mask (leaving same-class pairs out of the softmax) is not needed here: pass batches
 without repeated captions or accept them as negatives.
 """
