@@ -19,15 +19,16 @@ GAMMA1, GAMMA2, GAMMA3 = 4.0, 5.0, 10.0  # AttnGAN's cfg.TRAIN.SMOOTH defaults (
 COSINE_EPS = 1e-8  # the clamp of AttnGAN's `cosine_similarity` denominator
 
 
-def _norm(x: jax.Array) -> jax.Array:
-    """The Euclidean norm of the last axis with a finite gradient at 0 (padded words are zero vectors)."""
-    return jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=-1), COSINE_EPS**4))
+def _unit(x: jax.Array) -> jax.Array:
+    """`x` over its Euclidean norm, the norm clamped at COSINE_EPS (padded words are zero vectors: they stay 0 and
+    their gradient finite)."""
+    return x / jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), COSINE_EPS**2))
 
 
 def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Cosine of the last axes, the product of the norms clamped at COSINE_EPS as AttnGAN's."""
-    norms = _norm(a) * _norm(b)
-    return jnp.sum(a * b, axis=-1) / jnp.maximum(norms, COSINE_EPS)
+    """Cosine of the last axes; AttnGAN's clamps the product of the norms at COSINE_EPS, this each norm (the same
+    but for vectors shorter than COSINE_EPS)."""
+    return jnp.sum(_unit(a) * _unit(b), axis=-1)
 
 
 def sentence_scores(image_global: jax.Array, sentences: jax.Array, gamma3: float = GAMMA3) -> jax.Array:
@@ -49,7 +50,9 @@ def word_scores(
     over_words = jax.nn.softmax(jnp.where(valid, logits, -jnp.inf), axis=-1)  # eq. 8
     over_regions = jax.nn.softmax(gamma1 * over_words, axis=2)  # eq. 9
     context = jnp.einsum("jirw,jrd->jiwd", over_regions, regions)
-    relevance = jnp.exp(gamma2 * cosine(words[None], context))  # (j, i, w)
+    # The cosines as a contraction of unit vectors: a fused elementwise product and sum here is miscompiled by XLA
+    # on CPU (jax 0.10) at the shapes of a batch of 48 (log-sums off by 1-10); see tests/test_damsm.py.
+    relevance = jnp.exp(gamma2 * jnp.einsum("iwd,jiwd->jiw", _unit(words), _unit(context)))
     return gamma3 * jnp.log(jnp.sum(jnp.where(valid[:, :, 0], relevance, 0.0), axis=-1))  # eq. 10
 
 
