@@ -106,7 +106,7 @@ def test_the_tool_refuses_a_source_without_captions_in_one_line(tmp_path, capsys
 
 @pytest.mark.slow
 def test_a_short_damsm_pretraining_retrieves_real_captions_well_above_chance():
-    """60 steps of the tool's recipe (a smaller encoder) lower the eval loss; R-precision of the eval split's own
+    """120 steps of the tool's recipe (a smaller encoder) lower the eval loss; R-precision of the eval split's own
     images is several times the 1/100 of chance, and near chance once the images are shuffled against the captions."""
     from genimg_jax.tools import train_dual_encoder as tool
 
@@ -114,7 +114,7 @@ def test_a_short_damsm_pretraining_retrieves_real_captions_well_above_chance():
     train, test = tool.load_split(section, "train"), tool.load_split(section, "test")
     vocabulary = data.vocabulary_for(section)
     spec = DualEncoderSpec(len(vocabulary), 33, widths=(16, 32, 64), embed_dim=64, word_dim=32)
-    params = tool.train(train, spec, steps=60, batch_size=32, seed=0, log_every=1000)
+    params = tool.train(train, spec, steps=120, batch_size=32, seed=0, log_every=1000)
     _, losses = tool.make_step(spec, optax.identity())
     batch = {name: value[:32] for name, value in test.items()}
     initial = init_params(spec, jax.random.PRNGKey(0))
@@ -124,6 +124,6 @@ def test_a_short_damsm_pretraining_retrieves_real_captions_well_above_chance():
     real = metric(test["image"], true, test["tokens"], test["tokens_mask"])["r_precision"]
     shuffled_images = np.random.default_rng(0).permutation(test["image"])
     shuffled = metric(shuffled_images, true, test["tokens"], test["tokens_mask"])["r_precision"]
-    # 300 images: the standard error at chance is 0.006; this short run reaches about 0.06 (the full tool run
-    # reaches far more, see the README's numbers).
-    assert real > 0.04 and shuffled < 0.035
+    # 300 images: the standard error at chance is 0.006 (measured here: 0.18 real, 0.027 shuffled; the tool's
+    # default run reaches 0.96, see the README).
+    assert real > 0.1 and shuffled < 0.04
