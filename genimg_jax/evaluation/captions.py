@@ -12,6 +12,7 @@ same at every evaluation, so values at different steps are paired comparisons).
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -34,7 +35,8 @@ AGREEMENT_BY_SOURCE = {
 }
 
 
-def _agreement_for(source: str):
+def _agreement_for(source: str) -> Callable[..., dict[str, float]] | None:
+    """The agreement function for captions of `source`, None if they do not parse back to digits."""
     for prefix, agreement in AGREEMENT_BY_SOURCE.items():
         if source == prefix or (prefix.endswith(":") and source.startswith(prefix)):
             return agreement
