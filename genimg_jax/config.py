@@ -276,11 +276,13 @@ def base_config() -> ml_collections.ConfigDict:
         {
             "every": 0,
             "batch_size": 256,
-            # Sample metrics (genimg_jax/evaluation/samples.py), any of fid,kid,is,pr,label_accuracy,cas,psnr,ssim,
-            # lpips ('' = none, the default; fid..label_accuracy need a feature net that suits the data), from
-            # `num_samples` generated images against `reference_split`; cas (class-conditional methods) draws as many
-            # as data.train_split holds; psnr, ssim and lpips (image-to-image methods) compare the method's output
-            # for each example of data.eval_split with its target (evaluation/restoration.py).
+            # Sample metrics (genimg_jax/evaluation/samples.py), any of fid,kid,is,pr,label_accuracy,cas,
+            # caption_agreement,r_precision,psnr,ssim,lpips ('' = none, the default; fid..label_accuracy need a
+            # feature net that suits the data), from `num_samples` generated images against `reference_split`; cas
+            # (class-conditional methods) draws as many as data.train_split holds; caption_agreement and r_precision
+            # (text-to-image methods) draw for the captions of data.eval_split; psnr, ssim and lpips (image-to-image
+            # methods) compare the method's output for each example of data.eval_split with its target
+            # (evaluation/restoration.py).
             "metrics": "",
             "num_samples": 2000,
             "reference_split": "train",
@@ -303,6 +305,9 @@ def base_config() -> ml_collections.ConfigDict:
             "cas_learning_rate": 2e-3,
             "cas_max_shift": 2,
             "cas_seed": 0,
+            # caption_agreement and r_precision (text-to-image methods, evaluation/captions.py): r_precision ranks
+            # captions with this dual encoder, written by `python -m genimg_jax.tools.train_dual_encoder`.
+            "dual_encoder": "",
             # Restoration metrics (psnr, ssim, lpips): measured on rgb | y (BT.601 luma, 16..235, as MATLAB and
             # BasicSR) after removing `crop_border` pixels from each side (SR papers crop the scale factor);
             # lpips needs `lpips_weights`, the .npz of `python -m genimg_jax.tools.convert_lpips`.

@@ -18,11 +18,10 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, require
-from genimg_jax.evaluation.conditioning import SampleConditioning
+from genimg_jax.evaluation.conditioning import ConditionedSampler
 from genimg_jax.metrics import cas, classifier
 from genimg_jax.training.compiled_run import CompiledRun
 
@@ -67,29 +66,18 @@ class CasEvaluator:
             require(config.eval[key] % shards == 0, f"eval.{key}", config.eval[key], f"must be a multiple of {shards}")
         self.config, self.recipe, self.cache_dir = config, cas_recipe(config.eval), pathlib.Path(cache_dir)
         self.num_classes = config.model.num_classes
-        self.sharding = batch_sharding = parallel.batch_sharding(run.mesh)
+        self.sharding = parallel.batch_sharding(run.mesh)
         self.real_train = split_arrays(config, config.data.train_split)
         self.test = split_arrays(config, config.data.eval_split)
         self._baseline: cas.HeldOutAccuracy | None = None
-        self._rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), CAS_SEED_SALT)
-        self._conditioning = SampleConditioning(config, fields)
-        batch_size, method = config.eval.batch_size, run.method
-        self._generate = jax.jit(  # images come back replicated, so every process holds the whole set
-            lambda state, rng, conditioning: data.quantized(method.sample(state, rng, batch_size, conditioning)),
-            in_shardings=(run.state_sharding, parallel.replicated(run.mesh), batch_sharding),
-            out_shardings=parallel.replicated(run.mesh),
+        self._sampler = ConditionedSampler(
+            config, run, jax.random.fold_in(jax.random.PRNGKey(config.seed), CAS_SEED_SALT)
         )
 
     def synthetic(self, state: Any) -> cas.LabelledImages:
         """As many uint8 samples as the real train split, with the balanced labels they were drawn for."""
-        num, batch_size = len(self.real_train.labels), self.config.eval.batch_size
-        images, labels = [], []
-        for index, conditioning in enumerate(self._conditioning.batches(batch_size, -(-num // batch_size))):
-            sharded = data.shard_whole_batch(conditioning, self.sharding)
-            generated = self._generate(state, jax.random.fold_in(self._rng, index), sharded)
-            images.append(data.from_unit_range(jax.device_get(generated)))
-            labels.append(conditioning["label"])
-        return cas.LabelledImages(np.concatenate(images)[:num], np.concatenate(labels)[:num])
+        images, conditioning = self._sampler.draw(state, len(self.real_train.labels))
+        return cas.LabelledImages(images, conditioning["label"])
 
     def baseline_key(self) -> dict[str, Any]:
         """Everything the real baseline depends on (the device count too: it changes float rounding)."""

@@ -13,10 +13,12 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 
-from genimg_jax import data
+from genimg_jax import data, parallel
+from genimg_jax.training.compiled_run import CompiledRun
 
 
 def cycled_labels(start: int, num: int, classes: np.ndarray) -> np.ndarray:
@@ -54,3 +56,29 @@ class SampleConditioning:
                 return {"fields": ["label"], "labels": "balanced: sample i is of class i mod num_classes"}
             return {"fields": ["label"], "labels": f"requested: sample i is of class {self.classes.tolist()}[i mod K]"}
         return {"fields": list(self.fields), "split": self.config.data.eval_split, "order": "index, cycled"}
+
+
+class ConditionedSampler:
+    """Draws sample sets of a run's method for the conditioning of `SampleConditioning`: batch k from key
+    `fold_in(rng, k)`, snapped to uint8 as real images are, whole on every process."""
+
+    def __init__(self, config: ml_collections.ConfigDict, run: CompiledRun, rng: jax.Array):
+        self.conditioning = SampleConditioning(config, run.method.conditioning_fields())
+        self.batch_size, self.rng, method = config.eval.batch_size, rng, run.method
+        self._sharding = parallel.batch_sharding(run.mesh)
+        self._generate = jax.jit(  # images come back replicated, so every process holds the whole set
+            lambda state, rng, conditioning: data.quantized(method.sample(state, rng, self.batch_size, conditioning)),
+            in_shardings=(run.state_sharding, parallel.replicated(run.mesh), self._sharding),
+            out_shardings=parallel.replicated(run.mesh),
+        )
+
+    def draw(self, state: Any, num: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """`num` uint8 samples and the conditioning fields they were drawn for (by name)."""
+        images, fields = [], []
+        for index, conditioning in enumerate(self.conditioning.batches(self.batch_size, -(-num // self.batch_size))):
+            sharded = data.shard_whole_batch(conditioning, self._sharding)
+            generated = self._generate(state, jax.random.fold_in(self.rng, index), sharded)
+            images.append(data.from_unit_range(jax.device_get(generated)))
+            fields.append(conditioning)
+        drawn = {name: np.concatenate([batch[name] for batch in fields])[:num] for name in self.conditioning.fields}
+        return np.concatenate(images)[:num], drawn

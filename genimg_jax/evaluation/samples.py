@@ -1,6 +1,7 @@
 """Sample-quality evaluation of a train state: FID, KID, IS, precision/recall and, for class-conditional models
 with a classifier of the dataset's classes as feature net (digits), label accuracy; for class-conditional
-models the Classification Accuracy Score (cas.py); for image-to-image methods PSNR, SSIM and LPIPS of their outputs
+models the Classification Accuracy Score (cas.py); for text-to-image methods caption agreement and R-precision
+(captions.py); for image-to-image methods PSNR, SSIM and LPIPS of their outputs
 on the eval split beside those of the input (restoration.py); each with its protocol. The feature net is loaded
 only for the metrics that use it, so restoration metrics run on data of any size.
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, require, require_choice
+from genimg_jax.evaluation.captions import CAPTION_METRICS, CaptionEvaluator, validate_caption_config
 from genimg_jax.evaluation.cas import CasEvaluator, validate_cas_config
 from genimg_jax.evaluation.conditioning import SampleConditioning
 from genimg_jax.evaluation.restoration import RESTORATION_METRICS, RestorationEvaluator, validate_restoration_config
@@ -35,7 +37,7 @@ from genimg_jax.metrics import features, fid, fid_stats_file, inception_score, k
 from genimg_jax.training.compiled_run import CompiledRun
 
 FEATURE_METRICS = ("fid", "kid", "is", "pr", "label_accuracy")  # those computed on feature-net outputs of samples
-METRICS = (*FEATURE_METRICS, "cas", *RESTORATION_METRICS)
+METRICS = (*FEATURE_METRICS, "cas", *CAPTION_METRICS, *RESTORATION_METRICS)
 # Values the best checkpoint can be chosen by: value -> (the metric that produces it, whether larger is better).
 BEST_METRICS = {
     "fid": ("fid", False),
@@ -45,6 +47,9 @@ BEST_METRICS = {
     "recall": ("pr", True),
     "label_accuracy": ("label_accuracy", True),
     "cas_accuracy": ("cas", True),
+    "digit_agreement": ("caption_agreement", True),
+    "exact_match": ("caption_agreement", True),
+    "r_precision": ("r_precision", True),
     "psnr": ("psnr", True),
     "ssim": ("ssim", True),
     "lpips": ("lpips", False),
@@ -100,6 +105,8 @@ def validate_eval_config(config: ml_collections.ConfigDict) -> None:
         )
     if "cas" in names:
         validate_cas_config(config)
+    if set(names) & set(CAPTION_METRICS):
+        validate_caption_config(config, names)
     if set(names) & set(RESTORATION_METRICS):
         validate_restoration_config(config, names)
     if evaluation.reference_stats:
@@ -214,6 +221,8 @@ class SampleEvaluator:
         self._reference: tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None  # (features, stats)
         self.conditioning = SampleConditioning(config, run.method.conditioning_fields())
         self.cas = CasEvaluator(config, run, self.cache_dir) if "cas" in self.names else None
+        caption_names = [name for name in self.names if name in CAPTION_METRICS]
+        self.captions = CaptionEvaluator(config, run, caption_names) if caption_names else None
         restoration_names = [name for name in self.names if name in RESTORATION_METRICS]
         self.restoration = RestorationEvaluator(config, run, restoration_names) if restoration_names else None
         self._batch_sharding = parallel.batch_sharding(run.mesh)
@@ -287,6 +296,8 @@ class SampleEvaluator:
 
     def evaluate(self, state: Any) -> dict[str, float]:
         values = self.cas.evaluate(state) if self.cas else {}
+        if self.captions:
+            values |= self.captions.evaluate(state)
         if self.restoration:
             values |= self.restoration.evaluate(state)
         if not self.feature_names:  # no feature metric: no samples through the feature net
@@ -306,6 +317,8 @@ class SampleEvaluator:
         protocol = self._feature_protocol() if self.feature_names else {}
         if self.cas:
             protocol["cas"] = self.cas.protocol()
+        if self.captions:
+            protocol["captions"] = self.captions.protocol()
         if self.restoration:
             protocol["restoration"] = self.restoration.protocol()
         return protocol
