@@ -124,14 +124,15 @@ def write_gif(frames: np.ndarray, path: str | os.PathLike, frame_ms: int, proven
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = enlarged(frames)
     fields = {name: value for name, value in provenance.items() if name != WATERMARK_KEY_FIELD}
-    iio.imwrite(
-        path,
-        pixels[..., 0] if pixels.shape[-1] == 1 else pixels,
-        extension=".gif",
-        duration=frame_ms,
-        loop=0,
-        comment=json.dumps(fields).encode(),
-    )
+    with path.open("wb") as file:  # local or gs:// (training/paths.py)
+        iio.imwrite(
+            file,
+            pixels[..., 0] if pixels.shape[-1] == 1 else pixels,
+            extension=".gif",
+            duration=frame_ms,
+            loop=0,
+            comment=json.dumps(fields).encode(),
+        )
     return path
 
 
