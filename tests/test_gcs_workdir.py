@@ -148,3 +148,32 @@ def test_gs_workdir_survives_a_kill_resumes_at_its_last_commit_and_evaluates(buc
     evaluated = from_checkpoint.evaluate(load("dcgan.py", *OVERRIDES, "train.steps=8"), WORKDIR)
     assert str(evaluated) == f"{WORKDIR}/eval_0000008.json"
     assert json.loads(evaluated.read_text())["step"] == 8
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_gs_workdir_each_its_part_of_every_checkpoint(bucket, tmp_path):
+    flags = as_flags([*OVERRIDES, "train.steps=4"])
+    environment = {**_environment(), "PYTHON": sys.executable, "CPU_DEVICES_PER_PROCESS": "1", "LOG_DIR": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", "launch/local_multiprocess.sh", "2", str(CONFIGS / "dcgan.py"), WORKDIR, *flags],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    fingerprints = [
+        line.split()[-1]
+        for text in (done.stdout, (tmp_path / "process_1.log").read_text())
+        for line in text.splitlines()
+        if "final state fingerprint" in line
+    ]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    workdir = epath.Path(WORKDIR)
+    assert committed_steps(workdir / "checkpoints") == [2, 4]
+    state = workdir / "checkpoints" / "4" / "state"
+    assert {"ocdbt.process_0", "ocdbt.process_1"} <= {path.name for path in state.iterdir()}
+    assert not (workdir / LOCK_NAME).exists()
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records] == [1, 2, 3, 4]  # process 0 alone logs
