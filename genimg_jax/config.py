@@ -265,6 +265,8 @@ def base_config() -> ml_collections.ConfigDict:
             # stop with one line if it cannot fit (training/memory_check.py)
             "memory_check": True,
             "log_every": 50,
+            # TensorBoard events in <workdir>/tensorboard, written by TensorFlow's file system (training/reporting.py)
+            "tensorboard": True,
             "sample_every": 250,
             "num_sample_images": 64,
             "checkpoint_every": 500,

@@ -5,7 +5,9 @@
 #   CPU_DEVICES_PER_PROCESS=K  run on the CPU with K simulated devices per process (default: leave devices alone)
 #   PORT=P                     coordinator port on 127.0.0.1 (default: a free one)
 #   PYTHON=...                 interpreter (default: .venv/bin/python, installed by `make install` if missing)
-# Process 0 prints to this terminal; process i > 0 writes to WORKDIR/logs/process_<i>.log.
+#   LOG_DIR=...                local folder for the logs of processes i > 0 (default: WORKDIR/logs, or logs/ in this checkout when
+#                              WORKDIR is a bucket path such as gs://B/run)
+# Process 0 prints to this terminal; process i > 0 writes to LOG_DIR/process_<i>.log.
 # If any process fails, the others are stopped and its exit status is returned.
 set -euo pipefail
 if [[ $# -lt 3 || ! "$1" =~ ^[1-9][0-9]*$ ]]; then
@@ -25,7 +27,10 @@ if [[ -n "${CPU_DEVICES_PER_PROCESS:-}" ]]; then
   export XLA_FLAGS="$flags --xla_force_host_platform_device_count=$CPU_DEVICES_PER_PROCESS"
 fi
 port=${PORT:-$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-mkdir -p "$workdir/logs"
+if [[ -z "${LOG_DIR:-}" ]]; then
+  if [[ "$workdir" == *://* ]]; then LOG_DIR=logs; else LOG_DIR=$workdir/logs; fi
+fi
+mkdir -p "$LOG_DIR"
 
 pids=()
 for ((i = 0; i < num_processes; i++)); do
@@ -35,7 +40,7 @@ for ((i = 0; i < num_processes; i++)); do
   if ((i == 0)); then
     "$PYTHON" "${args[@]}" &
   else
-    "$PYTHON" "${args[@]}" >"$workdir/logs/process_$i.log" 2>&1 &
+    "$PYTHON" "${args[@]}" >"$LOG_DIR/process_$i.log" 2>&1 &
   fi
   pids+=($!)
 done
@@ -49,7 +54,7 @@ while ((${#running[@]})) && ((status == 0)); do
   running=("${left[@]}")
 done
 if ((status != 0)); then
-  echo "$0: a process failed with exit status $status; stopping the others (logs: $workdir/logs/)" >&2
+  echo "$0: a process failed with exit status $status; stopping the others (logs: $LOG_DIR/)" >&2
   for pid in "${running[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait || true
 fi

@@ -2,11 +2,12 @@
 # Train on a Cloud TPU VM slice with several hosts: copy this checkout to every worker and start main.py on all of
 # them (one process per host; jax.distributed.initialize() finds the others). Works on a stock TPU VM image.
 #   launch/tpu_pod.sh TPU_NAME ZONE CONFIG WORKDIR [--config.KEY=VALUE ...]
-# WORKDIR must be a path every worker sees (an NFS/Filestore mount or a mounted bucket): every host writes its part
-# of each checkpoint. Each worker keeps ~/genimg_jax/.venv between launches, replaces ~/genimg_jax/code with this
-# checkout as committed (git HEAD), stops what an earlier launch left on the TPU, and runs detached from ssh: this
-# script returns once every worker has started, and the run goes on when the connection drops. Logs:
-# ~/genimg_jax/logs/<worker hostname>.log on each worker (the command to follow worker 0 is printed at the end).
+# WORKDIR must be a path every worker sees, best a bucket path (gs://BUCKET/run, written through etils.epath) or an
+# NFS/Filestore mount: every host writes its part of each checkpoint. Each worker keeps ~/genimg_jax/.venv between
+# launches, replaces ~/genimg_jax/code with this checkout as committed (git HEAD), stops what an earlier launch left
+# on the TPU, and runs detached from ssh: this script returns once every worker has started, and the run goes on when
+# the connection drops. Logs: ~/genimg_jax/logs/<worker hostname>.log on each worker (the command to follow worker 0
+# is printed at the end).
 # A run stopped by a preemption notice has committed its checkpoint and exits with status 75: launch it again.
 # Environment: PROJECT (gcloud project, default: gcloud's), COMPILE_CACHE (JAX's persistent compilation cache, on
 # by default in WORKDIR/compile_cache; a bucket path such as gs://B/cache works too).

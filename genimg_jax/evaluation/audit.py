@@ -14,10 +14,10 @@ beyond those few numbers per sample.
 from __future__ import annotations
 
 import json
-import pathlib
 from collections.abc import Callable, Mapping
 
 import numpy as np
+from etils import epath
 from PIL import Image, ImageDraw
 
 from genimg_jax.evaluation import grids
@@ -118,7 +118,7 @@ def histogram_picture(
 
 
 def write_report(
-    directory: pathlib.Path,
+    directory: epath.Path,
     search: NeighbourSearch,
     train_image: Callable[[int], np.ndarray],
     test_features: np.ndarray,

@@ -1,8 +1,9 @@
 """The checkpoint with the best value of one sample metric so far, kept beside the periodic ones."""
 
 import json
-import pathlib
 from typing import Any
+
+from etils import epath
 
 from genimg_jax.evaluation.samples import BEST_METRICS, write_results
 from genimg_jax.training.checkpoint import Checkpointer
@@ -11,7 +12,7 @@ from genimg_jax.training.checkpoint import Checkpointer
 class BestCheckpoint:
     """Keeps the checkpoint with the best `metric` so far in `directory`, with `best.json` saying which."""
 
-    def __init__(self, directory: pathlib.Path, metric: str):
+    def __init__(self, directory: epath.Path, metric: str):
         self.metric, self.directory = metric, directory
         self._checkpointer = Checkpointer(directory, keep=1, every=0)
         record = directory / "best.json"

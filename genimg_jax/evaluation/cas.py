@@ -13,17 +13,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import pathlib
 from typing import Any
 
 import jax
 import ml_collections
+from etils import epath
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, require
 from genimg_jax.evaluation.conditioning import ConditionedSampler
 from genimg_jax.metrics import cas, classifier
 from genimg_jax.training.compiled_run import CompiledRun
+from genimg_jax.training.paths import as_path
 
 CAS_SEED_SALT = 0xCA5
 
@@ -53,7 +54,7 @@ def split_arrays(config: ml_collections.ConfigDict, split: str) -> cas.LabelledI
 class CasEvaluator:
     """CAS, real baseline and naive augmentation of train states of one compiled run (see the module docstring)."""
 
-    def __init__(self, config: ml_collections.ConfigDict, run: CompiledRun, cache_dir: pathlib.Path):
+    def __init__(self, config: ml_collections.ConfigDict, run: CompiledRun, cache_dir: epath.Path):
         validate_cas_config(config)
         fields = tuple(run.method.conditioning_fields())
         if fields != ("label",):
@@ -64,7 +65,7 @@ class CasEvaluator:
         shards = parallel.batch_axis_size(run.mesh)
         for key in ("cas_batch_size", "batch_size"):
             require(config.eval[key] % shards == 0, f"eval.{key}", config.eval[key], f"must be a multiple of {shards}")
-        self.config, self.recipe, self.cache_dir = config, cas_recipe(config.eval), pathlib.Path(cache_dir)
+        self.config, self.recipe, self.cache_dir = config, cas_recipe(config.eval), as_path(cache_dir)
         self.num_classes = config.model.num_classes
         self.sharding = parallel.batch_sharding(run.mesh)
         self.real_train = split_arrays(config, config.data.train_split)

@@ -9,11 +9,12 @@ Each restores the newest checkpoint that restores onto the current mesh and writ
 
 from __future__ import annotations
 
-import pathlib
+import os
 from typing import Any
 
 import jax
 import ml_collections
+from etils import epath
 
 from genimg_jax import data
 from genimg_jax.evaluation import audit, grids
@@ -28,18 +29,19 @@ from genimg_jax.training.compiled_run import (
     initial_rngs,
     restore_trained_state,
 )
+from genimg_jax.training.paths import as_path
 
 
-def restore_latest(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> tuple[CompiledRun, Any, int]:
+def restore_latest(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> tuple[CompiledRun, Any, int]:
     """(compiled run, state, step) of the newest checkpoint in `workdir` that restores onto `config.mesh`."""
     run = compile_run(config)
-    state, step = restore_trained_state(config, run, pathlib.Path(workdir))
+    state, step = restore_trained_state(config, run, as_path(workdir))
     return run, state, step
 
 
-def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_grids: int = 1) -> list[pathlib.Path]:
+def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike, num_grids: int = 1) -> list[epath.Path]:
     """Write sample grids (and the method's illustrations) from the latest checkpoint; returns their paths."""
-    workdir = pathlib.Path(workdir)
+    workdir = as_path(workdir)
     run, state, step = restore_latest(config, workdir)
     provenance = image_provenance(config, step, config.seed, checkpoint_digest(workdir, step))
     _, sample_rng = initial_rngs(config)
@@ -58,9 +60,9 @@ def sample(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_g
     return paths
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
+def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> epath.Path:
     """The method's likelihood metrics on `data.eval_split` and the sample metrics; returns eval_<step>.json."""
-    workdir = pathlib.Path(workdir)
+    workdir = as_path(workdir)
     run = compile_run(config)
     samples = optional_sample_evaluator(config, run, workdir)
     state, step = restore_trained_state(config, run, workdir)
@@ -76,9 +78,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
     return path
 
 
-def memorization_audit(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> pathlib.Path:
+def memorization_audit(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> epath.Path:
     """Nearest training neighbours of `eval.num_samples` samples in feature space; returns the report folder."""
-    workdir = pathlib.Path(workdir)
+    workdir = as_path(workdir)
     run = compile_run(config)
     samples = SampleEvaluator(config, run, workdir, with_feature_net=True)  # a bad `config.eval` fails early
     state, step = restore_trained_state(config, run, workdir)

@@ -1,7 +1,7 @@
 """Image grids written as PNG: how a person looks at what a model makes."""
 
 import math
-import pathlib
+import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -35,7 +35,7 @@ def display_scale(images: np.ndarray, columns: int | None = None) -> int:
 
 def save_grid(
     images: np.ndarray,
-    path: str | pathlib.Path,
+    path: str | os.PathLike,
     provenance: Mapping[str, str],
     columns: int | None = None,
     scale: int | None = None,

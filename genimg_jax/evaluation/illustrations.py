@@ -7,13 +7,13 @@ the eval split, so pictures from different steps show the same examples. An entr
 
 from __future__ import annotations
 
-import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from genimg_jax import data, parallel
 from genimg_jax.evaluation.grids import save_grid
@@ -49,8 +49,8 @@ def compile_illustrations(
 
 
 def write_illustrations(
-    pictures: dict[str, np.ndarray], step: int, directory: pathlib.Path, provenance: Mapping[str, str]
-) -> list[pathlib.Path]:
+    pictures: dict[str, np.ndarray], step: int, directory: epath.Path, provenance: Mapping[str, str]
+) -> list[epath.Path]:
     """Write each uint8 picture as `directory/<name>_step_<step>.png` with `provenance`; returns the paths."""
     paths = []
     for name, images in pictures.items():

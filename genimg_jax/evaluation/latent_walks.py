@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
-import pathlib
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError
@@ -34,6 +35,7 @@ from genimg_jax.evaluation.grids import DISPLAY_SIZE, save_grid
 from genimg_jax.evaluation.provenance import WATERMARK_KEY_FIELD, image_provenance
 from genimg_jax.models.interpolation import keyframe_walk, lerp, slerp
 from genimg_jax.training.compiled_run import CompiledRun, checkpoint_digest
+from genimg_jax.training.paths import as_path
 
 SPACES = ("z", "w")
 SAMPLER_STREAM = 0x57A1C  # the key of any other randomness of sampling, beside the seed's keyframes
@@ -115,23 +117,22 @@ def enlarged(images: np.ndarray) -> np.ndarray:
     return images.repeat(scale, axis=1).repeat(scale, axis=2)
 
 
-def write_gif(
-    frames: np.ndarray, path: str | pathlib.Path, frame_ms: int, provenance: Mapping[str, str]
-) -> pathlib.Path:
+def write_gif(frames: np.ndarray, path: str | os.PathLike, frame_ms: int, provenance: Mapping[str, str]) -> epath.Path:
     """uint8 frames (F, H, W, C) as a looping GIF, each pixel enlarged (`enlarged`), `frame_ms` per frame, with
     `provenance` (less the watermark key) as its JSON comment."""
-    path = pathlib.Path(path)
+    path = as_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = enlarged(frames)
     fields = {name: value for name, value in provenance.items() if name != WATERMARK_KEY_FIELD}
-    iio.imwrite(
-        path,
-        pixels[..., 0] if pixels.shape[-1] == 1 else pixels,
-        extension=".gif",
-        duration=frame_ms,
-        loop=0,
-        comment=json.dumps(fields).encode(),
-    )
+    with path.open("wb") as file:  # local or gs:// (training/paths.py)
+        iio.imwrite(
+            file,
+            pixels[..., 0] if pixels.shape[-1] == 1 else pixels,
+            extension=".gif",
+            duration=frame_ms,
+            loop=0,
+            comment=json.dumps(fields).encode(),
+        )
     return path
 
 
@@ -163,15 +164,15 @@ def truncation_strip(
 
 def latent_walk(
     config: ml_collections.ConfigDict,
-    workdir: str | pathlib.Path,
-    out: str | pathlib.Path,
+    workdir: str | os.PathLike,
+    out: str | os.PathLike,
     frames: int,
     keyframes: int,
     space: str = "z",
     seed: int = 0,
     label: int = 0,
     frame_ms: int = 80,
-) -> tuple[pathlib.Path, np.ndarray, int]:
+) -> tuple[epath.Path, np.ndarray, int]:
     """Write the walk of `walk_frames` from the latest checkpoint of `workdir` as a GIF; (path, frames, step)."""
     if frames < 2 or keyframes < 2:
         raise ConfigError(f"--frames={frames} and --keyframes={keyframes} must both be at least 2")
@@ -184,20 +185,20 @@ def latent_walk(
 
 def truncation_sweep(
     config: ml_collections.ConfigDict,
-    workdir: str | pathlib.Path,
-    out: str | pathlib.Path,
+    workdir: str | os.PathLike,
+    out: str | os.PathLike,
     psis: Sequence[float],
     rows: int,
     seed: int = 0,
     label: int = 0,
-) -> tuple[pathlib.Path, np.ndarray, int]:
+) -> tuple[epath.Path, np.ndarray, int]:
     """Write `truncation_strip` from the latest checkpoint of `workdir` as a PNG grid with one column per psi;
     (path, images, step)."""
     if not psis or rows < 1:
         raise ConfigError(f"a truncation sweep needs psi values and at least one row (got {list(psis)}, {rows})")
     run, state, step = restore_latest(deterministic_sampling(config), workdir)
     images = truncation_strip(run, run.method.config, state, psis, rows, seed, label)
-    path = pathlib.Path(out)
+    path = as_path(out)
     details = {"truncation_psi": ",".join(f"{psi:g}" for psi in psis), "label": label}
     provenance = image_provenance(config, step, seed, checkpoint_digest(workdir, step), **details)
     save_grid(images, path, provenance, columns=len(psis))

@@ -1,9 +1,9 @@
 """The evaluation the training loop runs every `eval.every` steps."""
 
-import pathlib
 from typing import Any
 
 import ml_collections
+from etils import epath
 
 from genimg_jax.evaluation.best_checkpoint import BestCheckpoint
 from genimg_jax.evaluation.samples import optional_sample_evaluator, validate_eval_config, write_results
@@ -14,7 +14,7 @@ class TrainingEvaluation:
     """What the trainer runs every `eval.every` steps beside its likelihood evaluation: sample metrics, an
     `eval_<step>.json` with values and protocol, and the best checkpoint by `eval.best_metric`."""
 
-    def __init__(self, config: ml_collections.ConfigDict, run: CompiledRun, workdir: pathlib.Path):
+    def __init__(self, config: ml_collections.ConfigDict, run: CompiledRun, workdir: epath.Path):
         validate_eval_config(config)
         self.workdir = workdir
         self.samples = optional_sample_evaluator(config, run, workdir)

@@ -15,13 +15,14 @@ pixels as the PNGs (marked too: FID of the folder and of the .npz agree), and, f
 from __future__ import annotations
 
 import dataclasses
-import pathlib
+import os
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError
@@ -29,6 +30,7 @@ from genimg_jax.evaluation.conditioning import SampleConditioning
 from genimg_jax.evaluation.provenance import image_provenance, save_png, watermarked
 from genimg_jax.evaluation.streamed_npz import StreamedNpz
 from genimg_jax.training.compiled_run import CompiledRun, checkpoint_digest, compile_run, restore_trained_state
+from genimg_jax.training.paths import as_path
 
 NPZ_NAME = "samples.npz"
 BALANCED = "balanced"
@@ -38,10 +40,10 @@ BALANCED = "balanced"
 class SampleSet:
     """What `generate` wrote."""
 
-    folder: pathlib.Path
+    folder: epath.Path
     count: int
     step: int
-    npz: pathlib.Path | None
+    npz: epath.Path | None
 
 
 def requested_classes(config: ml_collections.ConfigDict, labels: str) -> np.ndarray | None:
@@ -98,8 +100,8 @@ def compile_per_key_sampling(run: CompiledRun) -> Callable[..., jax.Array]:
 
 def generate(
     config: ml_collections.ConfigDict,
-    workdir: str | pathlib.Path,
-    out: str | pathlib.Path,
+    workdir: str | os.PathLike,
+    out: str | os.PathLike,
     num: int,
     seed: int | None = None,
     labels: str = BALANCED,
@@ -108,14 +110,14 @@ def generate(
 ) -> SampleSet:
     """Write `num` samples of the latest checkpoint of `workdir` to the new or empty folder `out` (see the module
     docstring), in batches of `config.eval.batch_size`; `seed` defaults to `config.seed`."""
-    out = pathlib.Path(out)
+    out = as_path(out)
     if num < 1:
         raise ConfigError(f"--num={num} must be positive")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out={out} exists and is not an empty folder; a sample set goes to a new or empty one")
     config = with_truncation(config, truncation)
     classes = requested_classes(config, labels)
-    workdir = pathlib.Path(workdir)
+    workdir = as_path(workdir)
     run = compile_run(config)
     state, step = restore_trained_state(config, run, workdir)
     seed = config.seed if seed is None else seed

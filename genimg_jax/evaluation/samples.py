@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import math
-import pathlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, require, require_choice
@@ -35,6 +36,7 @@ from genimg_jax.evaluation.conditioning import SampleConditioning
 from genimg_jax.evaluation.restoration import RESTORATION_METRICS, RestorationEvaluator, validate_restoration_config
 from genimg_jax.metrics import features, fid, fid_stats_file, inception_score, kid, precision_recall, reference
 from genimg_jax.training.compiled_run import CompiledRun
+from genimg_jax.training.paths import as_path
 
 FEATURE_METRICS = ("fid", "kid", "is", "pr", "label_accuracy")  # those computed on feature-net outputs of samples
 METRICS = (*FEATURE_METRICS, "cas", *CAPTION_METRICS, *RESTORATION_METRICS)
@@ -169,7 +171,7 @@ def equal_sized(real: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np
 
 
 def load_split_features(
-    config: ml_collections.ConfigDict, net: features.FeatureNet, split: str, cache_dir: pathlib.Path, sharding
+    config: ml_collections.ConfigDict, net: features.FeatureNet, split: str, cache_dir: epath.Path, sharding
 ) -> dict[str, np.ndarray]:
     """Cached features and logits of every image of `split` of the configured data source."""
     data_config = config.data
@@ -203,7 +205,7 @@ class SampleEvaluator:
         self,
         config: ml_collections.ConfigDict,
         run: CompiledRun,
-        workdir: str | pathlib.Path,
+        workdir: str | os.PathLike,
         with_feature_net: bool = False,
     ):
         """`with_feature_net` loads the feature net even if no requested metric needs it (for the memorization
@@ -212,7 +214,7 @@ class SampleEvaluator:
         self.config, self.names = config, requested_metrics(config)
         self.feature_names = [name for name in self.names if name in FEATURE_METRICS]
         self.net = self._feature_net() if self.feature_names or with_feature_net else None
-        self.cache_dir = pathlib.Path(config.eval.cache_dir or pathlib.Path(workdir) / "eval_cache")
+        self.cache_dir = as_path(config.eval.cache_dir or as_path(workdir) / "eval_cache")
         self.rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), EVAL_SEED_SALT)
         self._run = run
         # The file's statistics, read (and checked) before any sample is drawn; else the reference split's.
@@ -355,13 +357,13 @@ class SampleEvaluator:
 
 
 def optional_sample_evaluator(
-    config: ml_collections.ConfigDict, run: CompiledRun, workdir: str | pathlib.Path
+    config: ml_collections.ConfigDict, run: CompiledRun, workdir: str | os.PathLike
 ) -> SampleEvaluator | None:
     """A SampleEvaluator if `eval.metrics` asks for any metric (only then must the feature net suit the data)."""
     return SampleEvaluator(config, run, workdir) if requested_metrics(config) else None
 
 
-def write_results(path: pathlib.Path, step: int, values: dict[str, float], protocol: dict) -> None:
+def write_results(path: epath.Path, step: int, values: dict[str, float], protocol: dict) -> None:
     if jax.process_index() == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"step": step, "values": values, "protocol": protocol}, indent=2) + "\n")

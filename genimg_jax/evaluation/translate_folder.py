@@ -8,12 +8,13 @@ shows each input beside its output.
 
 from __future__ import annotations
 
-import pathlib
+import os
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError
@@ -22,13 +23,14 @@ from genimg_jax.evaluation import grids
 from genimg_jax.evaluation.from_checkpoint import restore_latest
 from genimg_jax.evaluation.provenance import image_provenance, save_png
 from genimg_jax.training.compiled_run import checkpoint_digest, initial_rngs
+from genimg_jax.training.paths import as_path
 
 
 def translate_folder(
-    config: ml_collections.ConfigDict, workdir: str | pathlib.Path, input_dir: str, out_dir: str
-) -> list[pathlib.Path]:
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike, input_dir: str, out_dir: str
+) -> list[epath.Path]:
     """Translate every image under `input_dir` into `out_dir` (see the module docstring); returns the paths."""
-    out = pathlib.Path(out_dir)
+    out = as_path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out={out_dir} must be a new or empty folder")
     run, state, step = restore_latest(config, workdir)
@@ -50,7 +52,7 @@ def translate_folder(
 
     translate = jax.jit(parallel.traced_on(run.mesh, translate_batch))
     _, rng = initial_rngs(config)
-    provenance = image_provenance(config, step, config.seed, checkpoint_digest(pathlib.Path(workdir), step))
+    provenance = image_provenance(config, step, config.seed, checkpoint_digest(as_path(workdir), step))
     inputs, outputs = [], []
     for start in range(0, len(images), batch_size):
         count = min(batch_size, len(images) - start)

@@ -7,11 +7,11 @@ reuses stale statistics.
 
 import hashlib
 import json
-import pathlib
 import re
 
 import jax
 import numpy as np
+from etils import epath
 from jax.sharding import NamedSharding
 
 from genimg_jax import data
@@ -30,7 +30,7 @@ def cache_key(source_spec: str, data_dir: str, split: str, resolution: int, chan
     }
 
 
-def cache_path(cache_dir: pathlib.Path, key: dict) -> pathlib.Path:
+def cache_path(cache_dir: epath.Path, key: dict) -> epath.Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     readable = re.sub(
         r"[^A-Za-z0-9]+", "-", f"{key['dataset']}-{key['split']}-{key['resolution']}-{key['feature_net']}"
@@ -57,18 +57,20 @@ def source_features(
 
 
 def cached_source_features(
-    net: FeatureNet, source: data.ImageSource, key: dict, cache_dir: pathlib.Path, batch_size: int, sharding
+    net: FeatureNet, source: data.ImageSource, key: dict, cache_dir: epath.Path, batch_size: int, sharding
 ) -> dict[str, np.ndarray]:
-    """`source_features`, read from `cache_dir` when an entry for `key` exists, else computed and stored."""
-    path = cache_path(cache_dir, key)
+    """`source_features`, read from `cache_dir` (local or gs://, through epath) when an entry for `key` exists, else
+    computed and stored."""
+    path = cache_path(epath.Path(cache_dir), key)
     if path.is_file():
-        with np.load(path) as cached:
+        with path.open("rb") as file, np.load(file) as cached:
             if json.loads(str(cached["key"])) == key:
                 return {"features": cached["features"], "logits": cached["logits"]}
     outputs = source_features(net, source, batch_size, sharding)
     if jax.process_index() == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp.npz")
-        np.savez(temporary, key=json.dumps(key, sort_keys=True), **outputs)
+        with temporary.open("wb") as file:
+            np.savez(file, key=json.dumps(key, sort_keys=True), **outputs)
         temporary.replace(path)  # atomic: a crash never leaves a truncated cache entry
     return outputs

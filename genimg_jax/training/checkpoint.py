@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pathlib
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -34,9 +33,10 @@ from typing import Any, TypeVar
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 
-from genimg_jax.training import agreement, checksums
+from genimg_jax.training import agreement, checksums, paths
 
 CORRUPT_MARK = ".corrupt-"
 ITEMS = ("state", "data")
@@ -59,18 +59,23 @@ class CheckpointSaveError(CheckpointError):
     """A checkpoint could not be written (full disk, no permission); earlier steps are kept."""
 
 
-def committed_steps(directory: str | pathlib.Path) -> list[int]:
-    """The steps with a committed checkpoint in `directory` (Orbax renames a step's folder to its number when the
-    save commits), read without opening a manager, which would create the folder."""
-    return sorted(int(path.name) for path in pathlib.Path(directory).glob("*") if path.name.isdigit() and path.is_dir())
+def committed_steps(directory: str | os.PathLike) -> list[int]:
+    """The steps with a committed checkpoint in `directory`, read without opening a manager, which would create the
+    folder. Locally Orbax renames a step's folder to its number when the save commits; on an object store the
+    folder has that name from the start and a marker file commits it, which `is_path_finalized` checks."""
+    directory = paths.as_path(directory)
+    steps = sorted(int(path.name) for path in directory.glob("*") if path.name.isdigit() and path.is_dir())
+    if paths.is_local(directory):
+        return steps
+    return [step for step in steps if ocp.step.is_path_finalized(directory / str(step))]
 
 
 class Checkpointer:
     """Periodic, keep-N checkpoints of (state, data position) under `directory`."""
 
-    def __init__(self, directory: str | pathlib.Path, *, keep: int, every: int):
+    def __init__(self, directory: str | os.PathLike, *, keep: int, every: int):
         self.every = every
-        self.directory = pathlib.Path(directory).absolute()
+        self.directory = paths.absolute(directory)
         self._in_flight: int | None = None  # the step of the last save started
         self._failed = False
         with self._save_failures(None):  # a read-only or full directory fails here already
@@ -224,7 +229,7 @@ class Checkpointer:
             )
         return None
 
-    def _set_aside(self, step: int) -> pathlib.Path:
+    def _set_aside(self, step: int) -> epath.Path:
         """Rename the step's folder out of Orbax's sight (process 0 picks the name and renames; every process waits
         for it)."""
         number = 1

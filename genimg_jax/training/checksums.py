@@ -11,34 +11,37 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pathlib
+
+from etils import epath
+
+from genimg_jax.training.paths import as_path, files_under
 
 MANIFEST = "checksums.json"
 
 
-def file_digest(path: pathlib.Path) -> str:
+def file_digest(path: epath.Path) -> str:
     with path.open("rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def write_manifest(step_folder: pathlib.Path, items: tuple[str, ...]) -> None:
+def write_manifest(step_folder: epath.Path, items: tuple[str, ...]) -> None:
     """Record `{relative path: sha256}` of every file under `step_folder/<item>` in `step_folder/checksums.json`."""
+    step_folder = as_path(step_folder)
     digests = {
         str(path.relative_to(step_folder)): file_digest(path)
         for item in items
-        for path in sorted((step_folder / item).rglob("*"))
-        if path.is_file()
+        for path in sorted(files_under(step_folder / item))
     }
     (step_folder / MANIFEST).write_text(json.dumps({"sha256": digests}, indent=0, sort_keys=True) + "\n")
 
 
-def manifest_digest(step_folder: pathlib.Path) -> str | None:
+def manifest_digest(step_folder: epath.Path) -> str | None:
     """SHA-256 of the step's manifest, one hash that changes with any byte of its files; None without a manifest."""
     manifest = step_folder / MANIFEST
     return file_digest(manifest) if manifest.is_file() else None
 
 
-def find_damage(step_folder: pathlib.Path) -> str | None:
+def find_damage(step_folder: epath.Path) -> str | None:
     """What is wrong with `step_folder`'s files (the first missing or changed one), or None if all match.
 
     A step without a manifest (saved before checksums existed) is not checked.

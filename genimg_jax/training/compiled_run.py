@@ -4,7 +4,7 @@ training, post-hoc evaluation, sampling and the tools all build from a config; a
 from __future__ import annotations
 
 import dataclasses
-import pathlib
+import os
 from typing import Any
 
 import jax
@@ -17,6 +17,7 @@ from genimg_jax.config import ConfigError, validate_common
 from genimg_jax.methods import Method, build_method, microbatching
 from genimg_jax.training import checksums, nonfinite
 from genimg_jax.training.checkpoint import Checkpointer
+from genimg_jax.training.paths import as_path
 from genimg_jax.training.pretrained import load_pretrained
 
 SAMPLE_SEED_SALT = 0x5A3D  # sample grids use one fixed key per run, so grids from different steps compare
@@ -122,24 +123,25 @@ def initial_rngs(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Arra
 
 
 def restore_trained_state(
-    config: ml_collections.ConfigDict, run: CompiledRun, workdir: pathlib.Path
+    config: ml_collections.ConfigDict, run: CompiledRun, workdir: str | os.PathLike
 ) -> tuple[Any, int]:
     """(state, step) of the newest checkpoint in `workdir` that restores, for sampling and evaluation.
 
     Damaged steps are set aside as in training; no checkpoint at all is a FileNotFoundError naming the folder.
     """
-    checkpointer = Checkpointer(workdir / CHECKPOINTS, keep=config.train.keep_checkpoints, every=0)
+    directory = as_path(workdir) / CHECKPOINTS
+    checkpointer = Checkpointer(directory, keep=config.train.keep_checkpoints, every=0)
     restored = checkpointer.restore_latest(run.abstract_state, report=main_process_report)
     checkpointer.close()
     if restored is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir / CHECKPOINTS}")
+        raise FileNotFoundError(f"no checkpoint in {directory}")
     step, state, _ = restored
     return state, step
 
 
-def checkpoint_digest(workdir: pathlib.Path, step: int) -> str | None:
+def checkpoint_digest(workdir: str | os.PathLike, step: int) -> str | None:
     """The hash of checkpoint `step` of `workdir` (its checksum manifest's); None for a step saved without one."""
-    return checksums.manifest_digest(pathlib.Path(workdir) / CHECKPOINTS / str(step))
+    return checksums.manifest_digest(as_path(workdir) / CHECKPOINTS / str(step))
 
 
 def main_process_report(text: str) -> None:

@@ -5,7 +5,6 @@ A method class lists the parts it needs in `PRETRAINED`; each name has one loade
 keys that locate it and fails with a ConfigError naming them.
 """
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from genimg_jax.config import ConfigError, require
 from genimg_jax.methods import build_method, method_class
 from genimg_jax.methods.latent_diffusion import FirstStage, encoder_means
 from genimg_jax.training.checkpoint import Checkpointer
+from genimg_jax.training.paths import as_path
 from genimg_jax.training.workdir import read_saved_config
 
 FIRST_STAGE_KEY = "model.first_stage_workdir"
@@ -46,8 +46,8 @@ def trained_params(workdir: str, expected_method: str) -> tuple[Any, Any]:
         raise _first_stage_error(
             workdir, f"its config.json does not fit this version's {expected_method!r} method ({error})"
         ) from None
-    checkpoint_dir = f"{workdir}/checkpoints"
-    if not os.path.isdir(checkpoint_dir):  # checked first: the checkpointer would create it
+    checkpoint_dir = as_path(workdir) / "checkpoints"
+    if not checkpoint_dir.is_dir():  # checked first: the checkpointer would create it
         raise _first_stage_error(workdir, f"{checkpoint_dir} does not exist; train the VAE first")
     checkpointer = Checkpointer(checkpoint_dir, keep=saved.train.keep_checkpoints, every=0)
     try:

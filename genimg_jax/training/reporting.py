@@ -1,12 +1,14 @@
 """Where a run's numbers go: `metrics.jsonl`, TensorBoard events (clu, scalars and sample grids), a progress line.
 
+`metrics.jsonl` goes through the one filesystem layer (training/paths.py), local or gs://. TensorBoard events are
+written by TensorFlow's own file system, which reaches gs:// with its own GCS client (not through epath, so not
+through a GCS emulator either); `train.tensorboard=False` turns them off.
+
 Only the main process writes; the others get a logger whose methods do nothing, so call sites need no checks.
 """
 
 import json
 import math
-import os
-import pathlib
 import re
 import sys
 import time
@@ -14,6 +16,9 @@ from collections.abc import Mapping
 
 import numpy as np
 from clu import metric_writers
+from etils import epath
+
+from genimg_jax.training.paths import append_text, as_path
 
 
 def format_duration(seconds: float) -> str:
@@ -72,7 +77,7 @@ def progress_step(line: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _set_aside_records_after(path: pathlib.Path, step: int) -> None:
+def _set_aside_records_after(path: epath.Path, step: int) -> None:
     """Move records past `step` from the JSON-lines file `path` to `<stem>.superseded.jsonl` beside it.
 
     The main file is replaced atomically, after the moved records are safely appended elsewhere, so a crash at
@@ -86,11 +91,10 @@ def _set_aside_records_after(path: pathlib.Path, step: int) -> None:
             (kept if json.loads(line)["step"] <= step else later).append(line)
     if not later:
         return
-    with open(path.with_name(f"{path.stem}.superseded.jsonl"), "a") as superseded:
-        superseded.writelines(line + "\n" for line in later)
+    append_text(path.with_name(f"{path.stem}.superseded.jsonl"), "".join(line + "\n" for line in later))
     temporary = path.with_suffix(".jsonl.tmp")
     temporary.write_text("".join(line + "\n" for line in kept))
-    os.replace(temporary, path)
+    temporary.replace(path)
 
 
 class RunLogger:
@@ -98,20 +102,21 @@ class RunLogger:
 
     def __init__(
         self,
-        workdir: pathlib.Path,
+        workdir: str | epath.Path,
         total_steps: int,
         enabled: bool,
         resume_step: int = 0,
         key_metrics: tuple[str, ...] | None = None,
         terminal: bool | None = None,
+        tensorboard: bool = True,
     ):
         """`resume_step`: the checkpoint a resumed run starts from; later records are moved out of
         `metrics.jsonl` (to `metrics.superseded.jsonl`) because the resumed run recomputes exactly those steps.
         `key_metrics`: the values the progress line shows (the method's `KEY_METRICS`; None: all of them);
         `metrics.jsonl` and TensorBoard get every value. `terminal`: whether stdout is one, which adds a progress
-        bar (None: ask stdout)."""
+        bar (None: ask stdout). `tensorboard`: whether to write TensorBoard events too."""
         self.enabled = enabled
-        self.workdir = workdir
+        self.workdir = workdir = as_path(workdir)
         self.total_steps = total_steps
         self.key_metrics = key_metrics
         self.terminal = sys.stdout.isatty() if terminal is None else terminal
@@ -119,8 +124,10 @@ class RunLogger:
         self._last_step: int | None = None
         if enabled:
             _set_aside_records_after(workdir / "metrics.jsonl", resume_step)
-            self._writer = metric_writers.SummaryWriter(str(workdir / "tensorboard"))
-            self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 - kept open for the run
+            events = metric_writers.SummaryWriter(str(workdir / "tensorboard")) if tensorboard else None
+            self._writer = metric_writers.MultiWriter([events] if events else [])
+            self._jsonl = workdir / "metrics.jsonl"
+            append_text(self._jsonl, "")  # the file exists from the start, as an empty log
 
     def start(self, step: int) -> None:
         """Mark where timing starts (after a resume, the first step run here)."""
@@ -137,8 +144,7 @@ class RunLogger:
         if not self.enabled:
             return
         self._writer.write_scalars(step, {f"{split}/{name}": value for name, value in values.items()})
-        self._jsonl.write(json.dumps({"step": step, "split": split, **values}) + "\n")
-        self._jsonl.flush()
+        append_text(self._jsonl, json.dumps({"step": step, "split": split, **values}) + "\n")
 
     def progress(self, step: int, values: dict[str, float], steps_per_second: float) -> None:
         """One `progress_line` on stdout with the key metrics of `values`, parsed back by `progress_step`."""
@@ -162,4 +168,3 @@ class RunLogger:
     def close(self) -> None:
         if self.enabled:
             self._writer.close()
-            self._jsonl.close()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import pathlib
+import os
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import ml_collections
+from etils import epath
 from jax.sharding import NamedSharding
 
 from genimg_jax import data
@@ -23,7 +24,7 @@ from genimg_jax.evaluation.illustrations import compile_illustrations, write_ill
 from genimg_jax.evaluation.periodic import TrainingEvaluation
 from genimg_jax.evaluation.provenance import image_provenance
 from genimg_jax.evaluation.samples import sample_metrics_split
-from genimg_jax.training import memory_check, nonfinite
+from genimg_jax.training import memory_check, nonfinite, paths
 from genimg_jax.training import workdir as workdirs
 from genimg_jax.training.checkpoint import Checkpointer, committed_steps
 from genimg_jax.training.compiled_run import (
@@ -51,21 +52,21 @@ class TrainResult:
     preempted: bool  # a stop request (SIGTERM, SIGINT, a preemption notice) ended the run early, step committed
 
 
-def run_training(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> TrainResult:
+def run_training(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainResult:
     """Train `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
     One run at a time may write a workdir (workdir_lock.py); a second one stops with the holder's name.
     """
     with workdir_lock(workdir):
-        return _train(config, pathlib.Path(workdir))
+        return _train(config, paths.as_path(workdir))
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> Any:
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Any:
     """`run_training`'s final state, for callers that do not ask how the run ended."""
     return run_training(config, workdir).state
 
 
-def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainResult:
+def _train(config: ml_collections.ConfigDict, workdir: epath.Path) -> TrainResult:
     is_main = jax.process_index() == 0
     run = compile_run(config)
     if max(committed_steps(workdir / CHECKPOINTS), default=0) < config.train.steps:  # else no step will run
@@ -91,7 +92,14 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainRes
     restored = checkpointer.restore_latest(run.abstract_state, report=main_process_report)
     start_step = restored[0] if restored else 0
     key_metrics = getattr(run.method, "KEY_METRICS", None)
-    logger = RunLogger(workdir, train_config.steps, enabled=is_main, resume_step=start_step, key_metrics=key_metrics)
+    logger = RunLogger(
+        workdir,
+        train_config.steps,
+        enabled=is_main,
+        resume_step=start_step,
+        key_metrics=key_metrics,
+        tensorboard=train_config.tensorboard,
+    )
     state = _initial_state(run, restored, stream, init_rng, logger, workdir)
 
     last_checkpoint = start_step if restored else None
@@ -141,7 +149,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> TrainRes
     if stop:
         logger.message(stopped_message(preemption.signal_name, step))
     else:
-        logger.message(f"done at step {step}; everything is in {workdir.absolute()}")
+        logger.message(f"done at step {step}; everything is in {paths.absolute(workdir)}")
     return TrainResult(state, step, stop)
 
 
@@ -164,7 +172,7 @@ def _initial_state(
     stream: data.TrainStream,
     init_rng: jax.Array,
     logger: RunLogger,
-    workdir: pathlib.Path,
+    workdir: epath.Path,
 ) -> Any:
     """A new state, or the restored one with the data stream set to where its checkpoint left it."""
     if restored is None:
@@ -192,7 +200,7 @@ def _write_samples(
     sample_rng: jax.Array,
     illustrate: Callable[[Any], Any] | None,
     step: int,
-    workdir: pathlib.Path,
+    workdir: epath.Path,
     logger: RunLogger,
     is_main: bool,
     provenance: dict[str, str],

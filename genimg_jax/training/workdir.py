@@ -12,12 +12,13 @@ codebase after that run: it reads as its `base_config()` default (the behaviour 
 from __future__ import annotations
 
 import json
-import pathlib
+import os
 from typing import Any
 
 import ml_collections
 
 from genimg_jax.config import MOVED_KEYS, ConfigError, base_config
+from genimg_jax.training.paths import as_path
 
 # Dotted keys, or prefixes ending in '.', whose values must match for a checkpoint to be resumed.
 IDENTITY_KEYS = (
@@ -68,13 +69,13 @@ def resolved_config_text(config: ml_collections.ConfigDict) -> str:
     return config.to_json_best_effort(indent=2, sort_keys=True) + "\n"
 
 
-def save_resolved_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
-    (workdir / "config.json").write_text(resolved_config_text(config))
+def save_resolved_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
+    (as_path(workdir) / "config.json").write_text(resolved_config_text(config))
 
 
-def read_saved_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+def read_saved_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
     """The config a run saved in `workdir`; FileNotFoundError if there is none, ConfigError if it is not JSON."""
-    path = pathlib.Path(workdir) / "config.json"
+    path = as_path(workdir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; is {workdir} the workdir of a training run?")
     try:
@@ -83,9 +84,9 @@ def read_saved_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
         raise ConfigError(f"{path} is not valid JSON ({error})") from None
 
 
-def check_resumable(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+def check_resumable(workdir: str | os.PathLike, config: ml_collections.ConfigDict) -> None:
     """Raise ConfigError if `workdir/config.json` describes another model/data layout than `config`."""
-    if not (workdir / "config.json").exists():
+    if not (as_path(workdir) / "config.json").exists():
         return
     try:
         saved = read_saved_config(workdir).to_dict()

@@ -6,6 +6,10 @@ when the run ends however it ends short of SIGKILL. A lock left behind by a dead
 when the holder ran on this host: a pid can only be checked here. A lock of another host is never taken over
 (that run may be alive); the message says so and that deleting the file releases it.
 
+An object store (gs://) has no exclusive create that epath exposes: there the lock is checked, written and read
+back, which stops a run started while another holds the lock, though two runs started within the same moment could
+both pass.
+
 With several processes, process 0 holds the one lock of the run and every process learns whether it got it.
 """
 
@@ -15,15 +19,16 @@ import contextlib
 import datetime
 import json
 import os
-import pathlib
 import socket
 from collections.abc import Iterator
 
 import jax
 import numpy as np
+from etils import epath
 from jax.experimental import multihost_utils
 
 from genimg_jax.config import ConfigError
+from genimg_jax.training import paths
 
 LOCK_NAME = "lock"
 
@@ -43,7 +48,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _read(path: pathlib.Path) -> dict | None:
+def _read(path: epath.Path) -> dict | None:
     """The holder recorded in `path`, {} if the file is unreadable or half written, None if there is no file."""
     try:
         return json.loads(path.read_text())
@@ -53,8 +58,13 @@ def _read(path: pathlib.Path) -> dict | None:
         return {}
 
 
-def _create(path: pathlib.Path, holder: dict) -> bool:
+def _create(path: epath.Path, holder: dict) -> bool:
     """Create the lock naming `holder`; False if it exists already."""
+    if not paths.is_local(path):  # no O_EXCL on an object store: check, write, and read back who won
+        if path.exists():
+            return False
+        path.write_text(json.dumps(holder) + "\n")
+        return _read(path) == holder
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
@@ -68,12 +78,15 @@ def _is_stale(holder: dict) -> bool:
     return holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1)))
 
 
-def _take_over(path: pathlib.Path, stale: dict, holder: dict) -> bool:
+def _take_over(path: epath.Path, stale: dict, holder: dict) -> bool:
     """Replace the stale lock `stale` by one naming `holder`, unless another run replaced it first.
 
     The stale file is moved aside under a name of our own (atomic); if what was moved is not the lock we judged
     stale, another run took it over in between, and it is put back.
     """
+    if not paths.is_local(path):  # no rename-then-link there; the same check-write-read as `_create`
+        path.unlink(missing_ok=True)
+        return _create(path, holder)
     aside = path.with_name(f"{LOCK_NAME}.stale-{holder['pid']}")
     try:
         path.rename(aside)
@@ -95,7 +108,7 @@ def _describe(holder: dict) -> str:
     return f"pid {holder.get('pid')} on host {holder.get('host')} since {holder.get('since')}"
 
 
-def _acquire(workdir: pathlib.Path, holder: dict) -> str | None:
+def _acquire(workdir: epath.Path, holder: dict) -> str | None:
     """Take the lock for `holder`; None on success, else why not (one line)."""
     path = workdir / LOCK_NAME
     try:
@@ -122,9 +135,9 @@ def _acquire(workdir: pathlib.Path, holder: dict) -> str | None:
 
 
 @contextlib.contextmanager
-def workdir_lock(workdir: str | pathlib.Path) -> Iterator[None]:
+def workdir_lock(workdir: str | os.PathLike) -> Iterator[None]:
     """Hold the lock of `workdir` for the run (process 0 takes it); ConfigError naming the holder if it is taken."""
-    workdir = pathlib.Path(workdir).absolute()
+    workdir = paths.absolute(workdir)
     holder = _holder()
     created = not workdir.exists()  # a run stopped by bad input before writing anything leaves no workdir behind
     problem = _acquire(workdir, holder) if jax.process_index() == 0 else None
@@ -138,5 +151,5 @@ def workdir_lock(workdir: str | pathlib.Path) -> Iterator[None]:
     finally:
         if jax.process_index() == 0 and _read(workdir / LOCK_NAME) == holder:
             (workdir / LOCK_NAME).unlink()
-            if created and not any(workdir.iterdir()):
+            if created and paths.is_local(workdir) and not any(workdir.iterdir()):
                 workdir.rmdir()
