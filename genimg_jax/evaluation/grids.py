@@ -63,7 +63,7 @@ def wrap_caption(text: str, width_chars: int) -> list[str]:
 
 
 def save_captioned_grid(
-    images: np.ndarray, captions: list[str], path: str | pathlib.Path, provenance: Mapping[str, str], columns: int
+    images: np.ndarray, captions: list[str], path: str | os.PathLike, provenance: Mapping[str, str], columns: int
 ) -> np.ndarray:
     """Write a grid of uint8 NHWC images, each enlarged to about 96 pixels with its caption written under it in
     white on black; returns the grid."""

@@ -10,12 +10,14 @@ batches of `eval.batch_size` (the last padded), written to `samples/prompts_step
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError
@@ -24,6 +26,7 @@ from genimg_jax.evaluation import grids
 from genimg_jax.evaluation.from_checkpoint import restore_latest
 from genimg_jax.evaluation.provenance import image_provenance, save_png
 from genimg_jax.training.compiled_run import checkpoint_digest, initial_rngs
+from genimg_jax.training.paths import as_path
 
 TEXT_FIELDS = ("tokens", "tokens_mask")
 
@@ -61,8 +64,8 @@ def encode_prompts(config: ml_collections.ConfigDict, prompts: list[str]) -> tup
 
 
 def sample_prompts(
-    config: ml_collections.ConfigDict, workdir: str | pathlib.Path, prompts: list[str], per_prompt: int
-) -> list[pathlib.Path]:
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike, prompts: list[str], per_prompt: int
+) -> list[epath.Path]:
     """Write `per_prompt` samples of the latest checkpoint for each prompt, and their captioned grid (see the
     module docstring); returns the paths (the grid last), empty on processes other than 0."""
     if per_prompt < 1:
@@ -92,8 +95,9 @@ def sample_prompts(
     images = np.concatenate(images)
     if jax.process_index() != 0:
         return []
-    provenance = image_provenance(config, step, config.seed, checkpoint_digest(pathlib.Path(workdir), step))
-    folder = pathlib.Path(workdir) / "samples" / f"prompts_step_{step:07d}"
+    workdir = as_path(workdir)
+    provenance = image_provenance(config, step, config.seed, checkpoint_digest(workdir, step))
+    folder = workdir / "samples" / f"prompts_step_{step:07d}"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, image in enumerate(images):
