@@ -1,5 +1,9 @@
 """The command line end to end: train, sample, and one-line errors that leave the workdir untouched."""
 
+import pkgutil
+import subprocess
+import sys
+
 import pytest
 from tiny_configs import CONFIGS, TINY_GAN, as_flags
 
@@ -76,3 +80,16 @@ def test_benchmark_all_measures_every_config_against_the_matmul_rate(tmp_path, c
     assert "| `needs_weights` | not run: weights.pth does not exist |" in lines
     assert benchmark.main(["--all", f"--configs={tmp_path}", "--only=missing"]) == 2
     assert "--only names configs not in" in capsys.readouterr().err
+
+
+def test_importing_the_commands_leaves_jax_uninitialised():
+    """`jax.distributed.initialize` must come before anything starts the XLA backend, so no module a command
+    imports may compute with JAX at import time (a module-level `jnp.array` constant broke multi-process runs)."""
+    import genimg_jax.tools
+
+    tools = [f"genimg_jax.tools.{module.name}" for module in pkgutil.iter_modules(genimg_jax.tools.__path__)]
+    program = "import importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)\n"
+    program += "import jax._src.xla_bridge as xb\nprint(sorted(xb._backends))"
+    command = [sys.executable, "-c", program, "genimg_jax.main", *tools]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert len(tools) > 10 and result.stdout.strip() == "[]"

@@ -21,7 +21,7 @@ from genimg_jax.data.text.scenes import scene_box
 from genimg_jax.data.text.vocabulary import Vocabulary
 from genimg_jax.metrics import digits_net
 
-_LUMA = jnp.array([0.299, 0.587, 0.114], jnp.float32)
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # numpy: a jnp constant would start the backend at import
 _CHUNK = 512  # crops classified per call
 
 

@@ -20,7 +20,7 @@ from genimg_jax.models.dual_encoder import DualEncoder
 
 NUM_MISMATCHED = 99
 NUM_SPLITS = 10
-_LUMA = jnp.array([0.299, 0.587, 0.114], jnp.float32)
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # numpy: a jnp constant would start the backend at import
 _CHUNK = 256  # images or captions encoded per call
 
 
