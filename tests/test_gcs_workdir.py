@@ -20,6 +20,7 @@ import urllib.request
 
 import pytest
 from etils import epath
+from etils.epath import gpath
 from tiny_configs import CONFIGS, TINY_GAN, as_flags, load
 
 from genimg_jax.evaluation import from_checkpoint
@@ -66,8 +67,12 @@ def bucket(monkeypatch):
         monkeypatch.setenv("EPATH_USE_TF", "false")
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
         monkeypatch.setenv("TENSORSTORE_GCS_HTTP_URL", url)
+        # epath decides once per process whether gs:// goes through TensorFlow (functools.cache): an earlier test's
+        # paths have already decided "yes", which reaches for the real GCS instead of the emulator.
+        gpath._is_tf_installed.cache_clear()
         yield
     finally:
+        gpath._is_tf_installed.cache_clear()  # the next decision reads the restored environment
         server.kill()
         server.wait()
 
