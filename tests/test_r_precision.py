@@ -127,3 +127,18 @@ def test_a_short_damsm_pretraining_retrieves_real_captions_well_above_chance():
     # 300 images: the standard error at chance is 0.006 (measured here: 0.18 real, 0.027 shuffled; the tool's
     # default run reaches 0.96, see the README).
     assert real > 0.1 and shuffled < 0.04
+
+
+@pytest.mark.parametrize("length", [1, 5, 8, 11, 20])
+def test_apply_in_chunks_equals_one_call_and_compiles_power_of_two_shapes(length):
+    from genimg_jax.metrics.chunked import apply_in_chunks
+
+    shapes = []
+
+    def row_sums(values, weights):
+        shapes.append(len(values))
+        return values.sum(axis=1) * weights
+
+    values, weights = np.arange(length * 3.0).reshape(length, 3), np.arange(1.0, length + 1)
+    np.testing.assert_array_equal(apply_in_chunks(row_sums, values, weights, chunk=8), values.sum(axis=1) * weights)
+    assert all(size in (1, 2, 4, 8) for size in shapes) and len(shapes) == -(-length // 8)

@@ -20,6 +20,7 @@ from genimg_jax.data.text.grammar import Placement, parse_digit_caption, parse_s
 from genimg_jax.data.text.scenes import scene_box
 from genimg_jax.data.text.vocabulary import Vocabulary
 from genimg_jax.metrics import digits_net
+from genimg_jax.metrics.chunked import apply_in_chunks
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # numpy: a jnp constant would start the backend at import
 _CHUNK = 512  # crops classified per call
@@ -39,14 +40,8 @@ def classify(params: dict, images: jax.Array) -> jax.Array:
 
 
 def _classify_all(params: dict, images: np.ndarray) -> np.ndarray:
-    """`classify` in chunks, each padded to a power of two so that few shapes compile."""
-    classes = []
-    for start in range(0, len(images), _CHUNK):
-        chunk = images[start : start + _CHUNK]
-        padded = np.zeros((min(_CHUNK, 1 << (len(chunk) - 1).bit_length()), *chunk.shape[1:]), np.float32)
-        padded[: len(chunk)] = chunk
-        classes.append(np.asarray(classify(params, padded))[: len(chunk)])
-    return np.concatenate(classes) if classes else np.zeros(0, np.int64)
+    """`classify` over any number of images (`chunked.apply_in_chunks`)."""
+    return apply_in_chunks(lambda chunk: classify(params, chunk), np.asarray(images, np.float32), chunk=_CHUNK)
 
 
 def caption_texts(captions: Sequence[str] | np.ndarray, vocabulary: Vocabulary | None = None) -> list[str]:

@@ -9,12 +9,11 @@ paper's tables ("mean ± std"; the protocol of DM-GAN's released evaluation), th
 and the mean and standard deviation of the splits' scores are reported.
 """
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genimg_jax.metrics.chunked import apply_in_chunks
 from genimg_jax.metrics.dual_encoder_file import TrainedDualEncoder
 from genimg_jax.models.dual_encoder import DualEncoder
 
@@ -61,17 +60,6 @@ def split_mean_std(hits: np.ndarray, splits: int = NUM_SPLITS) -> tuple[float, f
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def _in_chunks(function: Callable, *arrays: np.ndarray) -> np.ndarray:
-    """`function` over chunks of the leading axis, the last chunk padded so that at most two shapes compile."""
-    outputs = []
-    for start in range(0, len(arrays[0]), _CHUNK):
-        chunk = [array[start : start + _CHUNK] for array in arrays]
-        size = len(chunk[0])
-        padded = [np.concatenate([c, np.repeat(c[-1:], _CHUNK - size, axis=0)]) if size < _CHUNK else c for c in chunk]
-        outputs.append(np.asarray(function(*padded))[:size])
-    return np.concatenate(outputs)
-
-
 class RPrecision:
     """R-precision with one trained dual encoder (see the module docstring)."""
 
@@ -101,8 +89,10 @@ class RPrecision:
                 f"caption token ids reach {int(np.max(tokens))}, beyond the dual encoder's vocabulary of "
                 f"{self.encoder.spec.vocabulary_size}: its captions were encoded with another vocabulary"
             )
-        sentences = _in_chunks(self.sentence_features, np.asarray(tokens, np.int32), np.asarray(mask, np.int32))
-        features = _in_chunks(self.image_features, np.asarray(images, np.float32))
+        sentences = apply_in_chunks(
+            self.sentence_features, np.asarray(tokens, np.int32), np.asarray(mask, np.int32), chunk=_CHUNK
+        )
+        features = apply_in_chunks(self.image_features, np.asarray(images, np.float32), chunk=_CHUNK)
         return top1_hits(features, sentences, true, mismatched_captions(tokens, true, seed))
 
     def __call__(
