@@ -12,6 +12,7 @@ from tiny_configs import load
 from genimg_jax import data, main, parallel
 from genimg_jax.config import ConfigError
 from genimg_jax.evaluation import grids, prompts
+from genimg_jax.training import compiled_run
 
 
 class FirstWordPainter:
@@ -75,3 +76,21 @@ def test_prompt_errors_are_one_line(text_config, tmp_path, monkeypatch):
         prompts.sample_prompts(text_config, tmp_path, ["a 3"], per_prompt=0)
     status = main.main(["--config=configs/dcgan.py", f"--workdir={tmp_path}", "--prompt=a 3"])
     assert status == 2  # --prompt is a flag of --mode=sample
+
+
+def test_training_sample_grids_of_text_models_carry_their_captions(tmp_path):
+    """The grid's captions are the eval split's first captions as text, and the saved grid has a caption band."""
+    config = load("text_diffusion.py:digits16", "train.num_sample_images=4")
+    source = data.source_from_config(config.data, config.data.eval_split)
+    tokens = np.stack([source[i]["tokens"] for i in range(4)])
+    captions = compiled_run._captions(config, {"tokens": jnp.asarray(tokens)})
+    vocabulary = data.vocabulary_for(config.data)
+    assert [vocabulary.encode(text, config.data.caption_length)[0].tolist() for text in captions] == tokens.tolist()
+    assert compiled_run._captions(config, None) == ()
+    images = np.full((4, 16, 16, 1), 128, np.uint8)
+    plain = grids.save_sample_grid(images, tmp_path / "plain.png", {})
+    captioned = grids.save_sample_grid(images, tmp_path / "captioned.png", {}, captions)
+    assert plain.shape[0] < captioned.shape[0]
+    size, pad = 96, 2  # each 16x16 tile enlarged 6x, 2 black pixels between tiles
+    assert (captioned[pad : pad + size, pad : pad + size] == 128).all()
+    assert captioned[pad + size : pad + size + 12, pad : pad + size].max() > 200  # white caption under the first

@@ -50,7 +50,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike, num_gr
         images = data.from_unit_range(jax.device_get(run.sample(state, jax.random.fold_in(sample_rng, index))))
         if jax.process_index() == 0:
             path = workdir / "samples" / f"sample_step_{step:07d}_{index}.png"
-            grids.save_grid(images, path, {**provenance, "grid": str(index)})
+            grids.save_sample_grid(images, path, {**provenance, "grid": str(index)}, run.grid_captions)
             paths.append(path)
     if hasattr(run.method, "illustrations"):
         eval_source = data.source_from_config(config.data, config.data.eval_split)

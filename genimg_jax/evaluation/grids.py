@@ -2,7 +2,7 @@
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -84,3 +84,12 @@ def save_captioned_grid(
     grid = make_grid(np.stack(tiles), columns)
     save_png(grid, path, provenance)
     return grid
+
+
+def save_sample_grid(
+    images: np.ndarray, path: str | os.PathLike, provenance: Mapping[str, str], captions: Sequence[str] = ()
+) -> np.ndarray:
+    """A sample grid: `save_captioned_grid` when the images were drawn for `captions` (one each), else `save_grid`."""
+    if not captions:
+        return save_grid(images, path, provenance)
+    return save_captioned_grid(images, list(captions), path, provenance, math.ceil(math.sqrt(len(images))))

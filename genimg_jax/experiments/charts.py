@@ -18,7 +18,8 @@ FIGURE_INCHES, DPI = (4.8, 3.2), 100
 
 @dataclasses.dataclass(frozen=True)
 class Series:
-    """A named set of points; `spreads` (low, high) per point draws error bars, `dots` extra points per x (seeds)."""
+    """A named set of points; `spreads` (low, high) per point draws error bars, `dots` extra points per x (seeds),
+    `point_labels` a text beside each point (the parameter a trade-off curve is traced by)."""
 
     label: str
     xs: list[float]
@@ -26,15 +27,19 @@ class Series:
     spreads: list[tuple[float, float]] | None = None
     dots: list[list[float]] | None = None
     joined: bool = True
+    point_labels: list[str] | None = None
 
 
-def chart(series: list[Series], title: str, x_label: str, categories: list[str] | None = None) -> Image.Image:
+def chart(
+    series: list[Series], title: str, x_label: str, categories: list[str] | None = None, y_label: str = ""
+) -> Image.Image:
     """One chart; with `categories`, x = 0, 1, ... are labelled by them. Empty series are left out."""
     series = [one for one in series if one.xs]
     figure, axes = plt.subplots(figsize=FIGURE_INCHES, dpi=DPI)
     try:
         axes.set_title(title, fontsize=10, loc="left")
         axes.set_xlabel(x_label, fontsize=9)
+        axes.set_ylabel(y_label, fontsize=9)
         axes.grid(True, color="0.9")
         axes.tick_params(labelsize=8)
         if not series:
@@ -50,6 +55,8 @@ def chart(series: list[Series], title: str, x_label: str, categories: list[str] 
             axes.plot(one.xs, one.ys, linestyle=style, marker=marker, markersize=4, color=color, label=one.label)
             for x, dots in zip(one.xs, one.dots or [], strict=False):
                 axes.plot([x + 0.08] * len(dots), dots, "o", mfc="none", markersize=3, color=color)
+            for x, y, text in zip(one.xs, one.ys, one.point_labels or [], strict=False):
+                axes.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
         if categories:
             axes.set_xticks(range(len(categories)), categories)
             axes.set_xlim(-0.5, len(categories) - 0.5)

@@ -10,6 +10,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
 from genimg_jax import data, parallel
@@ -37,6 +38,7 @@ class CompiledRun:
     train_step: Any  # (state, batch) -> (state, metrics); donates state; guarded against NaN/Inf (nonfinite.py)
     sample: Any  # (state, rng) -> images, replicated
     evaluate: Any  # (state, batch, rng) -> ({name: sum over real examples}, count)
+    grid_captions: tuple[str, ...] = ()  # the caption of each sample-grid image, for text-to-image methods
 
 
 def compile_run(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> CompiledRun:
@@ -64,6 +66,7 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> 
 
     num_samples = config.train.num_sample_images
     conditioning = _sample_grid_conditioning(config, method, num_samples, replicated)
+    grid_captions = _captions(config, conditioning)
     init = jax.jit(lambda rng: method.init_state(rng, example), out_shardings=state_sharding)
     return CompiledRun(
         method=method,
@@ -87,6 +90,7 @@ def compile_run(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> 
             in_shardings=(state_sharding, batch_sharding, replicated),
             out_shardings=replicated,
         ),
+        grid_captions=grid_captions,
     )
 
 
@@ -102,6 +106,14 @@ def _sample_grid_conditioning(
     source = data.source_from_config(config.data, config.data.eval_split)
     (batch,) = data.cycled_batches(source, names, batch_size=num, num_batches=1)
     return {name: jax.make_array_from_process_local_data(sharding, value, value.shape) for name, value in batch.items()}
+
+
+def _captions(config: ml_collections.ConfigDict, conditioning: dict[str, jax.Array] | None) -> tuple[str, ...]:
+    """The sample grid's captions as text (decoded with the data's vocabulary), () if it is not drawn for captions."""
+    if not conditioning or "tokens" not in conditioning:
+        return ()
+    vocabulary = data.vocabulary_for(config.data)
+    return tuple(vocabulary.decode(tokens) for tokens in np.asarray(jax.device_get(conditioning["tokens"])))
 
 
 def _check_microbatch(config: ml_collections.ConfigDict, method: Method, shards: int) -> None:

@@ -208,7 +208,9 @@ def _write_samples(
     """The sample grid of `step` (the same latents every time) and the method's illustrations, if it has any."""
     images = data.from_unit_range(jax.device_get(run.sample(state, sample_rng)))
     if is_main:
-        grid = grids.save_grid(images, workdir / "samples" / f"step_{step:07d}.png", provenance)
+        grid = grids.save_sample_grid(
+            images, workdir / "samples" / f"step_{step:07d}.png", provenance, run.grid_captions
+        )
         logger.images(step, "samples", grid)
     if illustrate:
         pictures = illustrate(state)
