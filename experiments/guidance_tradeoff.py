@@ -14,7 +14,9 @@ model; w = -1 the unconditional one, (1 + w) D(x | c) - w D(x | null)) through t
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
+from typing import Any
 
 from genimg_jax.config import apply_overrides, load_config
 from genimg_jax.evaluation.from_checkpoint import restore_latest
@@ -26,16 +28,18 @@ DEFAULT_SCALES = (-1.0, 0.0, 0.5, 1.0, 2.0, 4.0)
 
 def evaluate_scales(
     spec: str, workdir: str, scales: list[float], metrics: str, overrides: list[str]
-) -> tuple[int, dict[float, dict[str, float]]]:
-    """(checkpoint step, {w: sample metric values}) of the latest checkpoint of `workdir` at each scale."""
-    values, step = {}, -1
+) -> tuple[int, dict[float, dict[str, float]], dict[str, Any]]:
+    """(checkpoint step, {w: sample metric values}, the metrics' protocol) of the latest checkpoint of `workdir`
+    at each scale."""
+    values, step, protocol = {}, -1, {}
     for scale in scales:
         config = apply_overrides(
             load_config(spec), [f"sample.guidance_scale={scale}", f"eval.metrics={metrics}", *overrides]
         )
         run, state, step = restore_latest(config, workdir)
-        values[scale] = SampleEvaluator(config, run, workdir).evaluate(state)
-    return step, values
+        evaluator = SampleEvaluator(config, run, workdir)
+        values[scale], protocol = evaluator.evaluate(state), evaluator.protocol()
+    return step, values, protocol
 
 
 def markdown(values: dict[float, dict[str, float]], names: list[str]) -> str:
@@ -69,11 +73,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default="guidance_tradeoff.md")
     args = parser.parse_args(argv)
     scales = [float(scale) for scale in args.scales.split(",")]
-    step, values = evaluate_scales(args.config, args.workdir, scales, args.metrics, args.override)
+    step, values, protocol = evaluate_scales(args.config, args.workdir, scales, args.metrics, args.override)
     names = sorted({name for row in values.values() for name in row if not name.startswith("fid_")})
     output = pathlib.Path(args.output)
     table = markdown(values, names)
-    output.write_text(f"`{args.config}`, step {step}, overrides {args.override or 'none'}\n\n{table}\n")
+    output.write_text(
+        f"`{args.config}`, step {step}, overrides {args.override or 'none'}\n\n{table}\n\n"
+        f"Protocol:\n\n```json\n{json.dumps(protocol, indent=1, default=str)}\n```\n"
+    )
     title = f"{pathlib.Path(args.config).name}, step {step}"
     picture = charts.save(tradeoff_chart(values, args.x, args.y, title), output.with_suffix(".png"))
     print(table)

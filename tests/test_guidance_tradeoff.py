@@ -16,6 +16,9 @@ class _Evaluator:
     def evaluate(self, state):
         return {"fid": 10 + self.scale**2, "digit_agreement": 1 - np.exp(-1 - self.scale)}
 
+    def protocol(self):
+        return {"num_samples": 64}
+
 
 def test_each_scale_is_evaluated_at_its_own_guidance(monkeypatch):
     seen = []
@@ -26,10 +29,10 @@ def test_each_scale_is_evaluated_at_its_own_guidance(monkeypatch):
 
     monkeypatch.setattr(guidance_tradeoff, "restore_latest", restore_latest)
     monkeypatch.setattr(guidance_tradeoff, "SampleEvaluator", _Evaluator)
-    step, values = guidance_tradeoff.evaluate_scales(
+    step, values, protocol = guidance_tradeoff.evaluate_scales(
         "configs/text_diffusion.py:digits16", "W", [-1.0, 0.0, 2.0], "fid,caption_agreement", ["eval.num_samples=64"]
     )
-    assert step == 1200
+    assert step == 1200 and protocol == {"num_samples": 64}
     assert seen == [(-1.0, 64, "W"), (0.0, 64, "W"), (2.0, 64, "W")]
     assert [values[w]["fid"] for w in (-1.0, 0.0, 2.0)] == [11.0, 10.0, 14.0]
     rows = guidance_tradeoff.markdown(values, ["digit_agreement", "fid"]).splitlines()
