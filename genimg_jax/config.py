@@ -250,6 +250,9 @@ def base_config() -> ml_collections.ConfigDict:
             "num_workers": 0,
             "caption_length": 16,  # tokens per caption of a captioned source (BOS and EOS included)
             "vocabulary_size": 5000,  # most ids of a vocabulary built from a dataset's captions
+            # captions tokenized by the tokenizer in this local Hugging Face directory (e.g. a CLIP model's, for
+            # text_diffusion's model.text.pretrained) instead of the word vocabulary ('' = the word vocabulary)
+            "tokenizer": "",
         }
     )
     config.model = ml_collections.ConfigDict()

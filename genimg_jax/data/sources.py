@@ -19,6 +19,8 @@ template), `digit_scenes:SIZE` (2-4 digits placed on a 2x2 grid, named with thei
 `tfds_captions:NAME:IMAGE_FEATURE:TEXT_FEATURE[:SPLIT]`. Each form states its vocabulary
 (`vocabulary_for(config.data)`): a fixed one from the grammar for the embedded two, else one built from all the
 captions of the dataset, capped at `config.data.vocabulary_size`; `config.data.caption_length` tokens per caption.
+With `config.data.tokenizer` (a pretrained model's directory) every captioned kind encodes with that tokenizer
+instead (data/text/pretrained_tokenizer.py).
 
 The two embedded sources are real data that ship inside installed packages, so tests and the default
 configs run offline: scikit-learn's handwritten digits and scikit-image's LFW subset. Their train/test split
@@ -39,6 +41,7 @@ import numpy as np
 
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.images import fit_image
+from genimg_jax.data.text.pretrained_tokenizer import PretrainedTokenizer, caption_tokenizer
 from genimg_jax.data.text.vocabulary import Vocabulary
 
 SPEC_FORMS = (
@@ -160,6 +163,7 @@ class SourceOptions:
     direction: str = "AtoB"  # which side of a pair is `source`: AtoB | BtoA (folder_pairs, derived_sources)
     caption_length: int = 16  # tokens per caption (captioned sources)
     vocabulary_size: int = 5000  # most ids of a vocabulary built from a dataset's captions
+    tokenizer: str = ""  # a pretrained model's tokenizer directory for the captions ('' = the word vocabulary)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,6 +334,7 @@ def _options(data_config: ml_collections.ConfigDict) -> SourceOptions:
         direction=data_config.get("direction", "AtoB"),
         caption_length=data_config.get("caption_length", SourceOptions.caption_length),
         vocabulary_size=data_config.get("vocabulary_size", SourceOptions.vocabulary_size),
+        tokenizer=data_config.get("tokenizer", SourceOptions.tokenizer),
     )
 
 
@@ -405,16 +410,17 @@ def fields_from_config(data_config: ml_collections.ConfigDict) -> dict[str, Fiel
     return fields
 
 
-def vocabulary_for(data_config: ml_collections.ConfigDict) -> Vocabulary:
-    """The vocabulary of the captions of `config.data.source` (its size for the text encoder; `encode` for user
-    prompts); DataError if the source has no captions."""
+def vocabulary_for(data_config: ml_collections.ConfigDict) -> Vocabulary | PretrainedTokenizer:
+    """The tokenizer of the captions of `config.data.source` (its size for the text encoder; `encode` for user
+    prompts): the pretrained one of `config.data.tokenizer` if set, else the source's word vocabulary; DataError if
+    the source has no captions."""
     options = _options(data_config)
     with _naming("source"):
         kind, argument = _parse(data_config.source, options)
         if kind.vocabulary is None:
             captioned = [name for name, other in SOURCE_KINDS.items() if other.vocabulary is not None]
             raise DataError(f"'{data_config.source}' has no captions; captioned kinds: {', '.join(captioned)}")
-        return kind.vocabulary(argument, options)
+    return caption_tokenizer(options.tokenizer, lambda: kind.vocabulary(argument, options))
 
 
 def example_batch(data_config: ml_collections.ConfigDict, batch_size: int) -> dict[str, jax.Array]:

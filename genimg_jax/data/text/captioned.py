@@ -10,9 +10,12 @@ an existing source wrapped with one caption per example, encoded once when the s
 - `tfds_captions:NAME:IMAGE_FEATURE:TEXT_FEATURE[:SPLIT]`: a prepared tfds dataset (`tfds:` rules) whose
   TEXT_FEATURE (a Text feature) is the caption; its vocabulary is built from the texts of every split, read
   without decoding the images.
+
+With `config.data.tokenizer` set, every kind encodes its captions with that pretrained tokenizer instead of a word
+vocabulary (data/text/pretrained_tokenizer.py).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ import numpy as np
 from genimg_jax.data.errors import DataError
 from genimg_jax.data.sources import SOURCE_KINDS, ImageSource, SourceOptions, caption_fields, digit_images, stable_seed
 from genimg_jax.data.text.grammar import digit_caption, grammar_vocabulary
+from genimg_jax.data.text.pretrained_tokenizer import PretrainedTokenizer, caption_tokenizer
 from genimg_jax.data.text.vocabulary import Vocabulary
 
 CAPTION_SUFFIX = ".txt"
@@ -29,7 +33,9 @@ TFDS_FORM = "tfds_captions:NAME:IMAGE_FEATURE:TEXT_FEATURE[:SPLIT]"
 class CaptionedSource:
     """`base` with `captions[i]` encoded as the `tokens` and `tokens_mask` of example i."""
 
-    def __init__(self, base: ImageSource, captions: Sequence[str], vocabulary: Vocabulary, length: int):
+    def __init__(
+        self, base: ImageSource, captions: Sequence[str], vocabulary: Vocabulary | PretrainedTokenizer, length: int
+    ):
         if len(captions) != len(base):
             raise DataError(f"{len(captions)} captions for the {len(base)} examples of {base!r}")
         self.fields = {**base.fields, **caption_fields(length)}
@@ -46,6 +52,11 @@ class CaptionedSource:
         return {**self._base[index], "tokens": self._tokens[index], "tokens_mask": self._masks[index]}
 
 
+def _tokenizer(word_vocabulary: Callable[[], Vocabulary], options: SourceOptions) -> Vocabulary | PretrainedTokenizer:
+    """`config.data.tokenizer`'s pretrained tokenizer if set (the word vocabulary is then not built)."""
+    return caption_tokenizer(options.tokenizer, word_vocabulary)
+
+
 def digits_captions(argument: str, split: str, options: SourceOptions) -> CaptionedSource:
     _, labels = digit_images(split)
     captions = [
@@ -53,7 +64,8 @@ def digits_captions(argument: str, split: str, options: SourceOptions) -> Captio
         for index, label in enumerate(labels)
     ]
     base = SOURCE_KINDS["digits"].build("", split, options)
-    return CaptionedSource(base, captions, grammar_vocabulary("digits"), options.caption_length)
+    tokenizer = _tokenizer(lambda: grammar_vocabulary("digits"), options)
+    return CaptionedSource(base, captions, tokenizer, options.caption_length)
 
 
 def _read_caption(path: Path) -> str:
@@ -81,7 +93,9 @@ def folder_captions(argument: str, split: str, options: SourceOptions) -> Captio
     policies = (options.bad_images, options.small_images, CAPTION_SUFFIX)
     base = FolderSource(argument, split, options.resolution, options.channels, *policies, checked=True)
     captions = [_read_caption(base.root / rel.with_suffix(CAPTION_SUFFIX)) for rel in base.files]
-    return CaptionedSource(base, captions, folder_vocabulary(argument, options), options.caption_length)
+    return CaptionedSource(
+        base, captions, _tokenizer(lambda: folder_vocabulary(argument, options), options), options.caption_length
+    )
 
 
 def _tfds_parts(argument: str) -> list[str]:
@@ -129,4 +143,6 @@ def tfds_captions(argument: str, split: str, options: SourceOptions) -> Captione
     split = split_override[0] if split_override else split
     captions = _tfds_texts(argument, split, options)
     base = TfdsSource(name, split, options.resolution, options.channels, options.data_dir, image_feature)
-    return CaptionedSource(base, captions, tfds_vocabulary(argument, options), options.caption_length)
+    return CaptionedSource(
+        base, captions, _tokenizer(lambda: tfds_vocabulary(argument, options), options), options.caption_length
+    )

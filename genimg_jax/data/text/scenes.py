@@ -30,6 +30,7 @@ from genimg_jax.data.sources import (
     stable_seed,
 )
 from genimg_jax.data.text.grammar import NUM_CELLS, PHRASE_TOKENS, Placement, grammar_vocabulary, scene_caption
+from genimg_jax.data.text.pretrained_tokenizer import caption_tokenizer
 
 FORM = "digit_scenes:SIZE[:train=N][:test=N][:held_out]"
 CANVAS_SIZES = (48, 64)
@@ -135,7 +136,7 @@ class DigitScenes:
         if self._spec.held_out:
             self._indices = self._indices[_with_held_out(split, self._indices)]
         self._split, self._options = split, options
-        self.vocabulary = grammar_vocabulary("scenes")
+        self.vocabulary = caption_tokenizer(options.tokenizer, lambda: grammar_vocabulary("scenes"))
 
     def __len__(self) -> int:
         return len(self._indices)
