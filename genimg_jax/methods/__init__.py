@@ -36,17 +36,24 @@ METHODS: dict[str, type] = {
 
 
 def method_class(config: ml_collections.ConfigDict) -> type:
-    """The class of `config.method`; a method lists in `PRETRAINED` the parts it needs loaded from disk."""
+    """The class of `config.method`; a method lists in `PRETRAINED` the parts it needs loaded from disk (a tuple,
+    or a function of the config for parts only some configs use: `pretrained_parts`)."""
     if config.method not in METHODS:
         raise ConfigError(f"config.method={config.method!r} is unknown; choose one of {sorted(METHODS)}")
     return METHODS[config.method]
+
+
+def pretrained_parts(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The names of the parts `config.method` needs loaded from disk for this config."""
+    parts = getattr(method_class(config), "PRETRAINED", ())
+    return tuple(parts(config) if callable(parts) else parts)
 
 
 def build_method(config: ml_collections.ConfigDict, pretrained: dict[str, Any] | None = None) -> Method:
     """The method named by `config.method`, validated against its config, given its loaded `pretrained` parts
     (`training.pretrained.load_pretrained`)."""
     cls = method_class(config)
-    missing = [name for name in getattr(cls, "PRETRAINED", ()) if name not in (pretrained or {})]
+    missing = [name for name in pretrained_parts(config) if name not in (pretrained or {})]
     if missing:
         raise TypeError(f"{cls.__name__} needs its pretrained parts {missing}: see training.pretrained")
     return cls(config, **(pretrained or {}))

@@ -129,7 +129,9 @@ class DiffusionState:
     params: Any
     ema_params: Any  # what sampling and evaluation use
     opt_state: Any
-    first_stage: Any  # frozen autoencoder params of latent diffusion; {} in pixel space
+    # frozen pretrained params kept with the run: latent diffusion's autoencoder, text diffusion's pretrained text
+    # tower ({"text_tower": ...}); {} otherwise
+    first_stage: Any
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:
@@ -261,6 +263,11 @@ class Diffusion:
     def decode(self, first_stage: Any, x: jax.Array) -> jax.Array:
         return jnp.clip(x, -1.0, 1.0)
 
+    def applied_params(self, params: Any, first_stage: Any) -> Any:
+        """The parameters the network is applied with: the trained `params` here; text diffusion joins its frozen
+        pretrained text tower (kept in the state's `first_stage`) to them, outside what is differentiated."""
+        return params
+
     def _labels(self, batch: Batch) -> jax.Array | None:
         return batch["label"] if self.config.model.num_classes else None
 
@@ -389,7 +396,7 @@ class Diffusion:
         def loss_fn(params, micro, index):
             network_rng = dropout_rng if index is None else jax.random.fold_in(dropout_rng, index)
             losses = self.noised_loss(
-                params,
+                self.applied_params(params, state.first_stage),
                 micro["x0"],
                 micro["noise"],
                 micro["level"],
@@ -452,7 +459,8 @@ class Diffusion:
         scale = samplers.initial_noise_scale(sigmas[0], variance_preserving=model.parameterization == "ddpm_eps")
         x = parallel.constrain_batch(scale * latents)  # otherwise every device would run the whole sampling loop
         labels = self.sampling_labels(conditioning, latents.shape[0])
-        denoise = self.sampling_denoiser(state.ema_params, guided=labels is not None and bool(sample.guidance_scale))
+        params = self.applied_params(state.ema_params, state.first_stage)
+        denoise = self.sampling_denoiser(params, guided=labels is not None and bool(sample.guidance_scale))
         x0 = samplers.run(sampler or sample.sampler, denoise, x, sigmas, labels, rng, sample.eta, sample.variance)
         return self.decode(state.first_stage, x0)
 
@@ -485,7 +493,8 @@ class Diffusion:
         scale = samplers.initial_noise_scale(sigmas[0], variance_preserving=True)
         x = parallel.constrain_batch(scale * jax.random.normal(noise_rng, known.shape))
         labels = self.sampling_labels(conditioning, known.shape[0])
-        denoise = self.sampling_denoiser(state.ema_params, guided=labels is not None and bool(sample.guidance_scale))
+        params = self.applied_params(state.ema_params, state.first_stage)
+        denoise = self.sampling_denoiser(params, guided=labels is not None and bool(sample.guidance_scale))
         x0 = repaint.inpaint(denoise, x, known, mask, sigmas, schedule, labels, sampler_rng, sample.variance)
         return self.decode(state.first_stage, x0)
 
@@ -516,11 +525,12 @@ class Diffusion:
         and clipping, as the reference's `calc_bpd_loop`."""
         x0 = self.encode(state.first_stage, batch)
         labels = self._labels(batch)
-        values = {"loss": self.loss(state.ema_params, x0, labels, rng, train=False)}
+        params = self.applied_params(state.ema_params, state.first_stage)
+        values = {"loss": self.loss(params, x0, labels, rng, train=False)}
         terms = self.config.eval.bpd_timesteps
         if terms:
             sample = self.config.sample
-            denoise = self.sampling_denoiser(state.ema_params, guided=False)
+            denoise = self.sampling_denoiser(params, guided=False)
             bound_rng = jax.random.fold_in(rng, 1)  # the loss's noise stays that of a run without the bound
             nats = vlb.bound_nats(denoise, x0, labels, bound_rng, self.alpha_bar_float64, sample.variance, terms)
             dims = x0[0].size

@@ -30,6 +30,6 @@ class TextTower:
     its parameters sit in the train state beside the U-Net's but are never trained."""
 
     encoder: PretrainedTextEncoder
-    params: Any  # the tower's {"text_model": ...}
+    params: Any  # the encoder's {"tower": {"text_model": ...}}
     null_tokens: np.ndarray  # (L,) int32: the empty caption under the tower's tokenizer
     null_mask: np.ndarray  # (L,) int32

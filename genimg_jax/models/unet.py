@@ -150,7 +150,8 @@ class UNet(nn.Module):
     last halves the resolution. `attention_resolutions` are the feature-map sizes that get self-attention.
     `augment_dim` is the width of the augment labels (0: none may be given; > 0: None means zeros). `remat`
     recomputes each residual block's activations in the backward pass. `context` (B, L, D) with `context_mask`
-    (B, L), 1 = real token, conditions on text (module docstring).
+    (B, L), 1 = real token, conditions on text (module docstring); `pooled` (B, D) is the sentence feature added
+    to the time embedding (None: the mean of the real tokens' context).
     """
 
     features: int = 128
@@ -174,6 +175,7 @@ class UNet(nn.Module):
         augment_labels: jax.Array | None = None,
         context: jax.Array | None = None,
         context_mask: jax.Array | None = None,
+        pooled: jax.Array | None = None,
     ) -> jax.Array:
         embedding = ConditioningEmbedding(4 * self.features, self.time_embedding, self.num_classes, self.augment_dim)(
             t, labels, augment_labels
@@ -181,7 +183,7 @@ class UNet(nn.Module):
         if context is not None:
             if context_mask is None:
                 raise ValueError("a U-Net given a text context needs its context_mask")
-            pooled = masked_mean(context, context_mask)
+            pooled = masked_mean(context, context_mask) if pooled is None else pooled
             embedding = embedding + nn.Dense(embedding.shape[-1], kernel_init=DDPM_INIT, name="pooled_context")(pooled)
         block_class = rematerialized(ResBlock, self.remat, static_argnums=(3,))
         numbers = itertools.count()

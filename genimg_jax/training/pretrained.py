@@ -1,8 +1,8 @@
-"""Parts of a method that come from disk (latent diffusion's first-stage VAE), loaded here and handed to the
-method's constructor: methods do no I/O.
+"""Parts of a method that come from disk (latent diffusion's first-stage VAE, text diffusion's pretrained CLIP
+text tower), loaded here and handed to the method's constructor: methods do no I/O.
 
-A method class lists the parts it needs in `PRETRAINED`; each name has one loader below, which reads the config
-keys that locate it and fails with a ConfigError naming them.
+A method class lists the parts it needs in `PRETRAINED` (`methods.pretrained_parts`); each name has one loader
+below, which reads the config keys that locate it and fails with one error line naming them.
 """
 
 from collections.abc import Callable
@@ -15,13 +15,16 @@ import numpy as np
 
 from genimg_jax import data
 from genimg_jax.config import ConfigError, require
-from genimg_jax.methods import build_method, method_class
+from genimg_jax.data.text.clip_files import load_text_model
+from genimg_jax.methods import build_method, pretrained_parts
 from genimg_jax.methods.latent_diffusion import FirstStage, encoder_means
+from genimg_jax.models.clip_text import PretrainedTextEncoder, TextTower
 from genimg_jax.training.checkpoint import Checkpointer
 from genimg_jax.training.paths import as_path
 from genimg_jax.training.workdir import read_saved_config
 
 FIRST_STAGE_KEY = "model.first_stage_workdir"
+TEXT_TOWER_KEY = "model.text.pretrained"
 LATENT_SCALE_EXAMPLES = 1024  # training images whose latents set the scale when model.latent_scale = 0
 
 
@@ -79,9 +82,25 @@ def load_first_stage(config: ml_collections.ConfigDict) -> FirstStage:
     return FirstStage(vae=vae, params=params, latent_scale=scale)
 
 
-LOADERS: dict[str, Callable[[ml_collections.ConfigDict], Any]] = {"first_stage": load_first_stage}
+def load_text_tower(config: ml_collections.ConfigDict) -> TextTower:
+    """The frozen CLIP text tower of `model.text.pretrained`, its null caption the empty string encoded by the
+    captions' tokenizer (`data.tokenizer`, the same directory) at `data.caption_length`."""
+    path, length = str(config.model.text.pretrained), config.data.caption_length
+    model = load_text_model(path, TEXT_TOWER_KEY)
+    positions = model.config.max_position_embeddings
+    if length > positions:
+        raise ConfigError(f"config.data.caption_length={length} is invalid: {path} reads at most {positions} tokens")
+    null = data.vocabulary_for(config.data).encode("", length)
+    params = {"tower": jax.tree.map(jnp.asarray, model.params)}
+    return TextTower(PretrainedTextEncoder(model.module), params, *null)
+
+
+LOADERS: dict[str, Callable[[ml_collections.ConfigDict], Any]] = {
+    "first_stage": load_first_stage,
+    "text_tower": load_text_tower,
+}
 
 
 def load_pretrained(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """{part name: loaded part} for every part `config.method` lists in its `PRETRAINED`."""
-    return {name: LOADERS[name](config) for name in getattr(method_class(config), "PRETRAINED", ())}
+    """{part name: loaded part} for every part `config.method` needs (`methods.pretrained_parts`)."""
+    return {name: LOADERS[name](config) for name in pretrained_parts(config)}
