@@ -282,10 +282,11 @@ def base_config() -> ml_collections.ConfigDict:
             "every": 0,
             "batch_size": 256,
             # Sample metrics (genimg_jax/evaluation/samples.py), any of fid,kid,is,pr,label_accuracy,cas,
-            # caption_agreement,r_precision,psnr,ssim,lpips ('' = none, the default; fid..label_accuracy need a
-            # feature net that suits the data), from `num_samples` generated images against `reference_split`; cas
-            # (class-conditional methods) draws as many as data.train_split holds; caption_agreement and r_precision
-            # (text-to-image methods) draw for the captions of data.eval_split; psnr, ssim and lpips (image-to-image
+            # caption_agreement,r_precision,clip_score,psnr,ssim,lpips ('' = none, the default; fid..label_accuracy
+            # need a feature net that suits the data), from `num_samples` generated images against
+            # `reference_split`; cas (class-conditional methods) draws as many as data.train_split holds;
+            # caption_agreement, r_precision and clip_score (text-to-image methods) draw for the captions of
+            # data.eval_split; psnr, ssim and lpips (image-to-image
             # methods) compare the method's output for each example of data.eval_split with its target
             # (evaluation/restoration.py).
             "metrics": "",
@@ -313,6 +314,9 @@ def base_config() -> ml_collections.ConfigDict:
             # caption_agreement and r_precision (text-to-image methods, evaluation/captions.py): r_precision ranks
             # captions with this dual encoder, written by `python -m genimg_jax.tools.train_dual_encoder`.
             "dual_encoder": "",
+            # clip_score: a local Hugging Face directory of a full CLIP model (config.json, flax_model.msgpack,
+            # tokenizer and preprocessor files), e.g. openai/clip-vit-base-patch32 downloaded beforehand.
+            "clip_model": "",
             # Restoration metrics (psnr, ssim, lpips): measured on rgb | y (BT.601 luma, 16..235, as MATLAB and
             # BasicSR) after removing `crop_border` pixels from each side (SR papers crop the scale factor);
             # lpips needs `lpips_weights`, the .npz of `python -m genimg_jax.tools.convert_lpips`.

@@ -1,4 +1,4 @@
-"""The `caption_agreement` and `r_precision` sample metrics of a text-to-image train state.
+"""The `caption_agreement`, `r_precision` and `clip_score` sample metrics of a text-to-image train state.
 
 The model draws `eval.num_samples` images for the captions of `data.eval_split` in index order (sample i for
 example i mod N, conditioning.py), snapped to uint8 as real images are, from keys derived from `config.seed` (the
@@ -7,6 +7,8 @@ same at every evaluation, so values at different steps are paired comparisons).
   where it names it (`digit_scenes:`), or the whole image (`digits_captions`).
 - r_precision (metrics/r_precision.py): the pretrained dual encoder `eval.dual_encoder` ranks each image's
   caption among 99 mismatched captions of the eval split; mean and std over 10 splits.
+- clip_score (metrics/clip_score.py): the pretrained CLIP model `eval.clip_model` scores each image against its
+  caption, decoded from its tokens with the data's tokenizer and re-tokenized by CLIP's own.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import numpy as np
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, require
 from genimg_jax.evaluation.conditioning import ConditionedSampler
-from genimg_jax.metrics import caption_agreement, dual_encoder_file, r_precision
+from genimg_jax.data.text.clip_files import load_clip, load_tokenizer
+from genimg_jax.metrics import caption_agreement, clip_score, dual_encoder_file, r_precision
 from genimg_jax.training.compiled_run import CompiledRun
 
-CAPTION_METRICS = ("caption_agreement", "r_precision")
+CAPTION_METRICS = ("caption_agreement", "r_precision", "clip_score")
+CLIP_MODEL_KEY = "eval.clip_model"
 CAPTION_SEED_SALT = 0xCA9
 MISMATCH_SEED = 0  # the draw of the 99 mismatched captions, the same at every evaluation
 # The captioned sources whose captions parse back to digits, and the agreement each gets.
@@ -60,6 +64,8 @@ def validate_caption_config(config: ml_collections.ConfigDict, names: list[str])
             config.eval.num_samples,
             f"r_precision needs at least {r_precision.NUM_SPLITS} (one per split)",
         )
+    if "clip_score" in names:
+        require(bool(config.eval.clip_model), CLIP_MODEL_KEY, config.eval.clip_model, "clip_score needs it")
 
 
 class CaptionEvaluator:
@@ -79,6 +85,7 @@ class CaptionEvaluator:
         self.config, self.names = config, names
         self.vocabulary = data.vocabulary_for(config.data)
         self.r_precision = self._load_r_precision() if "r_precision" in names else None
+        self.clip_score = self._load_clip_score() if "clip_score" in names else None
         eval_split = data.load_all(
             data.source_from_config(config.data, config.data.eval_split), ("tokens", "tokens_mask")
         )
@@ -100,6 +107,11 @@ class CaptionEvaluator:
             )
         return r_precision.RPrecision(encoder)
 
+    def _load_clip_score(self) -> clip_score.ClipScore:
+        path = str(self.config.eval.clip_model)
+        model, processor = load_clip(path, CLIP_MODEL_KEY)
+        return clip_score.ClipScore(model, processor, load_tokenizer(path, CLIP_MODEL_KEY))
+
     def evaluate(self, state: Any) -> dict[str, float]:
         num = self.config.eval.num_samples
         images, conditioning = self._sampler.draw(state, num)
@@ -111,6 +123,9 @@ class CaptionEvaluator:
         if self.r_precision:
             true = np.arange(num) % len(self.tokens)
             values |= self.r_precision(np.asarray(images), true, self.tokens, self.mask, MISMATCH_SEED)
+        if self.clip_score:
+            captions = [self.vocabulary.decode(tokens) for tokens in np.asarray(conditioning["tokens"])]
+            values |= self.clip_score(np.asarray(images), captions)
         return values
 
     def protocol(self) -> dict[str, Any]:
@@ -130,5 +145,13 @@ class CaptionEvaluator:
                 "mismatch_seed": MISMATCH_SEED,
                 "splits": r_precision.NUM_SPLITS,
                 "rank": "cosine of the global image and sentence features; R = 1",
+            }
+        if self.clip_score:
+            protocol["clip_score"] = {
+                "clip_model": str(pathlib.Path(self.config.eval.clip_model)),
+                "score": f"mean of {clip_score.SCALE:g} * max(cos(image, caption embedding), 0) (torchmetrics; "
+                "Hessel et al. 2021 weight by 2.5)",
+                "images": "grey repeated to 3 channels, bicubic resize to CLIP's image size, its mean/std",
+                "captions": "decoded from the sample's tokens by the data's tokenizer, re-tokenized by CLIP's",
             }
         return protocol

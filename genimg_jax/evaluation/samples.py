@@ -52,6 +52,7 @@ BEST_METRICS = {
     "digit_agreement": ("caption_agreement", True),
     "exact_match": ("caption_agreement", True),
     "r_precision": ("r_precision", True),
+    "clip_score": ("clip_score", True),
     "psnr": ("psnr", True),
     "ssim": ("ssim", True),
     "lpips": ("lpips", False),
