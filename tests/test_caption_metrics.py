@@ -98,3 +98,18 @@ def test_caption_metric_config_errors_are_one_line(tmp_path):
         SampleEvaluator(config, _run(config, _Unconditional()), tmp_path)
     with pytest.raises(ConfigError, match=r"eval\.dual_encoder"):
         SampleEvaluator(_config("", "r_precision"), _run(config, _CaptionBank()), tmp_path)
+
+
+def test_net_input_is_bt601_luma_resized_with_antialiasing():
+    from genimg_jax.metrics.net_input import fit_to_net
+
+    rgb = np.random.default_rng(0).uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32)
+    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(np.asarray(fit_to_net(rgb, 8, channels=1))[..., 0], luma, atol=1e-6)
+    assert np.asarray(fit_to_net(rgb, 8, channels=3)).shape == (2, 8, 8, 3)  # a colour net keeps colour
+    # antialiased bilinear weights sum to 1: a constant stays constant, a mean moves only by edge effects
+    constant = np.full((1, 12, 12, 3), 0.25, np.float32)
+    np.testing.assert_allclose(np.asarray(fit_to_net(constant, 4, channels=1)), 0.25, atol=1e-6)
+    halved = np.asarray(fit_to_net(rgb, 4, channels=1))
+    assert halved.shape == (2, 4, 4, 1)
+    np.testing.assert_allclose(halved.mean(axis=(1, 2, 3)), luma.mean(axis=(1, 2)), atol=0.05)

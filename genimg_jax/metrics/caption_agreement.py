@@ -21,19 +21,15 @@ from genimg_jax.data.text.scenes import scene_box
 from genimg_jax.data.text.vocabulary import Vocabulary
 from genimg_jax.metrics import digits_net
 from genimg_jax.metrics.chunked import apply_in_chunks
+from genimg_jax.metrics.net_input import fit_to_net
 
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # numpy: a jnp constant would start the backend at import
 _CHUNK = 512  # crops classified per call
 
 
 @jax.jit
 def classify(params: dict, images: jax.Array) -> jax.Array:
     """The digits net's class of each [-1, 1] NHWC image (1 or 3 channels, any size: resized to 32x32)."""
-    images = images.astype(jnp.float32)
-    if images.shape[-1] == 3:
-        images = (images @ _LUMA)[..., None]
-    shape = (images.shape[0], digits_net.RESOLUTION, digits_net.RESOLUTION, 1)
-    resized = jax.image.resize(images, shape, method="bilinear", antialias=True)
+    resized = fit_to_net(images, digits_net.RESOLUTION, channels=1)
     with jax.default_matmul_precision("float32"):
         logits = digits_net.DigitsNet().apply({"params": params}, resized)["logits"]
     return jnp.argmax(logits, axis=-1)

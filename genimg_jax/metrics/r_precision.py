@@ -10,16 +10,15 @@ and the mean and standard deviation of the splits' scores are reported.
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from genimg_jax.metrics.chunked import apply_in_chunks
 from genimg_jax.metrics.dual_encoder_file import TrainedDualEncoder
+from genimg_jax.metrics.net_input import fit_to_net
 from genimg_jax.models.dual_encoder import DualEncoder
 
 NUM_MISMATCHED = 99
 NUM_SPLITS = 10
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # numpy: a jnp constant would start the backend at import
 _CHUNK = 256  # images or captions encoded per call
 
 
@@ -69,11 +68,7 @@ class RPrecision:
 
         @jax.jit
         def image_features(images: jax.Array) -> jax.Array:
-            images = images.astype(jnp.float32)
-            if images.shape[-1] == 3 and spec.channels == 1:
-                images = (images @ _LUMA)[..., None]
-            shape = (len(images), spec.resolution, spec.resolution, images.shape[-1])
-            images = jax.image.resize(images, shape, method="bilinear", antialias=True)
+            images = fit_to_net(images, spec.resolution, spec.channels)
             return model.apply({"params": params}, images, method=model.encode_images)[1]
 
         @jax.jit
