@@ -107,6 +107,8 @@ def test_net_input_is_bt601_luma_resized_with_antialiasing():
     luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
     np.testing.assert_allclose(np.asarray(fit_to_net(rgb, 8, channels=1))[..., 0], luma, atol=1e-6)
     assert np.asarray(fit_to_net(rgb, 8, channels=3)).shape == (2, 8, 8, 3)  # a colour net keeps colour
+    grey_to_colour = np.asarray(fit_to_net(rgb[..., :1], 8, channels=3))  # a colour net sees grey in all three
+    np.testing.assert_array_equal(grey_to_colour, np.repeat(rgb[..., :1], 3, axis=-1))
     # antialiased bilinear weights sum to 1: a constant stays constant, a mean moves only by edge effects
     constant = np.full((1, 12, 12, 3), 0.25, np.float32)
     np.testing.assert_allclose(np.asarray(fit_to_net(constant, 4, channels=1)), 0.25, atol=1e-6)

@@ -23,8 +23,8 @@ import numpy as np
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError, require
-from genimg_jax.evaluation.conditioning import ConditionedSampler
 from genimg_jax.data.text.clip_files import load_clip, load_tokenizer
+from genimg_jax.evaluation.conditioning import ConditionedSampler
 from genimg_jax.metrics import caption_agreement, clip_score, dual_encoder_file, r_precision
 from genimg_jax.training.compiled_run import CompiledRun
 
@@ -109,8 +109,7 @@ class CaptionEvaluator:
 
     def _load_clip_score(self) -> clip_score.ClipScore:
         path = str(self.config.eval.clip_model)
-        model, processor = load_clip(path, CLIP_MODEL_KEY)
-        return clip_score.ClipScore(model, processor, load_tokenizer(path, CLIP_MODEL_KEY))
+        return clip_score.ClipScore(*load_clip(path, CLIP_MODEL_KEY), load_tokenizer(path, CLIP_MODEL_KEY))
 
     def evaluate(self, state: Any) -> dict[str, float]:
         num = self.config.eval.num_samples

@@ -86,13 +86,12 @@ def load_text_tower(config: ml_collections.ConfigDict) -> TextTower:
     """The frozen CLIP text tower of `model.text.pretrained`, its null caption the empty string encoded by the
     captions' tokenizer (`data.tokenizer`, the same directory) at `data.caption_length`."""
     path, length = str(config.model.text.pretrained), config.data.caption_length
-    model = load_text_model(path, TEXT_TOWER_KEY)
+    model, params = load_text_model(path, TEXT_TOWER_KEY)
     positions = model.config.max_position_embeddings
     if length > positions:
         raise ConfigError(f"config.data.caption_length={length} is invalid: {path} reads at most {positions} tokens")
     null = data.vocabulary_for(config.data).encode("", length)
-    params = {"tower": jax.tree.map(jnp.asarray, model.params)}
-    return TextTower(PretrainedTextEncoder(model.module), params, *null)
+    return TextTower(PretrainedTextEncoder(model.module), {"tower": jax.tree.map(jnp.asarray, params)}, *null)
 
 
 LOADERS: dict[str, Callable[[ml_collections.ConfigDict], Any]] = {

@@ -12,6 +12,10 @@ import importlib
 import pathlib
 from typing import Any
 
+import jax
+import numpy as np
+from flax import traverse_util
+
 from genimg_jax.data.errors import DataError
 
 FLAX_WEIGHTS = "flax_model.msgpack"
@@ -44,13 +48,27 @@ def _directory(path: str, key: str, weights: bool) -> pathlib.Path:
     raise DataError(f"config.{key}={path!r} is invalid: {problem}")
 
 
-def _loaded(load: Any, directory: pathlib.Path, key: str, what: str) -> Any:
-    """`load(directory, local_files_only=True)`, any failure as one DataError line."""
+def _loaded(load: Any, directory: pathlib.Path, key: str, what: str, **options: Any) -> Any:
+    """`load(directory, local_files_only=True, **options)`, any failure as one DataError line."""
     try:
-        return load(directory, local_files_only=True)
+        return load(directory, local_files_only=True, **options)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"config.{key}={str(directory)!r}: cannot load its {what}: {message}") from None
+
+
+def _model(cls: Any, directory: pathlib.Path, key: str, what: str) -> tuple[Any, dict]:
+    """(model, params) of `cls` from `directory`'s weights, without the random initialisation `from_pretrained`
+    otherwise runs first; weights that do not cover the model's parameters are a DataError."""
+    model, params = _loaded(cls.from_pretrained, directory, key, what, _do_init=False)
+    expected = jax.eval_shape(lambda rng: model.init_weights(rng, model.input_shape), jax.random.PRNGKey(0))
+    shapes = {name: leaf.shape for name, leaf in traverse_util.flatten_dict(expected).items()}
+    loaded = {name: np.shape(leaf) for name, leaf in traverse_util.flatten_dict(params).items()}
+    wrong = sorted(name for name, shape in shapes.items() if loaded.get(name) != shape)
+    if wrong:
+        problem = f"{len(wrong)} of its {len(shapes)} weights missing or misshapen, e.g. {'/'.join(wrong[0])}"
+        raise DataError(f"config.{key}={str(directory)!r}: cannot load its {what}: {problem}")
+    return model, params
 
 
 @functools.cache
@@ -60,18 +78,18 @@ def load_tokenizer(path: str, key: str) -> Any:
     return _loaded(transformers.AutoTokenizer.from_pretrained, _directory(path, key, False), key, "tokenizer")
 
 
-def load_text_model(path: str, key: str) -> Any:
-    """The FlaxCLIPTextModel of the directory `path`: a full CLIP model's text tower or a text model alone."""
+def load_text_model(path: str, key: str) -> tuple[Any, dict]:
+    """(FlaxCLIPTextModel, its params) of the directory `path`: a full CLIP model's text tower or a text model
+    alone."""
     transformers = transformers_module()
-    directory = _directory(path, key, True)
-    return _loaded(transformers.FlaxCLIPTextModel.from_pretrained, directory, key, "CLIP text tower")
+    return _model(transformers.FlaxCLIPTextModel, _directory(path, key, True), key, "CLIP text tower")
 
 
 @functools.cache
-def load_clip(path: str, key: str) -> tuple[Any, Any]:
-    """(FlaxCLIPModel, CLIPImageProcessor) of the full CLIP directory `path`."""
+def load_clip(path: str, key: str) -> tuple[Any, dict, Any]:
+    """(FlaxCLIPModel, its params, CLIPImageProcessor) of the full CLIP directory `path`."""
     transformers = transformers_module()
     directory = _directory(path, key, True)
-    model = _loaded(transformers.FlaxCLIPModel.from_pretrained, directory, key, "CLIP model")
+    model, params = _model(transformers.FlaxCLIPModel, directory, key, "CLIP model")
     processor = _loaded(transformers.CLIPImageProcessor.from_pretrained, directory, key, "image preprocessing")
-    return model, processor
+    return model, params, processor
