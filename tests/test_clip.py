@@ -117,6 +117,16 @@ def test_captions_use_the_clip_tokenizer_and_the_null_caption_is_the_empty_strin
     np.testing.assert_array_equal(null["tokens_mask"], np.repeat(empty["attention_mask"], len(TEXTS), 0))
 
 
+def test_prompts_are_encoded_by_the_clip_tokenizer(method):
+    from genimg_jax.evaluation.prompts import encode_prompts
+
+    long = " ".join(["seven"] * LENGTH)
+    tokens, masks, warnings = encode_prompts(method.config, ["a zebra 7", long])
+    np.testing.assert_array_equal(tokens, _captions(method.config, ["a zebra 7", long])["tokens"])
+    assert masks[1].all() and tokens[1, -1] == tokens[0][masks[0] == 1][-1]  # cut, its EOS kept
+    assert warnings == [f"prompt {long!r}: cut to data.caption_length={LENGTH} tokens"]  # BPE knows every word
+
+
 def test_text_features_are_those_of_transformers(method, clip_dir):
     captions = _captions(method.config, TEXTS)
     hidden, pooled = _features(method, captions)

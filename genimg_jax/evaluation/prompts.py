@@ -21,7 +21,6 @@ from etils import epath
 
 from genimg_jax import data, parallel
 from genimg_jax.config import ConfigError
-from genimg_jax.data.text.vocabulary import tokenize
 from genimg_jax.evaluation import grids
 from genimg_jax.evaluation.from_checkpoint import restore_latest
 from genimg_jax.evaluation.provenance import image_provenance, save_png
@@ -51,13 +50,11 @@ def encode_prompts(config: ml_collections.ConfigDict, prompts: list[str]) -> tup
     length = config.data.caption_length
     encoded = [vocabulary.encode(text, length) for text in prompts]
     warnings = []
-    known = set(vocabulary.words)
     for text in prompts:
-        words = tokenize(text)
-        unknown = sorted(set(words) - known)
+        unknown = vocabulary.unknown_words(text)
         if unknown:
             warnings.append(f"prompt {text!r}: words the model never saw: {', '.join(unknown)}")
-        if len(words) + 2 > length:  # with BOS and EOS
+        if vocabulary.num_tokens(text) > length:
             warnings.append(f"prompt {text!r}: cut to data.caption_length={length} tokens")
     tokens, masks = (np.stack(column) for column in zip(*encoded, strict=True))
     return tokens, masks, warnings

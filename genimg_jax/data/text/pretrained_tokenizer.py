@@ -13,7 +13,8 @@ TOKENIZER_KEY = "data.tokenizer"
 
 
 class PretrainedTokenizer:
-    """A Hugging Face tokenizer behind `Vocabulary`'s interface: `encode`, `decode` and `len`."""
+    """A Hugging Face tokenizer behind `Vocabulary`'s interface: `encode`, `decode`, `num_tokens`, `unknown_words`
+    and `len`."""
 
     def __init__(self, path: str):
         self.path = path
@@ -33,6 +34,14 @@ class PretrainedTokenizer:
         kept) and padded with its pad id, mask 1 on the real tokens."""
         encoded = self._tokenizer(text, padding="max_length", truncation=True, max_length=length)
         return np.asarray(encoded["input_ids"], np.int32), np.asarray(encoded["attention_mask"], np.int32)
+
+    def num_tokens(self, text: str) -> int:
+        """The tokens of `text` uncut, its special tokens included."""
+        return len(self._tokenizer(text)["input_ids"])
+
+    def unknown_words(self, text: str) -> list[str]:
+        """None: a byte-level BPE spells every word."""
+        return []
 
     def decode(self, tokens: Sequence[int] | np.ndarray) -> str:
         """The caption of `tokens`, without special tokens and padding."""

@@ -66,6 +66,14 @@ class Vocabulary:
         tokens[: len(ids)] = ids
         return tokens, (np.arange(length) < len(ids)).astype(np.int32)
 
+    def num_tokens(self, text: str) -> int:
+        """The tokens of `text` uncut, BOS and EOS included."""
+        return len(tokenize(text)) + 2
+
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` outside the vocabulary (encoded as the unknown word), sorted."""
+        return sorted(set(tokenize(text)) - set(self.words))
+
     def decode(self, tokens: Sequence[int] | np.ndarray) -> str:
         """The words of `tokens` joined by spaces, without padding, BOS and EOS (unknown words as '<unk>')."""
         names = SPECIAL_TOKENS + self.words
