@@ -14,14 +14,14 @@ applies.
 A pretrained CLIP text tower instead of the trained encoder (needs the `text` extra: pip install -e '.[text]'):
 download a CLIP model in Hugging Face format with Flax weights yourself, e.g. openai/clip-vit-base-patch32
 (config.json, flax_model.msgpack, the tokenizer files, preprocessor_config.json) into DIR; nothing downloads at
-run time. Then `--config.model.text.pretrained=DIR --config.data.tokenizer=DIR` (captions are tokenized by CLIP's
-BPE, padded with its attention mask; `data.caption_length` at most its context length, 77 for OpenAI's): the tower is frozen, kept in
-the state's first_stage and in every checkpoint, the U-Net cross-attends to its last hidden states and adds its
-pooled output to the time embedding, and the null caption is the empty string's encoding (`model.text.features`,
-`num_layers`, `num_heads` and `vocab_size` are then unused). `--config.eval.metrics=clip_score
---config.eval.clip_model=DIR` scores the samples against their captions with the same full CLIP model: the mean
-of 100 * max(cos, 0) of its image and caption embeddings (torchmetrics' CLIPScore; Hessel et al. 2021 weight by
-2.5). Neither is measured on a real CLIP here (tests/test_clip.py uses a tiny random one).
+run time. Then `--config.model.text.pretrained=DIR --config.data.tokenizer=DIR`: captions are tokenized by CLIP's
+BPE, padded with its attention mask (`data.caption_length` at most its context length, 77 for OpenAI's); the
+tower is frozen, kept in the state's first_stage and in every checkpoint; the U-Net cross-attends to its last
+hidden states and adds its pooled output to the time embedding; the null caption is the empty string's encoding
+(`model.text.features`, `num_layers`, `num_heads` and `vocab_size` are then unused). `eval.metrics=clip_score`
+with `eval.clip_model=DIR` scores the samples against their captions with the same full CLIP model: the mean of
+100 * max(cos, 0) of its image and caption embeddings (torchmetrics' CLIPScore; Hessel et al. 2021 weight by 2.5).
+Neither is measured with a real CLIP here (tests/test_clip.py uses a tiny random one).
 """
 
 import ml_collections

@@ -150,7 +150,7 @@ class CaptionEvaluator:
                 "clip_model": str(pathlib.Path(self.config.eval.clip_model)),
                 "score": f"mean of {clip_score.SCALE:g} * max(cos(image, caption embedding), 0) (torchmetrics; "
                 "Hessel et al. 2021 weight by 2.5)",
-                "images": "grey repeated to 3 channels, bicubic resize to CLIP's image size, its mean/std",
+                "images": "grey repeated to 3 channels, antialiased bicubic resize to CLIP's image size, its mean/std",
                 "captions": "decoded from the sample's tokens by the data's tokenizer, re-tokenized by CLIP's",
             }
         return protocol
