@@ -15,7 +15,7 @@ With `config.data.tokenizer` set, every kind encodes its captions with that pret
 vocabulary (data/text/pretrained_tokenizer.py).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +52,6 @@ class CaptionedSource:
         return {**self._base[index], "tokens": self._tokens[index], "tokens_mask": self._masks[index]}
 
 
-def _tokenizer(word_vocabulary: Callable[[], Vocabulary], options: SourceOptions) -> Vocabulary | PretrainedTokenizer:
-    """`config.data.tokenizer`'s pretrained tokenizer if set (the word vocabulary is then not built)."""
-    return caption_tokenizer(options.tokenizer, word_vocabulary)
-
-
 def digits_captions(argument: str, split: str, options: SourceOptions) -> CaptionedSource:
     _, labels = digit_images(split)
     captions = [
@@ -64,7 +59,7 @@ def digits_captions(argument: str, split: str, options: SourceOptions) -> Captio
         for index, label in enumerate(labels)
     ]
     base = SOURCE_KINDS["digits"].build("", split, options)
-    tokenizer = _tokenizer(lambda: grammar_vocabulary("digits"), options)
+    tokenizer = caption_tokenizer(options.tokenizer, lambda: grammar_vocabulary("digits"))
     return CaptionedSource(base, captions, tokenizer, options.caption_length)
 
 
@@ -94,7 +89,10 @@ def folder_captions(argument: str, split: str, options: SourceOptions) -> Captio
     base = FolderSource(argument, split, options.resolution, options.channels, *policies, checked=True)
     captions = [_read_caption(base.root / rel.with_suffix(CAPTION_SUFFIX)) for rel in base.files]
     return CaptionedSource(
-        base, captions, _tokenizer(lambda: folder_vocabulary(argument, options), options), options.caption_length
+        base,
+        captions,
+        caption_tokenizer(options.tokenizer, lambda: folder_vocabulary(argument, options)),
+        options.caption_length,
     )
 
 
@@ -144,5 +142,8 @@ def tfds_captions(argument: str, split: str, options: SourceOptions) -> Captione
     captions = _tfds_texts(argument, split, options)
     base = TfdsSource(name, split, options.resolution, options.channels, options.data_dir, image_feature)
     return CaptionedSource(
-        base, captions, _tokenizer(lambda: tfds_vocabulary(argument, options), options), options.caption_length
+        base,
+        captions,
+        caption_tokenizer(options.tokenizer, lambda: tfds_vocabulary(argument, options)),
+        options.caption_length,
     )
