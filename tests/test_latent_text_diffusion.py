@@ -159,7 +159,13 @@ def test_short_training_lowers_the_loss_and_prompts_sample(tiny, vqvae_workdir, 
         np.testing.assert_array_equal(trained, restored)
 
     workdir = tmp_path / "latent_text"
-    overrides = ("data.caption_length=16", "model.text.vocab_size=32", "train.steps=3", "eval.batch_size=4")
+    overrides = (
+        "data.caption_length=16",
+        "model.text.vocab_size=32",
+        "train.steps=3",
+        "train.batch_size=8",
+        "eval.batch_size=8",
+    )
     run_config = latent_text_config(vqvae_workdir, *overrides, "train.sample_every=0", "eval.every=0")
     trainer.train(run_config, workdir)
     paths = prompts.sample_prompts(run_config, workdir, ["a handwritten 3", "the digit seven"], per_prompt=2)
