@@ -231,7 +231,7 @@ def test_latent_diffusion_needs_a_trained_vae_workdir(tmp_path):
         load_pretrained(ldm_config(tmp_path / "missing"))
     (tmp_path / "gan").mkdir()
     (tmp_path / "gan" / "config.json").write_text(json.dumps({"method": "gan"}))
-    with pytest.raises(ConfigError, match=r"config\.model\.first_stage_workdir=.*not a 'vae' run"):
+    with pytest.raises(ConfigError, match=r"config\.model\.first_stage_workdir=.*not a 'vae' or 'vqvae' run"):
         load_pretrained(ldm_config(tmp_path / "gan"))
     (tmp_path / "old").mkdir()  # a VAE run whose saved config lacks keys this version needs
     (tmp_path / "old" / "config.json").write_text(json.dumps({"method": "vae", "model": {}}))

@@ -14,6 +14,7 @@ from genimg_jax.methods.draw import DRAW
 from genimg_jax.methods.gan.gan import GAN
 from genimg_jax.methods.gan.stylegan2 import StyleGAN2
 from genimg_jax.methods.latent_diffusion import LatentDiffusion
+from genimg_jax.methods.latent_text_diffusion import LatentTextDiffusion
 from genimg_jax.methods.pix2pix import Pix2Pix
 from genimg_jax.methods.text_diffusion import TextDiffusion
 from genimg_jax.methods.vae import VAE
@@ -32,6 +33,7 @@ METHODS: dict[str, type] = {
     "cyclegan": CycleGAN,
     "conditional_diffusion": ConditionalDiffusion,
     "text_diffusion": TextDiffusion,
+    "latent_text_diffusion": LatentTextDiffusion,
 }
 
 

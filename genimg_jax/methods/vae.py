@@ -104,6 +104,18 @@ class VAE(VariationalMethod[VAEState]):
             return 2.0 * jax.nn.sigmoid(decoded) - 1.0
         return jnp.clip(decoded, -1.0, 1.0)
 
+    # As latent diffusion's first stage (`methods.latent_diffusion.Autoencoder`): the flat posterior mean.
+    def latent_params(self, state: VAEState) -> Any:
+        return state.params
+
+    def encode_latents(self, params: Any, images: jax.Array) -> jax.Array:
+        """The posterior means (N, latent_dim) of uint8 `images`."""
+        mean, _ = self._encode(params, data.to_unit_range(images))
+        return mean
+
+    def decode_latents(self, params: Any, z: jax.Array) -> jax.Array:
+        return self.mean_image(self._decode(params, z))
+
     def sample(self, state: VAEState, rng: jax.Array, num: int, conditioning: Batch | None = None) -> jax.Array:
         z = jax.random.normal(rng, (num, self.config.model.latent_dim))
         return self.mean_image(self._decode(state.params, z))

@@ -129,6 +129,20 @@ class VQVAE:
         decoded = self.decoder.apply({"params": params["decoder"]}, codebook.embedding[codes])
         return jnp.clip(decoded, -1.0, 1.0)
 
+    # As latent diffusion's first stage (`methods.latent_diffusion.Autoencoder`), LDM's VQ-regularised one
+    # (`VQModelInterface`): latents are the continuous encoder output before quantisation; decoding quantises
+    # them to their nearest codes first (its `decode` with force_not_quantize=False).
+    def latent_params(self, state: VQVAEState) -> Any:
+        return {"encoder": state.params["encoder"], "decoder": state.params["decoder"], "codebook": state.codebook}
+
+    def encode_latents(self, params: Any, images: jax.Array) -> jax.Array:
+        """The encoder vectors (N, h, w, code_dim) of uint8 `images`, not quantised."""
+        return self.encoder.apply({"params": params["encoder"]}, data.to_unit_range(images))
+
+    def decode_latents(self, params: Any, vectors: jax.Array) -> jax.Array:
+        codebook = params["codebook"]
+        return self.decode_codes(params, codebook, vq.nearest_codes(vectors, codebook.embedding))
+
     def prior_nll(self, prior_params: Any, codes: jax.Array, labels: jax.Array | None) -> jax.Array:
         """-log p(code map) per example (N,), in nats, of code maps (N, h, w)."""
         flat = codes.reshape(codes.shape[0], -1)

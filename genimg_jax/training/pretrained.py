@@ -1,5 +1,5 @@
-"""Parts of a method that come from disk (latent diffusion's first-stage VAE, text diffusion's pretrained CLIP
-text tower), loaded here and handed to the method's constructor: methods do no I/O.
+"""Parts of a method that come from disk (latent diffusion's first-stage autoencoder, text diffusion's pretrained
+CLIP text tower), loaded here and handed to the method's constructor: methods do no I/O.
 
 A method class lists the parts it needs in `PRETRAINED` (`methods.pretrained_parts`); each name has one loader
 below, which reads the config keys that locate it and fails with one error line naming them.
@@ -17,7 +17,7 @@ from genimg_jax import data
 from genimg_jax.config import ConfigError, require
 from genimg_jax.data.text.clip_files import load_text_model
 from genimg_jax.methods import build_method, pretrained_parts
-from genimg_jax.methods.latent_diffusion import FirstStage, encoder_means
+from genimg_jax.methods.latent_diffusion import FirstStage
 from genimg_jax.models.clip_text import PretrainedTextEncoder, TextTower
 from genimg_jax.training.checkpoint import Checkpointer
 from genimg_jax.training.paths import as_path
@@ -25,6 +25,7 @@ from genimg_jax.training.workdir import read_saved_config
 
 FIRST_STAGE_KEY = "model.first_stage_workdir"
 TEXT_TOWER_KEY = "model.text.pretrained"
+FIRST_STAGE_METHODS = ("vae", "vqvae")  # the methods whose runs can be a first stage (`latent_diffusion.Autoencoder`)
 LATENT_SCALE_EXAMPLES = 1024  # training images whose latents set the scale when model.latent_scale = 0
 
 
@@ -32,31 +33,33 @@ def _first_stage_error(workdir: str, problem: str) -> ConfigError:
     return ConfigError(f"config.{FIRST_STAGE_KEY}={workdir!r} is invalid: {problem}")
 
 
-def trained_params(workdir: str, expected_method: str) -> tuple[Any, Any]:
-    """(method, params at the latest checkpoint) of the finished `expected_method` run in `workdir`, restored onto
-    this process's first device; problems are ConfigErrors naming `FIRST_STAGE_KEY`."""
+def trained_state(workdir: str, expected_methods: tuple[str, ...]) -> tuple[Any, Any]:
+    """(method, train state at the latest checkpoint) of the finished run in `workdir`, whose method must be one of
+    `expected_methods`, restored onto this process's first device; problems are ConfigErrors naming
+    `FIRST_STAGE_KEY`."""
+    runs = " or ".join(repr(name) for name in expected_methods)
     if not workdir:
-        raise _first_stage_error(workdir, "name the workdir of a trained VAE run (e.g. one of configs/vae.py)")
+        raise _first_stage_error(workdir, f"name the workdir of a trained {runs} run (e.g. of configs/vae.py)")
     try:
         saved = read_saved_config(workdir)
     except (FileNotFoundError, ConfigError) as error:
         raise _first_stage_error(workdir, str(error)) from None
-    if saved.get("method") != expected_method:
-        raise _first_stage_error(workdir, f"it is a {saved.get('method')!r} run, not a {expected_method!r} run")
+    if saved.get("method") not in expected_methods:
+        raise _first_stage_error(workdir, f"it is a {saved.get('method')!r} run, not a {runs} run")
     try:
         method = build_method(saved)
     except (ConfigError, AttributeError, KeyError) as error:  # AttributeError: a key this version expects
         raise _first_stage_error(
-            workdir, f"its config.json does not fit this version's {expected_method!r} method ({error})"
+            workdir, f"its config.json does not fit this version's {saved.method!r} method ({error})"
         ) from None
     checkpoint_dir = as_path(workdir) / "checkpoints"
     if not checkpoint_dir.is_dir():  # checked first: the checkpointer would create it
-        raise _first_stage_error(workdir, f"{checkpoint_dir} does not exist; train the VAE first")
+        raise _first_stage_error(workdir, f"{checkpoint_dir} does not exist; train the first stage first")
     checkpointer = Checkpointer(checkpoint_dir, keep=saved.train.keep_checkpoints, every=0)
     try:
         step = checkpointer.latest_step()
         if step is None:
-            raise _first_stage_error(workdir, f"{checkpoint_dir} holds no checkpoint; train the VAE first")
+            raise _first_stage_error(workdir, f"{checkpoint_dir} holds no checkpoint; train the first stage first")
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         abstract_state = jax.tree.map(
             lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
@@ -65,21 +68,22 @@ def trained_params(workdir: str, expected_method: str) -> tuple[Any, Any]:
         state, _ = checkpointer.restore(step, abstract_state)
     finally:
         checkpointer.close()
-    return method, state.params
+    return method, state
 
 
 def load_first_stage(config: ml_collections.ConfigDict) -> FirstStage:
-    """The VAE of `model.first_stage_workdir`, with `model.latent_scale` or, if 0, 1 / std of the encoder means of
-    the first `LATENT_SCALE_EXAMPLES` training images (the scale factor of Rombach et al.)."""
+    """The autoencoder of `model.first_stage_workdir`, with `model.latent_scale` or, if 0, 1 / std of the latents
+    of the first `LATENT_SCALE_EXAMPLES` training images (the scale factor of Rombach et al.)."""
     scale = config.model.latent_scale
     require(scale >= 0, "model.latent_scale", scale, "must be >= 0 (0 = measure)")
-    vae, params = trained_params(str(config.model.first_stage_workdir), "vae")
+    autoencoder, state = trained_state(str(config.model.first_stage_workdir), FIRST_STAGE_METHODS)
+    params = autoencoder.latent_params(state)
     if not scale:
         source = data.source_from_config(config.data, config.data.train_split)
         count = min(len(source), LATENT_SCALE_EXAMPLES)
         images = np.stack([source[index]["image"] for index in range(count)])
-        scale = float(1.0 / jnp.std(encoder_means(vae, params, jnp.asarray(images))))
-    return FirstStage(vae=vae, params=params, latent_scale=scale)
+        scale = float(1.0 / jnp.std(autoencoder.encode_latents(params, jnp.asarray(images))))
+    return FirstStage(autoencoder=autoencoder, params=params, latent_scale=scale)
 
 
 def load_text_tower(config: ml_collections.ConfigDict) -> TextTower:
