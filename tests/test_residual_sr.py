@@ -57,28 +57,34 @@ def test_pix2pix_with_a_zero_generator_answers_with_the_bicubic_baseline_exactly
     np.testing.assert_array_equal(values["ssim"], values["ssim_baseline"])
 
 
-def _diffusion(residual: bool):
-    overrides = [*TINY_UNET, "data.resolution=32", "train.batch_size=4", f"model.residual={residual}"]
+def _diffusion(residual: bool, *overrides: str):
+    overrides = [*TINY_UNET, "data.resolution=32", "train.batch_size=4", f"model.residual={residual}", *overrides]
     return build_method(load("conditional_diffusion.py:faces_sr4", *overrides))
 
 
 def test_diffusion_residual_target_and_its_inverse_round_trip():
-    """The diffused data is target - bicubic(source); adding the source back recovers the target."""
+    """The diffused data is residual_scale * (target - bicubic(source)), of about unit variance at faces_sr4's
+    scale; decoding and adding the source back recovers the target."""
     method = _diffusion(residual=True)
-    faces = _test_faces(method.config, 4)
-    residual = method.encode({}, faces)
+    scale = method.config.model.residual_scale
+    assert scale == 7.0
+    faces = _test_faces(method.config, 16)
+    diffused = method.encode({}, faces)
     upsampled = source_input(faces, 32, use_mask=False)
     target = data.to_unit_range(faces["image"])
+    np.testing.assert_allclose(diffused, scale * (target - upsampled), atol=1e-5)
+    assert 0.5 < float(jnp.std(diffused)) < 2.0  # scaled to about the unit variance of the noise
+    residual = method.decode({}, diffused)  # not clipped: the source is added first
     np.testing.assert_allclose(residual, target - upsampled, atol=1e-6)
-    assert 0.0 < float(jnp.std(residual)) < 0.5 * float(jnp.std(target))  # a correction, smaller than the image
     np.testing.assert_allclose(add_residual_base(residual, upsampled), target, atol=1e-6)
-    assert method.decode({}, residual) is residual  # the sampler's residual is not clipped before the source is added
 
 
 def test_diffusion_residual_sample_is_the_plain_sample_plus_the_upsampled_source():
     """Same weights, latents and keys: the residual model's sample is clip(bicubic(source) + what the sampler
-    draws), the draw being the plain model's sample (inside [-1, 1], as the x_0 estimates are clipped)."""
-    residual, plain = _diffusion(residual=True), _diffusion(residual=False)
+    draws / residual_scale), the draw being the plain model's sample (both clip x_0 here, so the draw stays inside
+    [-1, 1] where the plain model's final clip is a no-op)."""
+    clipped = "sample.clip_denoised=True"
+    residual, plain = _diffusion(True, clipped), _diffusion(False, clipped)
     faces = _test_faces(residual.config, 4)
     state = jax.jit(residual.init_state)(jax.random.PRNGKey(0), faces)
     latents = jax.random.normal(jax.random.PRNGKey(1), (4, 32, 32, 1))
@@ -88,5 +94,6 @@ def test_diffusion_residual_sample_is_the_plain_sample_plus_the_upsampled_source
         return jax.jit(lambda s: method.sample_latents(s, latents, jax.random.PRNGKey(2), conditioning))(state)
 
     drawn = sample(plain)
-    expected = np.clip(np.asarray(drawn) + np.asarray(source_input(faces, 32, use_mask=False)), -1.0, 1.0)
+    correction = np.asarray(drawn) / residual.config.model.residual_scale
+    expected = np.clip(correction + np.asarray(source_input(faces, 32, use_mask=False)), -1.0, 1.0)
     np.testing.assert_allclose(sample(residual), expected, atol=1e-5)
