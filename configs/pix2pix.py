@@ -3,7 +3,8 @@
 Embedded variants (32x32, train here in minutes; measured numbers: experiments/records/image_to_image.md):
 - `faces_from_sketch` (default): the embedded faces from their pencil sketches (`data.degradation=sketch`).
 - `faces_to_sketch`: and back: the faces' pencil sketches drawn from the faces (`data.direction=BtoA`).
-- `faces_sr4`: 4x super-resolution of the faces (8x8 -> 32x32; the baseline is bicubic upsampling).
+- `faces_sr4`: 4x super-resolution of the faces (8x8 -> 32x32; the baseline is bicubic upsampling), with
+  `model.residual` (not pix2pix's): G adds a correction to the bicubic upsampling, so it starts at the baseline.
 - `faces_denoise`: Gaussian denoising, sigma 25 on the 0..255 scale.
 - `faces_inpaint`: box inpainting, with the mask as an extra input channel and the known pixels kept.
 - `ct_denoise`: low-dose CT phantoms: filtered back-projection -> phantom.
@@ -59,6 +60,7 @@ def get_config(variant: str = "faces_from_sketch") -> ml_collections.ConfigDict:
     config.data.update({"resolution": 32, "channels": 1, **EMBEDDED[variant]})
     config.model.update({"g_features": 32, "d_features": 32, "d_layers": 2, "norm": "instance_affine"})
     config.model.use_mask = config.model.keep_known = variant == "faces_inpaint"
+    config.model.residual = variant == "faces_sr4"
     config.train.update({"steps": 2000, "batch_size": 16, "sample_every": 500, "checkpoint_every": 500})
     config.train.num_sample_images = 16
     decay_over_second_half(config)

@@ -83,6 +83,13 @@ def source_input(fields: Batch, resolution: int, use_mask: bool) -> jax.Array:
     return source
 
 
+def add_residual_base(residual: jax.Array, source: jax.Array) -> jax.Array:
+    """`model.residual`'s output: the network's residual plus the source at the target's size (`source_input`
+    without the mask: for super-resolution the bicubic upsampling the restoration baseline scores), gray repeated to
+    the residual's channels, clipped to [-1, 1]. A zero residual answers with the baseline itself."""
+    return jnp.clip(residual + jnp.broadcast_to(source, residual.shape), -1.0, 1.0)
+
+
 def translation_rows(source: jax.Array, output: jax.Array, batch: Batch, with_mask: bool) -> dict[str, jax.Array]:
     """The illustration of an image-to-image method, "translations": one row per example of (source, output,
     target[, mask]), shape (N, 3 or 4, H, W, C), each in [-1, 1] at the target's size; a one-channel column is

@@ -9,7 +9,9 @@ average over the logit map. A `source` smaller than the target (super-resolution
 first; `model.use_mask` adds the `mask` field (1 = known pixel) as an input channel (inpainting), and
 `model.keep_known` pastes the known pixels of the source over G's output, in training (so D judges, and L1
 measures, the composite: only the hole is G's to fill) and at test time (a restoration never changes pixels it was
-given).
+given). `model.residual` (not the reference's) makes G predict a correction of that upsampled source (SR) or of
+the source itself (denoising, inpainting, sketches): the output is clip(source + G(source)), so an untrained G
+starts at the baseline the restoration metrics score rather than at noise.
 """
 
 from typing import Any
@@ -23,7 +25,15 @@ import optax
 from genimg_jax import data
 from genimg_jax.config import adam_config, base_config, require, require_choice
 from genimg_jax.losses import adversarial
-from genimg_jax.methods.base import COMPUTE_DTYPES, Batch, Metrics, adam, source_input, translation_rows
+from genimg_jax.methods.base import (
+    COMPUTE_DTYPES,
+    Batch,
+    Metrics,
+    adam,
+    add_residual_base,
+    source_input,
+    translation_rows,
+)
 from genimg_jax.models.pix2pix import NORMS, MultiScalePatchDiscriminator, UNetGenerator
 
 # The reference's `gan_mode`s: vanilla is binary cross-entropy on logits; lsgan its MSELoss (twice our 1/2-scaled
@@ -53,6 +63,7 @@ def pix2pix_config() -> ml_collections.ConfigDict:
             "sample_dropout": True,  # keep dropout on when sampling: the paper's test protocol (its noise source)
             "use_mask": False,  # give G the `mask` field as a channel (inpainting)
             "keep_known": False,  # with use_mask: the output takes the source's pixels where mask = 1
+            "residual": False,  # output = clip(source at the target's size + G(...)); not in the reference
             "dtype": "float32",
         }
     )
@@ -135,9 +146,19 @@ class Pix2Pix:
         """G(inputs) and the variables with updated batch statistics when training."""
         kwargs = dict(train=train, deterministic=not dropout, rngs={"dropout": rng})
         if not train:
-            return self._keep_known(inputs, self.generator.apply(variables, inputs, **kwargs)), variables
+            return self._output(inputs, self.generator.apply(variables, inputs, **kwargs)), variables
         images, updates = self.generator.apply(variables, inputs, mutable=["batch_stats"], **kwargs)
-        return self._keep_known(inputs, images), {**variables, **updates}
+        return self._output(inputs, images), {**variables, **updates}
+
+    def _output(self, inputs: jax.Array, generated: jax.Array) -> jax.Array:
+        """G's images, or with `model.residual` the source plus G's residual; then `_keep_known`."""
+        if self.config.model.residual:
+            generated = add_residual_base(generated, self._source_channels(inputs))
+        return self._keep_known(inputs, generated)
+
+    def _source_channels(self, inputs: jax.Array) -> jax.Array:
+        """The (upsampled) source in `generator_input`'s inputs, without the mask channel."""
+        return inputs[..., : inputs.shape[-1] - int(self.config.model.use_mask)]
 
     def _keep_known(self, inputs: jax.Array, images: jax.Array) -> jax.Array:
         """With `model.keep_known`: the source where the mask (the inputs' last channel) is 1, G's images elsewhere."""
@@ -252,8 +273,8 @@ class Pix2Pix:
     def illustrations(self, state: Pix2PixState, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
         """`translation_rows`: (source, translation, target[, mask]) per example."""
         inputs = self.generator_input(batch)
-        source = inputs[..., : inputs.shape[-1] - int(self.config.model.use_mask)]
-        return translation_rows(source, self._sample_inputs(state, inputs, rng), batch, self.config.model.use_mask)
+        images = self._sample_inputs(state, inputs, rng)
+        return translation_rows(self._source_channels(inputs), images, batch, self.config.model.use_mask)
 
 
 def feature_matching(fake_features: list[list[jax.Array]], real_features: list[list[jax.Array]]) -> jax.Array:
